@@ -1,0 +1,107 @@
+//! `civicflow bench`: durable transitions per second. Each instance of a small two-step
+//! workflow makes three transitions (start, review, approve); every one is its own
+//! committed transaction with its hash-chained events, exactly as the server does it.
+
+use anyhow::Result;
+use civicflow_engine::machine::ExpressionRules;
+use civicflow_engine::validate::load;
+use civicflow_engine::SystemClock;
+use civicflow_store::org::{Numbered, PersonRow, UnitRow};
+use civicflow_store::{Backend, Runtime, Store};
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WORKFLOW: &str = r#"
+id: bench
+version: 1
+title: {zh-CN: 基准, en: Benchmark}
+roles:
+  clerk: {title: {zh-CN: 办事员, en: Clerk}}
+start: {roles: [clerk], to: review}
+forms:
+  decision:
+    schema: {type: object, required: [ok], properties: {ok: {type: boolean}, note: {type: string, maxLength: 200}}}
+states:
+  review:
+    type: task
+    form: decision
+    assign: {role: clerk}
+    due: 3d
+    escalate: [{after: 3d, to: clerk}]
+    transitions:
+      - {to: approve, when: "form.ok", set: {reviewed_at: "now"}}
+      - {to: rejected}
+  approve:
+    type: task
+    form: decision
+    assign: {role: clerk}
+    transitions: [{to: done}]
+  rejected: {type: end}
+  done: {type: end}
+"#;
+
+pub async fn run(db: Option<&str>, instances: usize, concurrency: usize) -> Result<ExitCode> {
+    let tmp = tempfile::tempdir()?;
+    let url = match db {
+        Some(u) => u.to_string(),
+        None => format!("sqlite://{}", tmp.path().join("bench.db").display()),
+    };
+    let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let store = Store::connect(&url, Some(&schema)).await?;
+    let backend = store.backend();
+    let units = vec![Numbered { file: "bench".into(), line: 2, row: UnitRow { id: "u".into(), parent: None, kind: "city".into(), name: "基准".into(), name_en: None } }];
+    let people = vec![Numbered { file: "bench".into(), line: 2, row: PersonRow { id: "p".into(), name: "基准".into(), unit: "u".into(), roles: vec![("clerk".into(), None)], phone: None, locale: None } }];
+    store.import_org(&units, &people, &|_| {}).await?;
+    let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
+    let wf = load("bench.yaml", WORKFLOW).workflow.expect("bench workflow is valid");
+    runtime.publish(wf).await?;
+
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    let per_worker = instances.div_ceil(concurrency);
+    for w in 0..concurrency {
+        let rt = runtime.clone();
+        let n = per_worker.min(instances.saturating_sub(w * per_worker));
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(n * 3);
+            for _ in 0..n {
+                let t = Instant::now();
+                let inst = rt.start("p", "bench", "u", json!({})).await?;
+                latencies.push(t.elapsed());
+                for _ in 0..2 {
+                    let task = rt.store.instance_tasks(&inst.id).await?.into_iter().find(|t| t.status == "open").expect("an open task");
+                    let t = Instant::now();
+                    rt.complete("p", &task.task.id, json!({"ok": true})).await?;
+                    latencies.push(t.elapsed());
+                }
+            }
+            Ok::<_, civicflow_store::StoreError>(latencies)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    let transitions = latencies.len();
+    let median = latencies[transitions / 2];
+    let p99 = latencies[transitions * 99 / 100];
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    println!("backend: {name} ({})", if db.is_some() { "given --db" } else { "temporary file, WAL, synchronous=FULL" });
+    println!("instances: {instances}, concurrency: {concurrency}, transitions: {transitions}");
+    println!("wall: {:.2} s", wall.as_secs_f64());
+    println!("transitions/s: {:.0}", transitions as f64 / wall.as_secs_f64());
+    println!("latency per transition (includes reading actor and task): median {:.3} ms, p99 {:.3} ms", median.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    let (checked, broken) = store.verify_chains().await?;
+    println!("audit: {checked} instance chains verified, {} broken", broken.len());
+    if backend == Backend::Postgres {
+        store.drop_schema(&schema).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

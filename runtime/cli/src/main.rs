@@ -1,0 +1,138 @@
+//! `civicflow`: serve the platform, validate and test workflows, import the organisation,
+//! verify the audit chain, measure throughput.
+
+mod bench;
+mod import;
+mod scenario;
+mod validate;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "civicflow", version, about = "Configurable party-building and grid-governance workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives: `sqlite://FILE` (default `./data/civicflow.db`) or `postgres://...`.
+#[derive(clap::Args, Clone)]
+struct DbArg {
+    #[arg(long, env = "CIVICFLOW_DB", default_value = "sqlite://data/civicflow.db")]
+    db: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP API, pages, timers and schedules.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[command(flatten)]
+        db: DbArg,
+        /// Load the shipped workflows and a demo organisation with people for each role.
+        #[arg(long)]
+        demo: bool,
+        /// Folder of shipped workflows and the demo organisation (with --demo).
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+    },
+    /// Check workflow files: syntax, schema and meaning. Exits non-zero on any error.
+    Validate {
+        /// Files or folders (every *.yaml except *.test.yaml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run workflow scenario files (*.test.yaml) on an in-memory store with a virtual clock.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Import units and people from CSV or .xlsx; a bad row imports nothing.
+    Import {
+        /// Units file: id, parent, kind, name, name_en.
+        #[arg(long)]
+        units: Option<PathBuf>,
+        /// People file: id, name, unit, roles (role or role@unit, separated by ';'), phone, locale.
+        #[arg(long)]
+        people: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Publish workflow files to the database (new versions only).
+    Publish {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Measure durable transitions per second.
+    Bench {
+        /// Database to measure; default: a temporary SQLite file. PostgreSQL runs in a
+        /// throw-away schema.
+        #[arg(long)]
+        db: Option<String>,
+        /// Instances to run through (each makes three transitions).
+        #[arg(long, default_value_t = 3000)]
+        instances: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every instance's event hash chain; exit non-zero if any is broken.
+    Verify {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen, db, demo, workflows } => {
+            civicflow_server::serve(civicflow_server::ServeOptions { listen, db: db.db, demo, workflows }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { paths } => validate::run(&paths),
+        Command::Test { paths } => scenario::run(&paths).await,
+        Command::Import { units, people, db } => import::run(&db.db, units.as_deref(), people.as_deref()).await,
+        Command::Publish { paths, db } => validate::publish(&db.db, &paths).await,
+        Command::Audit { command: AuditCommand::Verify { db } } => {
+            let store = civicflow_store::Store::connect(&db.db, None).await?;
+            let (checked, broken) = store.verify_chains().await?;
+            for b in &broken {
+                println!("BROKEN instance {} at event {}: {}", b.instance_id, b.seq, b.reason);
+            }
+            println!("{checked} instance(s) checked, {} broken", broken.len());
+            Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench { db, instances, concurrency } => bench::run(db.as_deref(), instances, concurrency.max(1)).await,
+    }
+}

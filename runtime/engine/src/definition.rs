@@ -1,0 +1,300 @@
+//! The workflow definition as authors write it (YAML, see `schemas/workflow.schema.json`),
+//! and [`Workflow`], a definition that passed validation with its expressions, form
+//! validators and durations compiled once.
+
+use crate::duration::Span;
+use crate::expr::Expr;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// Text in several languages; `zh-CN` is required and is the fallback.
+pub type Localized = BTreeMap<String, String>;
+
+pub const DEFAULT_LANG: &str = "zh-CN";
+
+pub fn localize<'a>(text: &'a Localized, lang: &str) -> &'a str {
+    text.get(lang)
+        .or_else(|| text.get(DEFAULT_LANG))
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Definition {
+    pub id: String,
+    pub version: u32,
+    pub title: Localized,
+    #[serde(default)]
+    pub description: Option<Localized>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
+    pub start: Start,
+    #[serde(default)]
+    pub forms: BTreeMap<String, Form>,
+    pub states: BTreeMap<String, State>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub templates: BTreeMap<String, Localized>,
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Role {
+    pub title: Localized,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Start {
+    /// Roles allowed to start an instance in their subtree.
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub form: Option<String>,
+    /// The first state.
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Form {
+    #[serde(default)]
+    pub title: Option<Localized>,
+    pub schema: Value,
+    #[serde(default)]
+    pub ui: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateKind {
+    /// Waits for a person to complete a task.
+    Task,
+    /// Decides at once by its transitions' guards.
+    Auto,
+    /// Waits for a timer.
+    Wait,
+    /// Waits until every state in `from` has arrived (parallel branches).
+    Join,
+    End,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    #[serde(rename = "type")]
+    pub kind: StateKind,
+    #[serde(default)]
+    pub title: Option<Localized>,
+    /// Values computed on entering the state.
+    #[serde(default)]
+    pub set: BTreeMap<String, ValueExpr>,
+    #[serde(default)]
+    pub notify: Option<Notify>,
+    #[serde(default)]
+    pub form: Option<String>,
+    #[serde(default)]
+    pub assign: Option<Assign>,
+    #[serde(default)]
+    pub due: Option<String>,
+    #[serde(default)]
+    pub escalate: Vec<Escalation>,
+    #[serde(default)]
+    pub transitions: Vec<Transition>,
+    #[serde(default)]
+    pub timers: Vec<Timer>,
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+/// A value is an expression, or a rule hook answered by an expression or a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueExpr {
+    Expr(String),
+    Rule { rule: String },
+}
+
+/// One target or several (a fork into parallel branches).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Target {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Target {
+    pub fn states(&self) -> &[String] {
+        match self {
+            Target::One(s) => std::slice::from_ref(s),
+            Target::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transition {
+    pub to: Target,
+    #[serde(default)]
+    pub when: Option<ValueExpr>,
+    #[serde(default)]
+    pub set: BTreeMap<String, ValueExpr>,
+    #[serde(default)]
+    pub label: Option<Localized>,
+    #[serde(default)]
+    pub notify: Option<Notify>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timer {
+    /// A duration after entering the state.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// An expression giving an RFC 3339 deadline.
+    #[serde(default)]
+    pub at: Option<String>,
+    pub to: Target,
+    #[serde(default)]
+    pub set: BTreeMap<String, ValueExpr>,
+    #[serde(default)]
+    pub notify: Option<Notify>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Escalation {
+    pub after: String,
+    /// The role that may act on the task from then on, besides its assignee.
+    pub to: String,
+    #[serde(default)]
+    pub notify: Option<Notify>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assign {
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Expression giving a person id (e.g. the reporter rates the result).
+    #[serde(default)]
+    pub person: Option<String>,
+    /// Expression giving the unit id the task belongs to; default: the instance's unit.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Open for any eligible person to claim.
+    #[serde(default)]
+    pub pool: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notify {
+    pub template: String,
+    /// Role or expression naming who is told; recorded with the message.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rule {
+    #[serde(default)]
+    pub description: Option<Localized>,
+    /// Expression used when no plugin is bound for the instance's unit.
+    pub default: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: String,
+    /// Cron: 5 fields (minute hour day month weekday) or 6 with seconds first.
+    pub cron: String,
+    #[serde(default)]
+    pub title: Option<Localized>,
+    /// Start one instance per person holding this role, in that role's unit.
+    #[serde(default)]
+    pub for_each_role: Option<String>,
+    /// Otherwise start one instance in this unit.
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// A validated definition, ready to run.
+pub struct Workflow {
+    pub def: Definition,
+    pub source: String,
+    pub sha256: String,
+    pub(crate) exprs: HashMap<String, Expr>,
+    pub(crate) forms: HashMap<String, jsonschema::Validator>,
+    pub(crate) spans: HashMap<String, Span>,
+    pub(crate) crons: HashMap<String, cron::Schedule>,
+}
+
+impl std::fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Workflow({}@{})", self.def.id, self.def.version)
+    }
+}
+
+impl Workflow {
+    pub fn id(&self) -> &str {
+        &self.def.id
+    }
+
+    pub fn version(&self) -> u32 {
+        self.def.version
+    }
+
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.def.states.get(name)
+    }
+
+    pub(crate) fn expr(&self, source: &str) -> &Expr {
+        self.exprs.get(source).expect("expression compiled at load")
+    }
+
+    pub(crate) fn span(&self, text: &str) -> Span {
+        self.spans[text]
+    }
+
+    /// Next firing of schedule `id` strictly after `after`.
+    pub fn next_schedule_time(
+        &self,
+        id: &str,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.crons.get(id)?.after(&after).next()
+    }
+
+    /// Check form data against the named form: `(json pointer, message)` per problem.
+    pub fn check_form(&self, form: &str, data: &Value) -> Vec<(String, String)> {
+        let Some(validator) = self.forms.get(form) else {
+            return vec![(String::new(), format!("unknown form \"{form}\""))];
+        };
+        validator
+            .iter_errors(data)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect()
+    }
+}
+
+/// Accept 5-field cron (as crontab writes it) by adding a seconds field.
+pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
+    let fields = text.split_whitespace().count();
+    let full = if fields == 5 { format!("0 {text}") } else { text.to_string() };
+    full.parse::<cron::Schedule>().map_err(|e| format!("bad cron expression \"{text}\": {e}"))
+}
+
+impl Workflow {
+    /// Start data for one firing of a schedule: its `data` expressions evaluated over
+    /// `person`, `unit` and `scheduled_at`.
+    pub fn schedule_data(&self, schedule: &Schedule, person: Option<&str>, unit: &str, at: chrono::DateTime<chrono::Utc>) -> Result<Value, String> {
+        let ctx = crate::expr::context(&serde_json::json!({
+            "person": {"id": person},
+            "unit": {"id": unit},
+            "scheduled_at": at.to_rfc3339(),
+        }));
+        let mut out = serde_json::Map::new();
+        for (k, src) in &schedule.data {
+            out.insert(k.clone(), self.expr(src).eval(&ctx)?);
+        }
+        Ok(Value::Object(out))
+    }
+}

@@ -1,0 +1,19 @@
+//! The civicflow engine: workflow definitions, their validation, expressions and the
+//! state machine. Pure: no IO, no wall clock. Time comes in as an argument, storage is
+//! somebody else's job (see `civicflow-store`).
+
+pub mod clock;
+pub mod definition;
+pub mod diagnostic;
+pub mod duration;
+pub mod expr;
+pub mod files;
+pub mod machine;
+pub mod org;
+pub mod validate;
+pub mod yaml;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use definition::{Definition, Workflow};
+pub use diagnostic::{Diagnostic, Severity};
+pub use machine::{Action, Actor, EngineError, Instance, Step};

@@ -1,0 +1,608 @@
+//! The state machine: `step(workflow, instance, action, actor, now, rules)` returns what
+//! must be stored (new instance state, events, tasks, timers) or an error that changes
+//! nothing. It performs no IO and never reads the clock; the caller commits a [`Step`] in
+//! one transaction.
+
+use crate::definition::{Notify, StateKind, Target, ValueExpr, Workflow, localize};
+use crate::expr::{context, render};
+use crate::org::{RoleGrant, within};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Automatic steps allowed in one action, so a loop of `auto` states cannot spin forever.
+const MAX_AUTOMATIC_STEPS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(Status::Running),
+            "completed" => Some(Status::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// Where an instance is: its active states, join arrivals and pinned rule versions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub tokens: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub joins: BTreeMap<String, Vec<String>>,
+    /// Rule hook → the plugin version that first answered it for this instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_version: u32,
+    pub unit_id: String,
+    pub unit_path: String,
+    pub status: Status,
+    pub position: Position,
+    pub data: Value,
+    /// Optimistic concurrency: the revision this copy was read at.
+    pub rev: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub instance_id: String,
+    pub state: String,
+    pub form: Option<String>,
+    pub role: Option<String>,
+    pub person: Option<String>,
+    pub unit_id: String,
+    /// Filled in by the store from `unit_id`.
+    pub unit_path: String,
+    pub pool: bool,
+    pub claimed_by: Option<String>,
+    pub escalated_to: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "index", rename_all = "lowercase")]
+pub enum TimerKind {
+    /// `timers[index]` of the state: a transition.
+    Transition(usize),
+    /// `escalate[index]` of the state.
+    Escalation(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub id: String,
+    pub instance_id: String,
+    pub state: String,
+    pub kind: TimerKind,
+    pub fire_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    pub person: String,
+    pub roles: Vec<RoleGrant>,
+    /// The engine itself (schedules, timers): passes every scope check.
+    pub system: bool,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self { person: "system".into(), roles: Vec::new(), system: true }
+    }
+
+    pub fn has_role_over(&self, role: &str, unit_path: &str) -> bool {
+        self.roles.iter().any(|g| g.role == role && within(unit_path, &g.unit_path))
+    }
+
+    pub fn may_act_on(&self, task: &Task) -> bool {
+        if self.system {
+            return true;
+        }
+        if let Some(p) = &task.person {
+            return *p == self.person;
+        }
+        if let Some(c) = &task.claimed_by {
+            return *c == self.person;
+        }
+        let role_ok = task.role.as_deref().is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        let escalated_ok = task.escalated_to.as_deref().is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        role_ok || escalated_ok
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Start { id: String, unit_id: String, unit_path: String, data: Value },
+    Complete { task: Task, form: Value },
+    Claim { task: Task },
+    Fire { timer: Timer },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub kind: String,
+    pub actor: String,
+    pub payload: Value,
+}
+
+/// Everything one action changes, to be committed atomically.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub instance: Instance,
+    pub events: Vec<NewEvent>,
+    pub tasks_created: Vec<Task>,
+    pub task_completed: Option<String>,
+    pub task_claimed: Option<String>,
+    /// States the instance left: their open tasks are cancelled and timers dropped.
+    pub states_left: Vec<String>,
+    pub timers_created: Vec<Timer>,
+    /// `(state, role)`: open tasks of the state may now also be done by the role.
+    pub escalations: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("invalid form data")]
+    InvalidForm(Vec<(String, String)>),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("no transition applies from \"{0}\": no guard matched the data")]
+    NoTransition(String),
+    #[error("{0}")]
+    Evaluation(String),
+    #[error("rule \"{hook}\" failed: {message}")]
+    Rule { hook: String, message: String },
+}
+
+impl EngineError {
+    /// A short stable code for APIs and scenario expectations.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Forbidden(_) => "forbidden",
+            EngineError::InvalidForm(_) => "invalid_form",
+            EngineError::Conflict(_) => "conflict",
+            EngineError::NoTransition(_) => "no_transition",
+            EngineError::Evaluation(_) => "evaluation",
+            EngineError::Rule { .. } => "rule_failed",
+        }
+    }
+}
+
+/// Answers rule hooks. The default evaluates the workflow's `default` expression; the
+/// plugin host answers with a bound plugin when one is bound for the instance's unit.
+pub trait Rules {
+    /// `pinned` is the plugin version this instance resolved before, if any.
+    fn evaluate(&self, wf: &Workflow, instance: &Instance, hook: &str, input: &Value, pinned: Option<&str>) -> Result<RuleAnswer, String>;
+}
+
+pub struct RuleAnswer {
+    pub value: Value,
+    /// `plugin-id@version` when a plugin answered; recorded and pinned.
+    pub plugin: Option<String>,
+}
+
+/// Rule hooks answered by the workflow's own default expressions.
+pub struct ExpressionRules;
+
+impl Rules for ExpressionRules {
+    fn evaluate(&self, wf: &Workflow, _: &Instance, hook: &str, input: &Value, _: Option<&str>) -> Result<RuleAnswer, String> {
+        let rule = wf.def.rules.get(hook).ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
+        let value = wf.expr(&rule.default).eval(&context(input))?;
+        Ok(RuleAnswer { value, plugin: None })
+    }
+}
+
+pub fn step(wf: &Workflow, instance: Option<Instance>, action: Action, actor: &Actor, now: DateTime<Utc>, rules: &dyn Rules) -> Result<Step, EngineError> {
+    let mut run = match (&action, instance) {
+        (Action::Start { id, unit_id, unit_path, .. }, _) => {
+            let allowed = actor.system || wf.def.start.roles.iter().any(|r| actor.has_role_over(r, unit_path));
+            if !allowed {
+                return Err(EngineError::Forbidden(format!(
+                    "starting \"{}\" in this unit needs one of the roles {:?} here or above",
+                    wf.id(),
+                    wf.def.start.roles
+                )));
+            }
+            let instance = Instance {
+                id: id.clone(),
+                workflow: wf.id().to_string(),
+                workflow_version: wf.version(),
+                unit_id: unit_id.clone(),
+                unit_path: unit_path.clone(),
+                status: Status::Running,
+                position: Position::default(),
+                data: json!({}),
+                rev: 0,
+                created_by: actor.person.clone(),
+                created_at: now,
+            };
+            Run::new(wf, instance, actor, now, rules)
+        }
+        (_, Some(instance)) => {
+            if instance.status != Status::Running {
+                return Err(EngineError::Conflict(format!("instance {} has already completed", instance.id)));
+            }
+            Run::new(wf, instance, actor, now, rules)
+        }
+        (_, None) => return Err(EngineError::Conflict("instance not found".into())),
+    };
+    match action {
+        Action::Start { data, .. } => run.start(data)?,
+        Action::Complete { task, form } => run.complete(task, form)?,
+        Action::Claim { task } => run.claim(task)?,
+        Action::Fire { timer } => run.fire(timer)?,
+    }
+    Ok(run.out)
+}
+
+struct Run<'a> {
+    wf: &'a Workflow,
+    actor: &'a Actor,
+    now: DateTime<Utc>,
+    rules: &'a dyn Rules,
+    form: Value,
+    automatic_steps: usize,
+    out: Step,
+}
+
+impl<'a> Run<'a> {
+    fn new(wf: &'a Workflow, instance: Instance, actor: &'a Actor, now: DateTime<Utc>, rules: &'a dyn Rules) -> Self {
+        let out = Step {
+            instance,
+            events: Vec::new(),
+            tasks_created: Vec::new(),
+            task_completed: None,
+            task_claimed: None,
+            states_left: Vec::new(),
+            timers_created: Vec::new(),
+            escalations: Vec::new(),
+        };
+        Self { wf, actor, now, rules, form: Value::Null, automatic_steps: 0, out }
+    }
+
+    fn event(&mut self, kind: &str, payload: Value) {
+        self.out.events.push(NewEvent { kind: kind.into(), actor: self.actor.person.clone(), payload });
+    }
+
+    fn start(&mut self, data: Value) -> Result<(), EngineError> {
+        let data = if data.is_null() { json!({}) } else { data };
+        if let Some(form) = &self.wf.def.start.form {
+            self.check_form(form, &data)?;
+        }
+        if !data.is_object() {
+            return Err(EngineError::InvalidForm(vec![(String::new(), "start data must be an object".into())]));
+        }
+        self.out.instance.data = data.clone();
+        self.event("started", json!({"workflow": self.wf.id(), "version": self.wf.version(), "unit": self.out.instance.unit_id, "data": data}));
+        self.enter_all(std::slice::from_ref(&self.wf.def.start.to), None)
+    }
+
+    fn open_task_check(&self, task: &Task) -> Result<(), EngineError> {
+        if task.instance_id != self.out.instance.id || !self.out.instance.position.tokens.contains(&task.state) {
+            return Err(EngineError::Conflict(format!("task {} is no longer open", task.id)));
+        }
+        if !self.actor.may_act_on(task) {
+            return Err(EngineError::Forbidden(format!("task {} is not assigned to you or your roles in this unit", task.id)));
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, task: Task) -> Result<(), EngineError> {
+        self.open_task_check(&task)?;
+        if !task.pool {
+            return Err(EngineError::Conflict(format!("task {} is not open to claim", task.id)));
+        }
+        if task.claimed_by.is_some() {
+            return Err(EngineError::Conflict(format!("task {} is already claimed", task.id)));
+        }
+        self.event("task_claimed", json!({"task": task.id, "state": task.state}));
+        self.out.task_claimed = Some(task.id);
+        Ok(())
+    }
+
+    fn complete(&mut self, task: Task, form: Value) -> Result<(), EngineError> {
+        self.open_task_check(&task)?;
+        let wf = self.wf;
+        let state = wf.state(&task.state).ok_or_else(|| EngineError::Conflict(format!("state \"{}\" not in this version", task.state)))?;
+        let form = if form.is_null() { json!({}) } else { form };
+        if let Some(name) = &state.form {
+            self.check_form(name, &form)?;
+        }
+        self.form = form.clone();
+        let index = self.choose(&task.state, &state.transitions)?.ok_or_else(|| EngineError::NoTransition(task.state.clone()))?;
+        set_path(&mut self.out.instance.data, &task.state, form.clone());
+        self.event("task_completed", json!({"task": task.id, "state": task.state, "form": form}));
+        self.out.task_completed = Some(task.id);
+        let t = &state.transitions[index];
+        self.follow(&task.state, &t.to, &t.set, t.notify.as_ref())
+    }
+
+    fn fire(&mut self, timer: Timer) -> Result<(), EngineError> {
+        if !self.out.instance.position.tokens.contains(&timer.state) {
+            return Err(EngineError::Conflict(format!("timer {} is stale", timer.id)));
+        }
+        let wf = self.wf;
+        let state = wf.state(&timer.state).ok_or_else(|| EngineError::Conflict("timer state not in this version".into()))?;
+        match timer.kind {
+            TimerKind::Transition(i) => {
+                let t = state.timers.get(i).ok_or_else(|| EngineError::Conflict("timer not in this version".into()))?;
+                self.event("timer_fired", json!({"state": timer.state, "timer": i, "due": timer.fire_at}));
+                self.follow(&timer.state, &t.to, &t.set, t.notify.as_ref())
+            }
+            TimerKind::Escalation(i) => {
+                let e = state.escalate.get(i).ok_or_else(|| EngineError::Conflict("escalation not in this version".into()))?;
+                self.event("escalated", json!({"state": timer.state, "to": e.to}));
+                self.out.escalations.push((timer.state.clone(), e.to.clone()));
+                if let Some(n) = &e.notify {
+                    self.notify(n)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_form(&self, form: &str, data: &Value) -> Result<(), EngineError> {
+        let problems = self.wf.check_form(form, data);
+        if problems.is_empty() { Ok(()) } else { Err(EngineError::InvalidForm(problems)) }
+    }
+
+    /// The expression context: what guards, computed values and templates can see.
+    fn context_json(&self) -> Value {
+        let i = &self.out.instance;
+        json!({
+            "data": i.data,
+            "form": self.form,
+            "actor": {"id": self.actor.person, "roles": self.actor.roles.iter().map(|g| &g.role).collect::<Vec<_>>()},
+            "unit": {"id": i.unit_id, "path": i.unit_path},
+            "instance": {"id": i.id, "created_by": i.created_by, "created_at": i.created_at.to_rfc3339()},
+            "now": self.now.to_rfc3339(),
+        })
+    }
+
+    fn value(&mut self, v: &ValueExpr, ctx_json: &Value) -> Result<Value, EngineError> {
+        match v {
+            ValueExpr::Expr(src) => self.wf.expr(src).eval(&context(ctx_json)).map_err(EngineError::Evaluation),
+            ValueExpr::Rule { rule } => {
+                let pinned = self.out.instance.position.pins.get(rule).cloned();
+                let answer = self
+                    .rules
+                    .evaluate(self.wf, &self.out.instance, rule, ctx_json, pinned.as_deref())
+                    .map_err(|message| EngineError::Rule { hook: rule.clone(), message })?;
+                let by = answer.plugin.clone().unwrap_or_else(|| "expression".into());
+                if let Some(p) = answer.plugin {
+                    self.out.instance.position.pins.entry(rule.clone()).or_insert(p);
+                }
+                self.event("rule_evaluated", json!({"rule": rule, "by": by, "value": answer.value}));
+                Ok(answer.value)
+            }
+        }
+    }
+
+    /// Index of the first transition whose guard holds.
+    fn choose(&mut self, _from: &str, transitions: &[crate::definition::Transition]) -> Result<Option<usize>, EngineError> {
+        let ctx = self.context_json();
+        for (i, t) in transitions.iter().enumerate() {
+            let ok = match &t.when {
+                None => true,
+                Some(ValueExpr::Expr(src)) => self.wf.expr(src).is_true(&context(&ctx)).map_err(EngineError::Evaluation)?,
+                Some(rule) => truthy(&self.value(rule, &ctx)?),
+            };
+            if ok {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn apply_set(&mut self, set: &BTreeMap<String, ValueExpr>) -> Result<(), EngineError> {
+        if set.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.context_json();
+        for (path, v) in set {
+            let value = self.value(v, &ctx)?;
+            set_path(&mut self.out.instance.data, path, value);
+        }
+        Ok(())
+    }
+
+    fn notify(&mut self, n: &Notify) -> Result<(), EngineError> {
+        let template = &self.wf.def.templates[&n.template];
+        let ctx = context(&self.context_json());
+        let mut text = Map::new();
+        for (lang, src) in template {
+            let rendered = render(src, &ctx).map_err(|e| EngineError::Evaluation(format!("template \"{}\": {e}", n.template)))?;
+            text.insert(lang.clone(), Value::String(rendered));
+        }
+        self.event("notified", json!({"template": n.template, "to": n.to, "text": text}));
+        Ok(())
+    }
+
+    fn leave(&mut self, state: &str) {
+        let tokens = &mut self.out.instance.position.tokens;
+        if let Some(i) = tokens.iter().position(|t| t == state) {
+            tokens.remove(i);
+        }
+        self.out.states_left.push(state.to_string());
+    }
+
+    fn follow(&mut self, from: &str, to: &Target, set: &BTreeMap<String, ValueExpr>, notify: Option<&Notify>) -> Result<(), EngineError> {
+        self.leave(from);
+        self.apply_set(set)?;
+        if let Some(n) = notify {
+            self.notify(n)?;
+        }
+        self.event("transitioned", json!({"from": from, "to": to.states()}));
+        self.enter_all(to.states(), Some(from))
+    }
+
+    fn enter_all(&mut self, targets: &[String], from: Option<&str>) -> Result<(), EngineError> {
+        for target in targets {
+            self.enter(target, from)?;
+        }
+        if self.out.instance.position.tokens.iter().all(|t| self.wf.state(t).is_some_and(|s| s.kind == StateKind::End)) {
+            self.out.instance.status = Status::Completed;
+            let end = self.out.instance.position.tokens.clone();
+            self.event("completed", json!({"end": end}));
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, name: &str, from: Option<&str>) -> Result<(), EngineError> {
+        self.automatic_steps += 1;
+        if self.automatic_steps > MAX_AUTOMATIC_STEPS {
+            return Err(EngineError::Evaluation(format!("more than {MAX_AUTOMATIC_STEPS} automatic steps in one action: a loop of automatic states?")));
+        }
+        let wf = self.wf;
+        let state = wf.state(name).ok_or_else(|| EngineError::Evaluation(format!("unknown state \"{name}\"")))?;
+        if state.kind == StateKind::Join {
+            let arrived = self.out.instance.position.joins.entry(name.to_string()).or_default();
+            if let Some(f) = from {
+                if !arrived.iter().any(|a| a == f) {
+                    arrived.push(f.to_string());
+                }
+            }
+            let complete = state.from.iter().all(|f| arrived.contains(f));
+            if !complete {
+                let arrived = arrived.clone();
+                self.event("join_waiting", json!({"state": name, "arrived": arrived}));
+                return Ok(());
+            }
+            self.out.instance.position.joins.remove(name);
+        }
+        self.out.instance.position.tokens.push(name.to_string());
+        self.event("entered", json!({"state": name}));
+        self.apply_set(&state.set)?;
+        if let Some(n) = &state.notify {
+            self.notify(n)?;
+        }
+        for (i, t) in state.timers.iter().enumerate() {
+            let fire_at = match (&t.after, &t.at) {
+                (Some(d), _) => wf.span(d).after(self.now),
+                (None, Some(src)) => self.deadline(src)?,
+                (None, None) => continue,
+            };
+            self.timer(name, TimerKind::Transition(i), fire_at);
+        }
+        match state.kind {
+            StateKind::Task => self.create_task(name)?,
+            StateKind::Auto | StateKind::Join => {
+                let index = self.choose(name, &state.transitions)?.ok_or_else(|| EngineError::NoTransition(name.to_string()))?;
+                let t = &state.transitions[index];
+                self.follow(name, &t.to, &t.set, t.notify.as_ref())?;
+            }
+            StateKind::Wait | StateKind::End => {}
+        }
+        Ok(())
+    }
+
+    fn deadline(&mut self, src: &str) -> Result<DateTime<Utc>, EngineError> {
+        let v = self.wf.expr(src).eval(&context(&self.context_json())).map_err(EngineError::Evaluation)?;
+        v.as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .ok_or_else(|| EngineError::Evaluation(format!("deadline `{src}` gave {v}, not an RFC 3339 time")))
+    }
+
+    fn timer(&mut self, state: &str, kind: TimerKind, fire_at: DateTime<Utc>) {
+        let id = uuid::Uuid::now_v7().to_string();
+        let instance_id = self.out.instance.id.clone();
+        self.out.timers_created.push(Timer { id, instance_id, state: state.to_string(), kind, fire_at });
+    }
+
+    fn create_task(&mut self, name: &str) -> Result<(), EngineError> {
+        let wf = self.wf;
+        let state = &wf.def.states[name];
+        let assign = state.assign.as_ref().expect("validated: task states have assign");
+        let ctx = self.context_json();
+        let eval_id = |src: &str| -> Result<String, EngineError> {
+            let v = wf.expr(src).eval(&context(&ctx)).map_err(EngineError::Evaluation)?;
+            match v {
+                Value::String(s) if !s.is_empty() => Ok(s),
+                other => Err(EngineError::Evaluation(format!("`{src}` gave {other}, expected an id"))),
+            }
+        };
+        let person = assign.person.as_deref().map(eval_id).transpose()?;
+        let unit_id = match &assign.unit {
+            Some(src) => eval_id(src)?,
+            None => self.out.instance.unit_id.clone(),
+        };
+        let due_at = state.due.as_deref().map(|d| wf.span(d).after(self.now));
+        for (i, e) in state.escalate.iter().enumerate() {
+            let at = wf.span(&e.after).after(self.now);
+            self.timer(name, TimerKind::Escalation(i), at);
+        }
+        let task = Task {
+            id: uuid::Uuid::now_v7().to_string(),
+            instance_id: self.out.instance.id.clone(),
+            state: name.to_string(),
+            form: state.form.clone(),
+            role: assign.role.clone(),
+            person,
+            unit_path: if unit_id == self.out.instance.unit_id { self.out.instance.unit_path.clone() } else { String::new() },
+            unit_id,
+            pool: assign.pool,
+            claimed_by: None,
+            escalated_to: None,
+            due_at,
+            created_at: self.now,
+        };
+        let title = state.title.as_ref().map(|t| localize(t, "zh-CN").to_string()).unwrap_or_else(|| name.to_string());
+        self.event("task_created", json!({"task": task.id, "state": name, "title": title, "role": task.role, "person": task.person, "unit": task.unit_id, "due": task.due_at}));
+        self.out.tasks_created.push(task);
+        Ok(())
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Set `a.b.c` in an object, creating objects on the way.
+fn set_path(data: &mut Value, path: &str, value: Value) {
+    let mut cur = data;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let obj = cur.as_object_mut().expect("just made an object");
+        if parts.peek().is_none() {
+            obj.insert(part.to_string(), value);
+            return;
+        }
+        cur = obj.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+}

@@ -1,0 +1,346 @@
+//! Loading a workflow: YAML syntax, then the JSON Schema, then meaning. Every problem found
+//! is reported, each at the node it concerns, so an author fixes a file in one pass.
+
+use crate::definition::{Definition, StateKind, ValueExpr, Workflow, parse_cron};
+use crate::diagnostic::{Diagnostic, suggest};
+use crate::duration::Span;
+use crate::expr::{Expr, check_template};
+use crate::yaml::{SourceDoc, pointer_segment};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::LazyLock;
+
+pub const WORKFLOW_SCHEMA: &str = include_str!("../../../schemas/workflow.schema.json");
+
+static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let schema: Value = serde_json::from_str(WORKFLOW_SCHEMA).expect("workflow schema is JSON");
+    jsonschema::validator_for(&schema).expect("workflow schema is valid")
+});
+
+/// The result of loading one file: the workflow if it has no errors, and every diagnostic.
+pub struct Loaded {
+    pub workflow: Option<Workflow>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn load(file: &str, text: &str) -> Loaded {
+    let doc = match SourceDoc::parse(file, text) {
+        Ok(doc) => doc,
+        Err(d) => return Loaded { workflow: None, diagnostics: vec![d] },
+    };
+    let mut diags: Vec<Diagnostic> = SCHEMA
+        .iter_errors(&doc.value)
+        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(&e)))
+        .collect();
+    if !diags.is_empty() {
+        return finish(None, diags);
+    }
+    let def: Definition = match serde_json::from_value(doc.value.clone()) {
+        Ok(def) => def,
+        Err(e) => return finish(None, vec![doc.error("", format!("definition: {e}"))]),
+    };
+    let mut c = Checker { doc: &doc, def: &def, diags: Vec::new(), exprs: HashMap::new(), forms: HashMap::new(), spans: HashMap::new(), crons: HashMap::new() };
+    c.check();
+    let Checker { diags: mut found, exprs, forms, spans, crons, .. } = c;
+    diags.append(&mut found);
+    let has_errors = diags.iter().any(Diagnostic::is_error);
+    let workflow = (!has_errors).then(|| Workflow {
+        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        source: text.to_string(),
+        exprs,
+        forms,
+        spans,
+        crons,
+        def,
+    });
+    finish(workflow, diags)
+}
+
+fn finish(workflow: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Loaded {
+    diagnostics.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+    diagnostics.dedup();
+    Loaded { workflow, diagnostics }
+}
+
+fn schema_message(e: &jsonschema::ValidationError) -> String {
+    let path = e.instance_path().to_string();
+    let at = if path.is_empty() { "top level".to_string() } else { path.trim_start_matches('/').replace('/', ".") };
+    format!("{at}: {e}")
+}
+
+struct Checker<'a> {
+    doc: &'a SourceDoc,
+    def: &'a Definition,
+    diags: Vec<Diagnostic>,
+    exprs: HashMap<String, Expr>,
+    forms: HashMap<String, jsonschema::Validator>,
+    spans: HashMap<String, Span>,
+    crons: HashMap<String, cron::Schedule>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, pointer: &str, message: String) {
+        self.diags.push(self.doc.error(pointer, message));
+    }
+
+    fn check(&mut self) {
+        let def = self.def;
+        self.check_forms();
+        for (i, role) in def.start.roles.iter().enumerate() {
+            self.role(&format!("/start/roles/{i}"), role);
+        }
+        if let Some(form) = &def.start.form {
+            self.form_ref("/start/form", form);
+        }
+        self.state_ref("/start/to", &def.start.to);
+        for (name, template) in &def.templates {
+            for (lang, text) in template {
+                if let Err(e) = check_template(text) {
+                    self.error(&format!("/templates/{}/{}", pointer_segment(name), pointer_segment(lang)), format!("template syntax: {e}"));
+                }
+            }
+        }
+        for (name, rule) in &def.rules {
+            self.expr(&format!("/rules/{}/default", pointer_segment(name)), &rule.default);
+        }
+        for (name, state) in &def.states {
+            let at = format!("/states/{}", pointer_segment(name));
+            self.check_state(&at, name, state);
+        }
+        for (i, s) in def.schedules.iter().enumerate() {
+            let at = format!("/schedules/{i}");
+            match parse_cron(&s.cron) {
+                Ok(sched) => {
+                    self.crons.insert(s.id.clone(), sched);
+                }
+                Err(e) => self.error(&format!("{at}/cron"), e),
+            }
+            if let Some(role) = &s.for_each_role {
+                self.role(&format!("{at}/for_each_role"), role);
+            }
+            if s.for_each_role.is_none() == s.unit.is_none() {
+                self.error(&at, "a schedule needs exactly one of for_each_role or unit".into());
+            }
+            for (k, v) in &s.data {
+                self.expr(&format!("{at}/data/{}", pointer_segment(k)), v);
+            }
+        }
+        self.check_reachability();
+    }
+
+    fn check_forms(&mut self) {
+        for (name, form) in &self.def.forms {
+            let at = format!("/forms/{}/schema", pointer_segment(name));
+            match jsonschema::validator_for(&form.schema) {
+                Ok(v) => {
+                    self.forms.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    let inner = format!("{at}{}", e.instance_path());
+                    self.error(&inner, format!("form \"{name}\" is not a valid JSON Schema: {e}"));
+                }
+            }
+        }
+    }
+
+    fn check_state(&mut self, at: &str, name: &str, state: &crate::definition::State) {
+        for (k, v) in &state.set {
+            self.value_expr(&format!("{at}/set/{}", pointer_segment(k)), v);
+        }
+        if let Some(n) = &state.notify {
+            self.template_ref(&format!("{at}/notify/template"), &n.template);
+        }
+        match state.kind {
+            StateKind::Task => {
+                match &state.assign {
+                    None => self.error(at, format!("task state \"{name}\" needs `assign` (a role, a person or a pool)")),
+                    Some(a) => {
+                        if let Some(role) = &a.role {
+                            self.role(&format!("{at}/assign/role"), role);
+                        }
+                        if let Some(p) = &a.person {
+                            self.expr(&format!("{at}/assign/person"), p);
+                        }
+                        if let Some(u) = &a.unit {
+                            self.expr(&format!("{at}/assign/unit"), u);
+                        }
+                        if a.role.is_none() && a.person.is_none() {
+                            self.error(&format!("{at}/assign"), "assign needs a role or a person".into());
+                        }
+                        if a.pool && a.role.is_none() {
+                            self.error(&format!("{at}/assign/pool"), "a pool task needs the role that may claim it".into());
+                        }
+                    }
+                }
+                if let Some(form) = &state.form {
+                    self.form_ref(&format!("{at}/form"), form);
+                }
+                if let Some(due) = &state.due {
+                    self.duration(&format!("{at}/due"), due);
+                }
+                for (i, e) in state.escalate.iter().enumerate() {
+                    self.duration(&format!("{at}/escalate/{i}/after"), &e.after);
+                    self.role(&format!("{at}/escalate/{i}/to"), &e.to);
+                    if let Some(n) = &e.notify {
+                        self.template_ref(&format!("{at}/escalate/{i}/notify/template"), &n.template);
+                    }
+                }
+            }
+            StateKind::Join => {
+                if state.from.len() < 2 {
+                    self.error(at, format!("join state \"{name}\" needs at least two states in `from`"));
+                }
+                for (i, s) in state.from.iter().enumerate() {
+                    self.state_ref(&format!("{at}/from/{i}"), s);
+                }
+            }
+            StateKind::End => {
+                if !state.transitions.is_empty() || !state.timers.is_empty() {
+                    self.error(at, format!("end state \"{name}\" cannot have transitions or timers"));
+                }
+            }
+            StateKind::Auto | StateKind::Wait => {}
+        }
+        if state.kind != StateKind::Task {
+            for key in ["form", "assign", "due", "escalate"] {
+                if self.doc.value["states"][name].get(key).is_some() {
+                    self.error(&format!("{at}/{key}"), format!("`{key}` only applies to task states"));
+                }
+            }
+        }
+        if state.kind != StateKind::End && state.transitions.is_empty() && state.timers.is_empty() {
+            self.error(at, format!("state \"{name}\" is not an end state but has no way out (no transitions and no timers)"));
+        }
+        if matches!(state.kind, StateKind::Auto | StateKind::Join) && state.transitions.is_empty() {
+            self.error(at, format!("{:?} state \"{name}\" needs transitions", state.kind).to_lowercase());
+        }
+        if state.kind == StateKind::Auto {
+            if let Some(last) = state.transitions.last() {
+                if last.when.is_some() {
+                    self.diags.push(self.doc.warning(&format!("{at}/transitions"), format!("automatic state \"{name}\" has no fallback transition without `when`; the instance fails if no guard matches")));
+                }
+            }
+        }
+        for (i, t) in state.transitions.iter().enumerate() {
+            let tat = format!("{at}/transitions/{i}");
+            self.target(&format!("{tat}/to"), t.to.states());
+            if let Some(w) = &t.when {
+                self.value_expr(&format!("{tat}/when"), w);
+            }
+            for (k, v) in &t.set {
+                self.value_expr(&format!("{tat}/set/{}", pointer_segment(k)), v);
+            }
+            if let Some(n) = &t.notify {
+                self.template_ref(&format!("{tat}/notify/template"), &n.template);
+            }
+        }
+        for (i, t) in state.timers.iter().enumerate() {
+            let tat = format!("{at}/timers/{i}");
+            match (&t.after, &t.at) {
+                (Some(d), None) => self.duration(&format!("{tat}/after"), d),
+                (None, Some(e)) => self.expr(&format!("{tat}/at"), e),
+                _ => self.error(&tat, "a timer needs exactly one of `after` (a duration) or `at` (a deadline expression)".into()),
+            }
+            self.target(&format!("{tat}/to"), t.to.states());
+            for (k, v) in &t.set {
+                self.value_expr(&format!("{tat}/set/{}", pointer_segment(k)), v);
+            }
+            if let Some(n) = &t.notify {
+                self.template_ref(&format!("{tat}/notify/template"), &n.template);
+            }
+        }
+    }
+
+    fn check_reachability(&mut self) {
+        let def = self.def;
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([def.start.to.as_str()]);
+        while let Some(s) = queue.pop_front() {
+            if !seen.insert(s) {
+                continue;
+            }
+            let Some(state) = def.states.get(s) else { continue };
+            let targets = state.transitions.iter().map(|t| &t.to).chain(state.timers.iter().map(|t| &t.to));
+            for t in targets {
+                queue.extend(t.states().iter().map(String::as_str));
+            }
+        }
+        for name in def.states.keys() {
+            if !seen.contains(name.as_str()) {
+                self.error(&format!("/states/{}", pointer_segment(name)), format!("state \"{name}\" is unreachable from the start state \"{}\"", def.start.to));
+            }
+        }
+    }
+
+    fn target(&mut self, at: &str, states: &[String]) {
+        if states.len() == 1 {
+            self.state_ref(at, &states[0]);
+        } else {
+            for (i, s) in states.iter().enumerate() {
+                self.state_ref(&format!("{at}/{i}"), s);
+            }
+        }
+    }
+
+    fn state_ref(&mut self, at: &str, name: &str) {
+        if !self.def.states.contains_key(name) {
+            let hint = suggest(name, self.def.states.keys().map(String::as_str));
+            self.error(at, format!("unknown state \"{name}\"{hint}"));
+        }
+    }
+
+    fn role(&mut self, at: &str, name: &str) {
+        if !self.def.roles.contains_key(name) {
+            let hint = suggest(name, self.def.roles.keys().map(String::as_str));
+            self.error(at, format!("undefined role \"{name}\"{hint}"));
+        }
+    }
+
+    fn form_ref(&mut self, at: &str, name: &str) {
+        if !self.def.forms.contains_key(name) {
+            let hint = suggest(name, self.def.forms.keys().map(String::as_str));
+            self.error(at, format!("unknown form \"{name}\"{hint}"));
+        }
+    }
+
+    fn template_ref(&mut self, at: &str, name: &str) {
+        if !self.def.templates.contains_key(name) {
+            let hint = suggest(name, self.def.templates.keys().map(String::as_str));
+            self.error(at, format!("unknown template \"{name}\"{hint}"));
+        }
+    }
+
+    fn duration(&mut self, at: &str, text: &str) {
+        match Span::parse(text) {
+            Ok(span) => {
+                self.spans.insert(text.to_string(), span);
+            }
+            Err(e) => self.error(at, e.0),
+        }
+    }
+
+    fn expr(&mut self, at: &str, source: &str) {
+        if self.exprs.contains_key(source) {
+            return;
+        }
+        match Expr::compile(source) {
+            Ok(e) => {
+                self.exprs.insert(source.to_string(), e);
+            }
+            Err(e) => self.error(at, format!("expression `{source}` does not compile: {e}")),
+        }
+    }
+
+    fn value_expr(&mut self, at: &str, v: &ValueExpr) {
+        match v {
+            ValueExpr::Expr(source) => self.expr(at, source),
+            ValueExpr::Rule { rule } => {
+                if !self.def.rules.contains_key(rule) {
+                    let hint = suggest(rule, self.def.rules.keys().map(String::as_str));
+                    self.error(&format!("{at}/rule"), format!("unknown rule hook \"{rule}\"{hint}"));
+                }
+            }
+        }
+    }
+}

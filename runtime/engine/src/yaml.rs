@@ -1,0 +1,177 @@
+//! YAML → JSON with positions. Definitions are parsed with `marked-yaml` so that every
+//! node keeps its line and column; the tree becomes a `serde_json::Value` (the shape the
+//! JSON Schema validator and serde want) plus a map from JSON pointer to position, so any
+//! later check that can name a pointer can also name a line.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use marked_yaml::{LoaderOptions, Node};
+use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
+
+/// A parsed source file: its JSON value and where each node came from.
+#[derive(Debug, Clone)]
+pub struct SourceDoc {
+    pub file: String,
+    pub value: Value,
+    positions: HashMap<String, (usize, usize)>,
+}
+
+impl SourceDoc {
+    pub fn parse(file: &str, text: &str) -> Result<Self, Diagnostic> {
+        let options = LoaderOptions::default()
+            .error_on_duplicate_keys(true)
+            .prevent_coercion(true);
+        let node = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
+            let (line, col) = load_error_position(&e);
+            Diagnostic {
+                file: file.to_string(),
+                line,
+                col,
+                severity: Severity::Error,
+                message: format!("YAML syntax: {}", load_error_message(&e)),
+            }
+        })?;
+        let mut positions = HashMap::new();
+        let value = to_json(&node, String::new(), &mut positions);
+        Ok(Self { file: file.to_string(), value, positions })
+    }
+
+    /// Position of the node at `pointer`, or of its nearest ancestor that has one.
+    pub fn position(&self, pointer: &str) -> (usize, usize) {
+        let mut p = pointer.to_string();
+        loop {
+            if let Some(pos) = self.positions.get(&p) {
+                return *pos;
+            }
+            match p.rfind('/') {
+                Some(i) => p.truncate(i),
+                None => return (1, 1),
+            }
+        }
+    }
+
+    pub fn error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        self.diagnostic(pointer, Severity::Error, message)
+    }
+
+    pub fn warning(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        self.diagnostic(pointer, Severity::Warning, message)
+    }
+
+    fn diagnostic(&self, pointer: &str, severity: Severity, message: impl Into<String>) -> Diagnostic {
+        let (line, col) = self.position(pointer);
+        Diagnostic { file: self.file.clone(), line, col, severity, message: message.into() }
+    }
+}
+
+/// Escape one JSON pointer segment (RFC 6901).
+pub fn pointer_segment(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+fn to_json(node: &Node, pointer: String, positions: &mut HashMap<String, (usize, usize)>) -> Value {
+    if let Some(start) = node.span().start() {
+        positions.insert(pointer.clone(), (start.line(), start.column()));
+    }
+    match node {
+        Node::Scalar(s) => scalar(s),
+        Node::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| to_json(item, format!("{pointer}/{i}"), positions))
+                .collect(),
+        ),
+        Node::Mapping(map) => {
+            let mut out = Map::new();
+            for (key, value) in map.iter() {
+                let child = format!("{pointer}/{}", pointer_segment(key.as_str()));
+                let v = to_json(value, child.clone(), positions);
+                // A key with an empty value has no span of its own: point at the key.
+                if let Some(start) = key.span().start() {
+                    positions.entry(child).or_insert((start.line(), start.column()));
+                }
+                out.insert(key.as_str().to_string(), v);
+            }
+            Value::Object(out)
+        }
+    }
+}
+
+/// YAML 1.2 core schema for plain scalars; quoted scalars are always strings.
+fn scalar(s: &marked_yaml::types::MarkedScalarNode) -> Value {
+    if !s.may_coerce() {
+        return Value::String(s.as_str().to_string());
+    }
+    match s.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Some(i) = s.as_i64() {
+        return Value::Number(i.into());
+    }
+    if let Some(n) = s.as_f64().filter(|f| f.is_finite()).and_then(Number::from_f64) {
+        // Only plain decimal notation: "1e3" stays a float, "inf"/"nan" stay strings.
+        return Value::Number(n);
+    }
+    Value::String(s.as_str().to_string())
+}
+
+fn load_error_position(e: &marked_yaml::LoadError) -> (usize, usize) {
+    use marked_yaml::LoadError::*;
+    let m = match e {
+        TopLevelMustBeMapping(m)
+        | TopLevelMustBeSequence(m)
+        | UnexpectedAnchor(m)
+        | MappingKeyMustBeScalar(m)
+        | UnexpectedTag(m)
+        | ScanError(m, _) => Some(*m),
+        DuplicateKey(inner) => inner.key.span().start().copied(),
+    };
+    m.map(|m| (m.line(), m.column())).unwrap_or((1, 1))
+}
+
+fn load_error_message(e: &marked_yaml::LoadError) -> String {
+    use marked_yaml::LoadError::*;
+    match e {
+        TopLevelMustBeMapping(_) | TopLevelMustBeSequence(_) => {
+            "the top level must be a mapping (key: value)".into()
+        }
+        DuplicateKey(inner) => format!("duplicate key \"{}\"", inner.key.as_str()),
+        UnexpectedAnchor(_) => "anchors and aliases are not supported".into(),
+        UnexpectedTag(_) => "explicit tags are not supported".into(),
+        MappingKeyMustBeScalar(_) => "mapping keys must be plain strings".into(),
+        ScanError(_, se) => se.info().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_positions_and_types() {
+        let doc = SourceDoc::parse("t.yaml", "a: 1\nb:\n  - x\n  - 'true'\n  - true\nc: 1.5\n").unwrap();
+        assert_eq!(doc.value["a"], 1);
+        assert_eq!(doc.value["b"][1], "true");
+        assert_eq!(doc.value["b"][2], true);
+        assert_eq!(doc.value["c"], 1.5);
+        assert_eq!(doc.position("/b/1"), (4, 5));
+        assert_eq!(doc.position("/b/1/nothing"), (4, 5));
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let err = SourceDoc::parse("t.yaml", "a: 1\nb: [1, 2\n").unwrap_err();
+        assert_eq!(err.file, "t.yaml");
+        assert!(err.line >= 2, "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = SourceDoc::parse("t.yaml", "a: 1\na: 2\n").unwrap_err();
+        assert!(err.message.contains("duplicate"), "{err}");
+    }
+}

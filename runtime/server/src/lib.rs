@@ -1,0 +1,88 @@
+//! The server: HTTP (axum) and the scheduler loop that fires timers and schedules. The only
+//! crate that knows HTTP.
+
+mod demo;
+mod scheduler;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use civicflow_engine::machine::ExpressionRules;
+use civicflow_engine::{SystemClock, definition::localize};
+use civicflow_store::{Runtime, Store};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct ServeOptions {
+    pub listen: String,
+    pub db: String,
+    pub demo: bool,
+    pub workflows: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] civicflow_store::StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("demo data: {0}")]
+    Demo(String),
+}
+
+pub type AppState = Arc<Runtime>;
+
+pub fn router(runtime: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/workflows", get(list_workflows))
+        .with_state(runtime)
+}
+
+async fn list_workflows(State(rt): State<AppState>) -> Json<Value> {
+    let items: Vec<Value> = rt
+        .registry
+        .all_latest()
+        .iter()
+        .map(|wf| json!({"id": wf.id(), "version": wf.version(), "title": localize(&wf.def.title, "zh-CN"), "titles": wf.def.title}))
+        .collect();
+    Json(json!({"workflows": items}))
+}
+
+/// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    if let Some(dir) = opts.db.strip_prefix("sqlite://").and_then(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)).parent().map(PathBuf::from)) {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(&dir).map_err(|e| ServeError::Listen(format!("data folder {}", dir.display()), e))?;
+        }
+    }
+    let store = Store::connect(&opts.db, None).await?;
+    let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
+    if opts.demo {
+        demo::load(&runtime, &opts.workflows).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(&opts.listen).await.map_err(|e| ServeError::Listen(opts.listen.clone(), e))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(scheduler::run(runtime.clone(), stop_rx));
+    tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
+    let served = axum::serve(listener, router(runtime))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    served.map_err(|e| ServeError::Listen(opts.listen, e))
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,30 @@
+//! The loop that fires due timers and schedules. Every server runs one; on PostgreSQL row
+//! locks share the work between them, so each timer fires once however many servers run.
+
+use civicflow_store::Runtime;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const TICK: Duration = Duration::from_millis(500);
+const TIMERS_PER_TICK: usize = 500;
+
+pub async fn run(runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+    loop {
+        // Timers due while the server was down are simply due now: the first tick fires them.
+        match runtime.fire_due_timers(TIMERS_PER_TICK).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(fired = n, "timers fired"),
+            Err(e) => tracing::error!(error = %e, "firing timers failed"),
+        }
+        match runtime.run_due_schedules().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(started = n, "scheduled instances started"),
+            Err(e) => tracing::error!(error = %e, "running schedules failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+use crate::error::{Result, StoreError};
+use crate::migrations::MIGRATIONS;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool plus what differs between the two databases.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+}
+
+impl Store {
+    /// Connect and migrate. `sqlite://path` (created if missing), `sqlite::memory:`, or
+    /// `postgres://...`. With PostgreSQL, `schema` isolates the tables (tests use one schema
+    /// each so they can run side by side in one database).
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL \"{url}\": use sqlite://FILE, sqlite::memory: or postgres://USER@HOST/DB"
+            )));
+        };
+        if let Some(s) = schema {
+            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Invalid(format!("bad schema name \"{s}\"")));
+            }
+        }
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains("memory") || url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                // SQLite has one writer; one connection keeps transactions strictly serial and
+                // is the only way an in-memory database is shared at all.
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                let schema = schema.map(str::to_string);
+                if let Some(s) = &schema {
+                    let admin = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).execute(&admin).await?;
+                    admin.close().await;
+                }
+                options
+                    .max_connections(8)
+                    .after_connect(move |conn, _| {
+                        let schema = schema.clone();
+                        Box::pin(async move {
+                            if let Some(s) = schema {
+                                conn.execute(format!("SET search_path TO {s}").as_str()).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+        };
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            // Several servers may start at once against one database.
+            sqlx::query("SELECT pg_advisory_lock(727274)").execute(&mut *conn).await?;
+        }
+        let result = async {
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
+            for (version, sql) in MIGRATIONS {
+                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                tx.execute(*sql).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(Utc::now().timestamp_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;
+        }
+        Ok(result?)
+    }
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Remove a PostgreSQL schema made for a test or a benchmark run.
+    pub async fn drop_schema(&self, schema: &str) -> Result<()> {
+        if self.backend == Backend::Postgres && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+use civicflow_engine::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A short stable code for APIs and scenario expectations.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Engine(e) => e.code(),
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Invalid(_) => "invalid",
+            StoreError::Db(_) => "database",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

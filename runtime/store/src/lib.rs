@@ -1,0 +1,22 @@
+//! Durable storage through sqlx: SQLite (a file, WAL) by default, PostgreSQL by URL. The
+//! only crate that knows SQL. Queries are written once in the common subset of both
+//! dialects (`$1` placeholders, `RETURNING`, `ON CONFLICT`) and run through sqlx's `Any`
+//! driver; the few differences (row locks, pragmas) branch on [`Backend`].
+
+mod audit;
+mod db;
+mod error;
+mod events;
+mod migrations;
+pub mod org;
+pub mod org_files;
+mod queries;
+pub mod registry;
+pub mod runtime;
+
+pub use audit::BrokenChain;
+pub use db::{Backend, Store};
+pub use error::StoreError;
+pub use queries::{EventRow, InstanceView, TaskView};
+pub use registry::Registry;
+pub use runtime::Runtime;

@@ -1,0 +1,103 @@
+//! Schema migrations, applied in order on connect and recorded in `schema_migrations`.
+//! Column types are the common subset of SQLite and PostgreSQL: TEXT, BIGINT; times are
+//! milliseconds since the epoch, JSON is TEXT.
+
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE units (
+    id TEXT PRIMARY KEY,
+    parent_id TEXT REFERENCES units(id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    name_en TEXT,
+    path TEXT NOT NULL UNIQUE
+);
+CREATE TABLE people (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    phone TEXT,
+    locale TEXT
+);
+CREATE TABLE person_roles (
+    person_id TEXT NOT NULL REFERENCES people(id),
+    role TEXT NOT NULL,
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    PRIMARY KEY (person_id, role, unit_id)
+);
+CREATE INDEX person_roles_role ON person_roles (role);
+CREATE TABLE workflows (
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    published_at BIGINT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    workflow_version BIGINT NOT NULL,
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    unit_path TEXT NOT NULL,
+    status TEXT NOT NULL,
+    position TEXT NOT NULL,
+    data TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    last_hash TEXT NOT NULL
+);
+CREATE INDEX instances_unit ON instances (unit_path);
+CREATE TABLE events (
+    instance_id TEXT NOT NULL REFERENCES instances(id),
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (instance_id, seq)
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances(id),
+    state TEXT NOT NULL,
+    form TEXT,
+    role TEXT,
+    person_id TEXT,
+    unit_id TEXT NOT NULL,
+    unit_path TEXT NOT NULL,
+    pool BIGINT NOT NULL,
+    claimed_by TEXT,
+    escalated_to TEXT,
+    status TEXT NOT NULL,
+    due_at BIGINT,
+    created_at BIGINT NOT NULL,
+    completed_at BIGINT,
+    completed_by TEXT
+);
+CREATE INDEX tasks_open ON tasks (status, unit_path);
+CREATE INDEX tasks_instance ON tasks (instance_id, state);
+CREATE TABLE timers (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances(id),
+    state TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    fire_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX timers_due ON timers (fire_at);
+CREATE INDEX timers_instance ON timers (instance_id, state);
+CREATE TABLE schedules (
+    workflow_id TEXT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    next_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, schedule_id)
+);
+"#,
+)];

@@ -1,0 +1,266 @@
+//! The organisation tree and people: import (all rows checked first, then one transaction,
+//! so a bad row imports nothing) and the look-ups the runtime needs for scope checks.
+
+use crate::db::Store;
+use crate::error::{Result, StoreError};
+use civicflow_engine::Actor;
+use civicflow_engine::org::{RoleGrant, child_path};
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
+pub const UNIT_KINDS: [&str; 7] = ["city", "district", "street", "community", "grid", "building", "department"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRow {
+    pub id: String,
+    pub parent: Option<String>,
+    pub kind: String,
+    pub name: String,
+    pub name_en: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRow {
+    pub id: String,
+    pub name: String,
+    pub unit: String,
+    /// `(role, unit)`; the unit defaults to the person's own.
+    pub roles: Vec<(String, Option<String>)>,
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// A row of an import file, with the line it came from (the header is line 1).
+#[derive(Debug, Clone)]
+pub struct Numbered<T> {
+    pub file: String,
+    pub line: usize,
+    pub row: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub units: usize,
+    pub people: usize,
+    pub roles: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{} row(s) rejected; nothing was imported", .0.len())]
+    Rows(Vec<RowError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ImportError {
+    fn from(e: sqlx::Error) -> Self {
+        ImportError::Store(e.into())
+    }
+}
+
+fn err<T>(errors: &mut Vec<RowError>, n: &Numbered<T>, message: String) {
+    errors.push(RowError { file: n.file.clone(), line: n.line, message });
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Store {
+    /// Import units and people. Every row is checked against the file and the database
+    /// before anything is written; any error rejects the whole import.
+    pub async fn import_org(&self, units: &[Numbered<UnitRow>], people: &[Numbered<PersonRow>], progress: &(dyn Fn(u64) + Sync)) -> Result<ImportSummary, ImportError> {
+        let existing: HashMap<String, (Option<String>, String)> = sqlx::query("SELECT id, parent_id, path FROM units")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get::<String, _>("id")?, (r.try_get("parent_id")?, r.try_get("path")?))))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let mut errors = Vec::new();
+
+        // Units: shape, duplicates, then paths through parents in the file or the database.
+        let mut in_file: HashMap<&str, &Numbered<UnitRow>> = HashMap::new();
+        for n in units {
+            let u = &n.row;
+            if !valid_id(&u.id) {
+                err(&mut errors, n, format!("unit id \"{}\" must be 1-64 letters, digits, '-' or '_'", u.id));
+            }
+            if !UNIT_KINDS.contains(&u.kind.as_str()) {
+                err(&mut errors, n, format!("unknown unit kind \"{}\"; expected one of {}", u.kind, UNIT_KINDS.join(", ")));
+            }
+            if u.name.trim().is_empty() {
+                err(&mut errors, n, "unit name is empty".into());
+            }
+            if let Some((parent, _)) = existing.get(&u.id) {
+                if *parent != u.parent {
+                    err(&mut errors, n, format!("unit \"{}\" already exists under another parent; moving units is not supported by import", u.id));
+                }
+            }
+            if let Some(first) = in_file.insert(&u.id, n) {
+                err(&mut errors, n, format!("unit \"{}\" is listed twice (first at line {})", u.id, first.line));
+            }
+        }
+        let mut paths: HashMap<String, String> = existing.iter().map(|(id, (_, p))| (id.clone(), p.clone())).collect();
+        for n in units {
+            if let Err(message) = resolve_path(&n.row.id, &in_file, &mut paths, &mut HashSet::new()) {
+                err(&mut errors, n, message);
+            }
+        }
+
+        // People and their roles.
+        let mut seen_people = HashMap::new();
+        for n in people {
+            let p = &n.row;
+            if !valid_id(&p.id) {
+                err(&mut errors, n, format!("person id \"{}\" must be 1-64 letters, digits, '-' or '_'", p.id));
+            }
+            if p.name.trim().is_empty() {
+                err(&mut errors, n, "name is empty".into());
+            }
+            if !paths.contains_key(&p.unit) {
+                err(&mut errors, n, format!("unknown unit \"{}\"", p.unit));
+            }
+            for (role, unit) in &p.roles {
+                if !valid_id(role) {
+                    err(&mut errors, n, format!("bad role name \"{role}\""));
+                }
+                if let Some(u) = unit {
+                    if !paths.contains_key(u) {
+                        err(&mut errors, n, format!("role \"{role}\" names unknown unit \"{u}\""));
+                    }
+                }
+            }
+            if let Some(first) = seen_people.insert(p.id.clone(), n.line) {
+                err(&mut errors, n, format!("person \"{}\" is listed twice (first at line {first})", p.id));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            return Err(ImportError::Rows(errors));
+        }
+
+        // Parents before children: sort by path depth.
+        let mut ordered: Vec<&Numbered<UnitRow>> = units.iter().collect();
+        ordered.sort_by_key(|n| paths[&n.row.id].matches('/').count());
+        let mut tx = self.pool.begin().await?;
+        let mut summary = ImportSummary::default();
+        let mut done = 0u64;
+        for n in ordered {
+            let u = &n.row;
+            sqlx::query("INSERT INTO units (id, parent_id, kind, name, name_en, path) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, name_en = excluded.name_en")
+                .bind(&u.id)
+                .bind(&u.parent)
+                .bind(&u.kind)
+                .bind(&u.name)
+                .bind(&u.name_en)
+                .bind(&paths[&u.id])
+                .execute(&mut *tx)
+                .await?;
+            summary.units += 1;
+            done += 1;
+            progress(done);
+        }
+        for n in people {
+            let p = &n.row;
+            sqlx::query("INSERT INTO people (id, name, unit_id, phone, locale) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit_id = excluded.unit_id, phone = excluded.phone, locale = excluded.locale")
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(&p.unit)
+                .bind(&p.phone)
+                .bind(&p.locale)
+                .execute(&mut *tx)
+                .await?;
+            // An imported person's roles are exactly what the file says.
+            sqlx::query("DELETE FROM person_roles WHERE person_id = $1").bind(&p.id).execute(&mut *tx).await?;
+            for (role, unit) in &p.roles {
+                sqlx::query("INSERT INTO person_roles (person_id, role, unit_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(&p.id)
+                    .bind(role)
+                    .bind(unit.as_ref().unwrap_or(&p.unit))
+                    .execute(&mut *tx)
+                    .await?;
+                summary.roles += 1;
+            }
+            summary.people += 1;
+            done += 1;
+            progress(done);
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// The person with every role they hold and where.
+    pub async fn actor(&self, person_id: &str) -> Result<Actor> {
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM people WHERE id = $1").bind(person_id).fetch_optional(&self.pool).await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("person \"{person_id}\"")));
+        }
+        let rows = sqlx::query("SELECT r.role, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.person_id = $1 ORDER BY r.role, u.path")
+            .bind(person_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let roles = rows
+            .iter()
+            .map(|r| Ok(RoleGrant { role: r.try_get("role")?, unit_id: r.try_get("unit_id")?, unit_path: r.try_get("path")? }))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Actor { person: person_id.to_string(), roles, system: false })
+    }
+
+    pub async fn unit_path(&self, unit_id: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
+            .bind(unit_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("unit \"{unit_id}\"")))
+    }
+
+    /// `(person, unit, unit path)` for everyone holding `role`.
+    pub async fn holders_of(&self, role: &str) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT r.person_id, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.role = $1 ORDER BY r.person_id")
+            .bind(role)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
+    pub async fn count_units(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM units").fetch_one(&self.pool).await?)
+    }
+
+    pub async fn count_people(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM people").fetch_one(&self.pool).await?)
+    }
+}
+
+fn resolve_path<'a>(id: &str, in_file: &HashMap<&str, &'a Numbered<UnitRow>>, paths: &mut HashMap<String, String>, visiting: &mut HashSet<String>) -> Result<String, String> {
+    if let Some(p) = paths.get(id) {
+        return Ok(p.clone());
+    }
+    let Some(n) = in_file.get(id) else {
+        return Err(format!("unknown parent unit \"{id}\""));
+    };
+    if !visiting.insert(id.to_string()) {
+        return Err(format!("unit \"{id}\" is its own ancestor (a cycle in parents)"));
+    }
+    let parent_path = match &n.row.parent {
+        None => None,
+        Some(parent) => Some(resolve_path(parent, in_file, paths, visiting)?),
+    };
+    let path = child_path(parent_path.as_deref(), id);
+    paths.insert(id.to_string(), path.clone());
+    Ok(path)
+}
