@@ -1,0 +1,167 @@
+use chrono::{DateTime, TimeZone, Utc};
+use civicflow_engine::machine::ExpressionRules;
+use civicflow_engine::validate::load;
+use civicflow_engine::ManualClock;
+use civicflow_store::org::{Numbered, PersonRow, UnitRow};
+use civicflow_store::{Runtime, Store};
+use std::sync::Arc;
+
+pub const REVIEW: &str = r#"
+id: review
+version: 1
+title: {zh-CN: 审核, en: Review}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+  manager: {title: {zh-CN: 负责人}}
+start: {roles: [clerk], form: request, to: check}
+forms:
+  request:
+    schema: {type: object, required: [amount], properties: {amount: {type: number, minimum: 0}}}
+  decision:
+    schema: {type: object, required: [approve], properties: {approve: {type: boolean}}}
+states:
+  check:
+    type: auto
+    transitions:
+      - {to: manager_review, when: "data.amount > 1000"}
+      - {to: clerk_review}
+  clerk_review:
+    type: task
+    form: decision
+    assign: {role: clerk}
+    escalate: [{after: 1d, to: manager}]
+    transitions:
+      - {to: done, when: "form.approve"}
+      - {to: rejected}
+    timers:
+      - {after: 2d, to: expired}
+  manager_review:
+    type: task
+    form: decision
+    assign: {role: manager}
+    transitions:
+      - {to: done, when: "form.approve", set: {approved_by: "actor.id"}}
+      - {to: rejected}
+  done: {type: end}
+  rejected: {type: end}
+  expired: {type: end}
+"#;
+
+pub const PARALLEL: &str = r#"
+id: parallel
+version: 1
+title: {zh-CN: 并行}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: fork}
+states:
+  fork:
+    type: auto
+    transitions: [{to: [left, right]}]
+  left:
+    type: task
+    assign: {role: clerk}
+    transitions: [{to: both}]
+  right:
+    type: wait
+    timers: [{after: 1h, to: both}]
+  both:
+    type: join
+    from: [left, right]
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
+}
+
+/// One database to run a test on.
+pub struct Db {
+    pub label: &'static str,
+    pub url: String,
+    pub schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url, self.schema.as_deref()).await.unwrap_or_else(|e| panic!("{}: cannot connect to {}: {e}", self.label, self.url))
+    }
+
+    /// A second raw connection, for tests that tamper with stored rows.
+    pub async fn raw(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let schema = self.schema.clone();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    if let Some(s) = schema {
+                        sqlx::Executor::execute(conn, format!("SET search_path TO {s}").as_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&self.url)
+            .await
+            .expect("raw connection")
+    }
+}
+
+/// SQLite always; PostgreSQL when `CIVICFLOW_TEST_PG` is set (and then it must work).
+pub fn databases() -> Vec<Db> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut out = vec![Db { label: "sqlite", url: format!("sqlite://{}", dir.path().join("t.db").display()), schema: None, _dir: Some(dir) }];
+    if let Ok(url) = std::env::var("CIVICFLOW_TEST_PG") {
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        out.push(Db { label: "postgres", url, schema: Some(schema), _dir: None });
+    }
+    out
+}
+
+pub fn postgres() -> Option<Db> {
+    databases().into_iter().find(|d| d.label == "postgres")
+}
+
+pub fn unit(id: &str, parent: Option<&str>, kind: &str) -> Numbered<UnitRow> {
+    Numbered { file: "units.csv".into(), line: 0, row: UnitRow { id: id.into(), parent: parent.map(Into::into), kind: kind.into(), name: id.into(), name_en: None } }
+}
+
+pub fn person(id: &str, unit: &str, roles: &[&str]) -> Numbered<PersonRow> {
+    Numbered {
+        file: "people.csv".into(),
+        line: 0,
+        row: PersonRow { id: id.into(), name: id.into(), unit: unit.into(), roles: roles.iter().map(|r| (r.to_string(), None)).collect(), phone: None, locale: None },
+    }
+}
+
+/// city → district → communities a and b; a clerk in each community, a manager at the district.
+pub async fn seed(store: &Store) {
+    let units = vec![unit("city", None, "city"), unit("d", Some("city"), "district"), unit("a", Some("d"), "community"), unit("b", Some("d"), "community")];
+    let people = vec![person("clerk_a", "a", &["clerk"]), person("clerk_a2", "a", &["clerk"]), person("clerk_b", "b", &["clerk"]), person("boss", "d", &["manager"])];
+    store.import_org(&units, &people, &|_| {}).await.expect("seed org");
+}
+
+pub async fn runtime(store: Store, clock: Arc<ManualClock>) -> Runtime {
+    let rt = Runtime::new(store, clock, Arc::new(ExpressionRules)).await.expect("runtime");
+    for src in [REVIEW, PARALLEL] {
+        let wf = load("fixture.yaml", src).workflow.expect("fixture workflow is valid");
+        rt.publish(wf).await.expect("publish");
+    }
+    rt
+}
+
+/// A seeded store and runtime at `t0()`.
+pub async fn setup(db: &Db) -> (Runtime, Arc<ManualClock>) {
+    let store = db.store().await;
+    seed(&store).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    (runtime(store, clock.clone()).await, clock)
+}
+
+pub async fn open_task(rt: &Runtime, instance: &str) -> String {
+    let tasks = rt.store.instance_tasks(instance).await.expect("tasks");
+    tasks.into_iter().find(|t| t.status == "open").expect("an open task").task.id
+}

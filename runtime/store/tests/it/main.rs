@@ -1,0 +1,10 @@
+//! Store and runtime tests. Each runs on SQLite and, when `CIVICFLOW_TEST_PG` names a
+//! PostgreSQL database, on PostgreSQL too (a fresh schema per test).
+
+mod common;
+
+mod audit;
+mod concurrency;
+mod import;
+mod timers;
+mod transitions;
