@@ -191,11 +191,11 @@ async fn perform(runtime: &Runtime, clock: &ManualClock, step: &Value, at: &str,
         let unit = str_field(s, "unit", &at)?;
         let data = s.get("data").cloned().unwrap_or(Value::Null);
         return Ok(match runtime.start(person, workflow, unit, data).await {
-            Ok(instance) => {
+            Ok(applied) => {
                 if let Some(n) = s.get("name").and_then(Value::as_str) {
-                    named.insert(n.to_string(), instance.id.clone());
+                    named.insert(n.to_string(), applied.id.clone());
                 }
-                *current = Some(instance.id);
+                *current = Some(applied.instance.id);
                 Ok(())
             }
             Err(e) => Err(e),

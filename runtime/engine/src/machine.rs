@@ -156,11 +156,21 @@ pub struct Step {
     pub tasks_created: Vec<Task>,
     pub task_completed: Option<String>,
     pub task_claimed: Option<String>,
-    /// States the instance left: their open tasks are cancelled and timers dropped.
-    pub states_left: Vec<String>,
+    /// States the instance left, with what the store must clean up after them.
+    pub states_left: Vec<Left>,
     pub timers_created: Vec<Timer>,
     /// `(state, role)`: open tasks of the state may now also be done by the role.
     pub escalations: Vec<(String, String)>,
+}
+
+/// A state the instance left. The flags spare the store statements it does not need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub state: String,
+    /// A task state left other than by completing its task (a timer, a join).
+    pub cancel_tasks: bool,
+    /// The state armed timers or escalations.
+    pub drop_timers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -448,7 +458,13 @@ impl<'a> Run<'a> {
         if let Some(i) = tokens.iter().position(|t| t == state) {
             tokens.remove(i);
         }
-        self.out.states_left.push(state.to_string());
+        let def = self.wf.state(state);
+        let completed_here = self.out.task_completed.is_some() && self.out.states_left.is_empty();
+        self.out.states_left.push(Left {
+            state: state.to_string(),
+            cancel_tasks: def.is_some_and(|d| d.kind == StateKind::Task) && !completed_here,
+            drop_timers: def.is_some_and(|d| !d.timers.is_empty() || !d.escalate.is_empty()),
+        });
     }
 
     fn follow(&mut self, from: &str, to: &Target, set: &BTreeMap<String, ValueExpr>, notify: Option<&Notify>) -> Result<(), EngineError> {

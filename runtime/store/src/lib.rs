@@ -19,4 +19,4 @@ pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use queries::{EventRow, InstanceView, TaskView};
 pub use registry::Registry;
-pub use runtime::Runtime;
+pub use runtime::{Applied, Runtime};

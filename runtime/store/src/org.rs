@@ -205,19 +205,8 @@ impl Store {
 
     /// The person with every role they hold and where.
     pub async fn actor(&self, person_id: &str) -> Result<Actor> {
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM people WHERE id = $1").bind(person_id).fetch_optional(&self.pool).await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!("person \"{person_id}\"")));
-        }
-        let rows = sqlx::query("SELECT r.role, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.person_id = $1 ORDER BY r.role, u.path")
-            .bind(person_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let roles = rows
-            .iter()
-            .map(|r| Ok(RoleGrant { role: r.try_get("role")?, unit_id: r.try_get("unit_id")?, unit_path: r.try_get("path")? }))
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(Actor { person: person_id.to_string(), roles, system: false })
+        let mut conn = self.pool.acquire().await?;
+        load_actor(&mut conn, person_id).await
     }
 
     pub async fn unit_path(&self, unit_id: &str) -> Result<String> {
@@ -244,6 +233,24 @@ impl Store {
     pub async fn count_people(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM people").fetch_one(&self.pool).await?)
     }
+}
+
+/// One query: the person (must exist) and their role grants.
+pub(crate) async fn load_actor(conn: &mut sqlx::AnyConnection, person_id: &str) -> Result<Actor> {
+    let rows = sqlx::query("SELECT p.id, r.role, r.unit_id, u.path FROM people p LEFT JOIN person_roles r ON r.person_id = p.id LEFT JOIN units u ON u.id = r.unit_id WHERE p.id = $1 ORDER BY r.role, u.path")
+        .bind(person_id)
+        .fetch_all(conn)
+        .await?;
+    if rows.is_empty() {
+        return Err(StoreError::NotFound(format!("person \"{person_id}\"")));
+    }
+    let mut roles = Vec::new();
+    for r in &rows {
+        if let (Some(role), Some(unit_id), Some(unit_path)) = (r.try_get("role")?, r.try_get("unit_id")?, r.try_get("path")?) {
+            roles.push(RoleGrant { role, unit_id, unit_path });
+        }
+    }
+    Ok(Actor { person: person_id.to_string(), roles, system: false })
 }
 
 fn resolve_path<'a>(id: &str, in_file: &HashMap<&str, &'a Numbered<UnitRow>>, paths: &mut HashMap<String, String>, visiting: &mut HashSet<String>) -> Result<String, String> {

@@ -4,15 +4,30 @@
 
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
-use crate::events::{GENESIS, append};
+use crate::events::{GENESIS, chain, insert};
+use crate::org::load_actor;
 use crate::queries::{StoredInstance, load_instance, load_open_task};
 use crate::registry::Registry;
 use chrono::{DateTime, Utc};
-use civicflow_engine::machine::{Action, Instance, Rules, Step, Timer, TimerKind, step};
+use civicflow_engine::machine::{Action, Instance, Rules, Step, Task, Timer, TimerKind, step};
 use civicflow_engine::{Actor, Clock, EngineError, Workflow};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
+
+/// What an action did: the instance as it now is and the tasks it opened.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub instance: Instance,
+    pub new_tasks: Vec<Task>,
+}
+
+impl std::ops::Deref for Applied {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.instance
+    }
+}
 
 pub struct Runtime {
     pub store: Store,
@@ -59,43 +74,46 @@ impl Runtime {
     }
 
     /// Start the newest version of `workflow` in `unit` as `person`.
-    pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Instance> {
-        let actor = self.store.actor(person).await?;
+    pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Applied> {
         let wf = self.registry.latest(workflow).ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
-        let unit_path = self.store.unit_path(unit).await?;
         let mut tx = self.store.pool.begin().await?;
-        let instance = self.start_in(&mut tx, &wf, &actor, unit, &unit_path, data).await?;
+        let actor = load_actor(&mut tx, person).await?;
+        let unit_path: String = sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
+            .bind(unit)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("unit \"{unit}\"")))?;
+        let applied = self.start_in(&mut tx, &wf, &actor, unit, &unit_path, data).await?;
         tx.commit().await?;
-        Ok(instance)
+        Ok(applied)
     }
 
-    async fn start_in(&self, conn: &mut AnyConnection, wf: &Workflow, actor: &Actor, unit: &str, unit_path: &str, data: Value) -> Result<Instance> {
+    async fn start_in(&self, conn: &mut AnyConnection, wf: &Workflow, actor: &Actor, unit: &str, unit_path: &str, data: Value) -> Result<Applied> {
         let action = Action::Start { id: uuid::Uuid::now_v7().to_string(), unit_id: unit.to_string(), unit_path: unit_path.to_string(), data };
         let now = self.now();
         let s = step(wf, None, action, actor, now, self.rules.as_ref())?;
         commit(conn, s, None, now).await
     }
 
-    pub async fn complete(&self, person: &str, task_id: &str, form: Value) -> Result<Instance> {
-        let actor = self.store.actor(person).await?;
-        self.act(&actor, task_id, |task| Action::Complete { task, form }).await
+    pub async fn complete(&self, person: &str, task_id: &str, form: Value) -> Result<Applied> {
+        self.act(person, task_id, |task| Action::Complete { task, form }).await
     }
 
-    pub async fn claim(&self, person: &str, task_id: &str) -> Result<Instance> {
-        let actor = self.store.actor(person).await?;
-        self.act(&actor, task_id, |task| Action::Claim { task }).await
+    pub async fn claim(&self, person: &str, task_id: &str) -> Result<Applied> {
+        self.act(person, task_id, |task| Action::Claim { task }).await
     }
 
-    async fn act(&self, actor: &Actor, task_id: &str, action: impl FnOnce(civicflow_engine::machine::Task) -> Action) -> Result<Instance> {
+    async fn act(&self, person: &str, task_id: &str, action: impl FnOnce(Task) -> Action) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
+        let actor = load_actor(&mut tx, person).await?;
         let task = load_open_task(&mut tx, task_id).await?;
         let stored = load_instance(&mut tx, &task.instance_id).await?;
         let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
         let now = self.now();
-        let s = step(&wf, Some(stored.instance.clone()), action(task), actor, now, self.rules.as_ref())?;
-        let instance = commit(&mut tx, s, Some(&stored), now).await?;
+        let s = step(&wf, Some(stored.instance.clone()), action(task), &actor, now, self.rules.as_ref())?;
+        let applied = commit(&mut tx, s, Some(&stored), now).await?;
         tx.commit().await?;
-        Ok(instance)
+        Ok(applied)
     }
 
     /// Fire up to `limit` timers that are due. Each fires in its own transaction together
@@ -206,20 +224,22 @@ impl Runtime {
     }
 }
 
-/// Write one step: instance (revision-checked), events, tasks, timers.
-async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<Instance> {
+/// Write one step: instance (revision-checked, with the new chain head), events, tasks,
+/// timers. Few statements on purpose: each one is a round trip to the database.
+async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<Applied> {
     let at = millis(now);
     let mut instance = s.instance;
     let (seq, hash) = match prior {
         Some(p) => (p.last_seq, p.last_hash.clone()),
         None => (0, GENESIS.to_string()),
     };
+    let (chained, last_seq, last_hash) = chain(&instance.id, seq, hash, at, &s.events)?;
     let position = serde_json::to_string(&instance.position)?;
     let data = serde_json::to_string(&instance.data)?;
     match prior {
         None => {
             instance.rev = 1;
-            sqlx::query("INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, 0, $11)")
+            sqlx::query("INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12)")
                 .bind(&instance.id)
                 .bind(&instance.workflow)
                 .bind(i64::from(instance.workflow_version))
@@ -230,18 +250,21 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
                 .bind(&data)
                 .bind(&instance.created_by)
                 .bind(at)
-                .bind(GENESIS)
+                .bind(last_seq)
+                .bind(&last_hash)
                 .execute(&mut *conn)
                 .await?;
         }
         Some(p) => {
-            let done = sqlx::query("UPDATE instances SET status = $3, position = $4, data = $5, rev = rev + 1, updated_at = $6 WHERE id = $1 AND rev = $2")
+            let done = sqlx::query("UPDATE instances SET status = $3, position = $4, data = $5, rev = rev + 1, updated_at = $6, last_seq = $7, last_hash = $8 WHERE id = $1 AND rev = $2")
                 .bind(&instance.id)
                 .bind(p.instance.rev)
                 .bind(instance.status.as_str())
                 .bind(&position)
                 .bind(&data)
                 .bind(at)
+                .bind(last_seq)
+                .bind(&last_hash)
                 .execute(&mut *conn)
                 .await?;
             if done.rows_affected() != 1 {
@@ -250,15 +273,14 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
             instance.rev = p.instance.rev + 1;
         }
     }
-    let (last_seq, last_hash) = append(conn, &instance.id, seq, hash, at, &s.events).await?;
-    sqlx::query("UPDATE instances SET last_seq = $2, last_hash = $3 WHERE id = $1").bind(&instance.id).bind(last_seq).bind(&last_hash).execute(&mut *conn).await?;
+    insert(conn, &instance.id, at, &s.events, &chained).await?;
 
+    let actor = s.events.first().map(|e| e.actor.as_str()).unwrap_or_default();
     if let Some(task) = &s.task_completed {
-        let actor = s.events.first().map(|e| e.actor.clone()).unwrap_or_default();
         let done = sqlx::query("UPDATE tasks SET status = 'completed', completed_at = $2, completed_by = $3 WHERE id = $1 AND status = 'open'")
             .bind(task)
             .bind(at)
-            .bind(&actor)
+            .bind(actor)
             .execute(&mut *conn)
             .await?;
         if done.rows_affected() != 1 {
@@ -266,24 +288,27 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
         }
     }
     if let Some(task) = &s.task_claimed {
-        let actor = s.events.first().map(|e| e.actor.clone()).unwrap_or_default();
         let done = sqlx::query("UPDATE tasks SET claimed_by = $2 WHERE id = $1 AND status = 'open' AND claimed_by IS NULL")
             .bind(task)
-            .bind(&actor)
+            .bind(actor)
             .execute(&mut *conn)
             .await?;
         if done.rows_affected() != 1 {
             return Err(EngineError::Conflict(format!("task {task} was claimed by someone else")).into());
         }
     }
-    for state in &s.states_left {
-        sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'")
-            .bind(&instance.id)
-            .bind(state)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND state = $2").bind(&instance.id).bind(state).execute(&mut *conn).await?;
+    for left in &s.states_left {
+        if left.cancel_tasks {
+            sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'")
+                .bind(&instance.id)
+                .bind(&left.state)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if left.drop_timers {
+            sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND state = $2").bind(&instance.id).bind(&left.state).execute(&mut *conn).await?;
+        }
     }
     for (state, role) in &s.escalations {
         sqlx::query("UPDATE tasks SET escalated_to = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'")
@@ -293,8 +318,9 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
             .execute(&mut *conn)
             .await?;
     }
-    for t in &s.tasks_created {
-        let inserted = sqlx::query("INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10 FROM units u WHERE u.id = $7")
+    let mut new_tasks = s.tasks_created;
+    for t in &mut new_tasks {
+        let path: Option<String> = sqlx::query_scalar("INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10 FROM units u WHERE u.id = $7 RETURNING unit_path")
             .bind(&t.id)
             .bind(&t.instance_id)
             .bind(&t.state)
@@ -305,11 +331,9 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
             .bind(i64::from(t.pool))
             .bind(t.due_at.map(millis))
             .bind(millis(t.created_at))
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-        if inserted.rows_affected() != 1 {
-            return Err(EngineError::Evaluation(format!("task \"{}\" is assigned to unknown unit \"{}\"", t.state, t.unit_id)).into());
-        }
+        t.unit_path = path.ok_or_else(|| EngineError::Evaluation(format!("task \"{}\" is assigned to unknown unit \"{}\"", t.state, t.unit_id)))?;
     }
     for t in &s.timers_created {
         sqlx::query("INSERT INTO timers (id, instance_id, state, kind, fire_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)")
@@ -321,5 +345,5 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
             .execute(&mut *conn)
             .await?;
     }
-    Ok(instance)
+    Ok(Applied { instance, new_tasks })
 }

@@ -61,7 +61,7 @@ async fn two_runtimes_on_postgres_fire_each_timer_exactly_once() {
     let (rt, _) = setup(&db).await;
     let mut ids = Vec::new();
     for i in 0..120 {
-        ids.push(rt.start("clerk_a", "review", "a", json!({"amount": i})).await.unwrap().id);
+        ids.push(rt.start("clerk_a", "review", "a", json!({"amount": i})).await.unwrap().id.clone());
     }
     drop(rt);
     let later = t0() + chrono::Duration::days(3);

@@ -1,0 +1,138 @@
+//! End-to-end tests of the `civicflow` binary: validate, test, import, audit, serve.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn civicflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_civicflow")).args(args).current_dir(root()).output().expect("run civicflow")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn shipped_workflows_validate() {
+    let out = civicflow(&["validate", "workflows/"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("0 error(s)"));
+}
+
+#[test]
+fn three_mistakes_give_three_located_diagnostics() {
+    let out = civicflow(&["validate", "tests/fixtures/three-mistakes.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 3, "{text}");
+    assert!(errors[0].starts_with("tests/fixtures/three-mistakes.yaml:11:20: error: undefined role \"clerck\"; did you mean \"clerk\"?"), "{text}");
+    assert!(errors[1].starts_with("tests/fixtures/three-mistakes.yaml:12:10: error: bad duration \"3 days\""), "{text}");
+    assert!(errors[2].starts_with("tests/fixtures/three-mistakes.yaml:16:13: error: unknown state \"rejectd\"; did you mean \"rejected\"?"), "{text}");
+}
+
+#[test]
+fn shipped_scenarios_pass_and_failures_point_at_the_line() {
+    let out = civicflow(&["test", "workflows/"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.trim_end().ends_with(" passed, 0 failed"), "{text}");
+
+    let out = civicflow(&["test", "tests/fixtures/failing.test.yaml"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("tests/fixtures/failing.test.yaml:7:26: error: scenario \"expects the wrong state\": expected states {\"closed\"}, got {\"dispatch\"}"), "{text}");
+    assert!(text.trim_end().ends_with("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn import_rejects_bad_rows_whole_then_accepts_spreadsheets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("org.db").display());
+    let out = civicflow(&["import", "--units", "tests/fixtures/bad-units.csv", "--db", &db]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("bad-units.csv:4: unknown unit kind \"planet\""), "{text}");
+    assert!(text.contains("bad-units.csv:5: unknown parent unit \"nowhere\""), "{text}");
+    assert!(text.contains("nothing was imported"), "{text}");
+
+    let out = civicflow(&["import", "--units", "tests/fixtures/units.xlsx", "--people", "tests/fixtures/people.xlsx", "--db", &db]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("imported 3 unit(s), 2 person(s), 3 role grant(s)"), "{}", stdout(&out));
+}
+
+#[test]
+fn bad_command_lines_are_refused_clearly() {
+    let out = civicflow(&["import"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to import"));
+    let out = civicflow(&["validate", "no/such/file.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or folder"));
+    let out = civicflow(&["audit", "verify", "--db", "mysql://x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+    let out = civicflow(&["serve", "--listen", "not-an-address", "--db", "sqlite::memory:"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on not-an-address"));
+}
+
+/// Kill the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+#[test]
+fn serve_demo_answers_health_and_lists_workflows_then_audit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_civicflow"))
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Some(r) = get(port, "/healthz") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health.0, 200);
+    let (status, body) = get(port, "/api/workflows").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"id\":\"ticket\"") && body.contains("事件上报与闭环"), "{body}");
+
+    let out = civicflow(&["audit", "verify", "--db", &db]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("0 broken"));
+}
