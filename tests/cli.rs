@@ -11,7 +11,11 @@ fn root() -> PathBuf {
 }
 
 fn civicflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_civicflow")).args(args).current_dir(root()).output().expect("run civicflow")
+    Command::new(env!("CARGO_BIN_EXE_civicflow"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run civicflow")
 }
 
 fn stdout(o: &Output) -> String {
@@ -32,9 +36,22 @@ fn three_mistakes_give_three_located_diagnostics() {
     let text = stdout(&out);
     let errors: Vec<&str> = text.lines().filter(|l| l.contains(": error: ")).collect();
     assert_eq!(errors.len(), 3, "{text}");
-    assert!(errors[0].starts_with("tests/fixtures/three-mistakes.yaml:11:20: error: undefined role \"clerck\"; did you mean \"clerk\"?"), "{text}");
-    assert!(errors[1].starts_with("tests/fixtures/three-mistakes.yaml:12:10: error: bad duration \"3 days\""), "{text}");
-    assert!(errors[2].starts_with("tests/fixtures/three-mistakes.yaml:16:13: error: unknown state \"rejectd\"; did you mean \"rejected\"?"), "{text}");
+    assert!(
+        errors[0].starts_with(
+            "tests/fixtures/three-mistakes.yaml:11:20: error: undefined role \"clerck\"; did you mean \"clerk\"?"
+        ),
+        "{text}"
+    );
+    assert!(
+        errors[1].starts_with("tests/fixtures/three-mistakes.yaml:12:10: error: bad duration \"3 days\""),
+        "{text}"
+    );
+    assert!(
+        errors[2].starts_with(
+            "tests/fixtures/three-mistakes.yaml:16:13: error: unknown state \"rejectd\"; did you mean \"rejected\"?"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -59,12 +76,32 @@ fn import_rejects_bad_rows_whole_then_accepts_spreadsheets() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("bad-units.csv:4: unknown unit kind \"planet\""), "{text}");
-    assert!(text.contains("bad-units.csv:5: unknown parent unit \"nowhere\""), "{text}");
+    assert!(
+        text.contains("bad-units.csv:5: unknown parent unit \"nowhere\""),
+        "{text}"
+    );
     assert!(text.contains("nothing was imported"), "{text}");
 
-    let out = civicflow(&["import", "--units", "tests/fixtures/units.xlsx", "--people", "tests/fixtures/people.xlsx", "--db", &db]);
-    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).contains("imported 3 unit(s), 2 person(s), 3 role grant(s)"), "{}", stdout(&out));
+    let out = civicflow(&[
+        "import",
+        "--units",
+        "tests/fixtures/units.xlsx",
+        "--people",
+        "tests/fixtures/people.xlsx",
+        "--db",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("imported 3 unit(s), 2 person(s), 3 role grant(s)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -93,7 +130,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -103,7 +144,12 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    Some((
+        status,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 #[test]
@@ -130,7 +176,10 @@ fn serve_demo_answers_health_and_lists_workflows_then_audit_verifies() {
     assert_eq!(health.0, 200);
     let (status, body) = get(port, "/api/workflows").unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("\"id\":\"ticket\"") && body.contains("事件上报与闭环"), "{body}");
+    assert!(
+        body.contains("\"id\":\"ticket\"") && body.contains("事件上报与闭环"),
+        "{body}"
+    );
 
     let out = civicflow(&["audit", "verify", "--db", &db]);
     assert!(out.status.success(), "{}", stdout(&out));

@@ -3,9 +3,9 @@
 //! committed transaction with its hash-chained events, exactly as the server does it.
 
 use anyhow::Result;
+use civicflow_engine::SystemClock;
 use civicflow_engine::machine::ExpressionRules;
 use civicflow_engine::validate::load;
-use civicflow_engine::SystemClock;
 use civicflow_store::org::{Numbered, PersonRow, UnitRow};
 use civicflow_store::{Backend, Runtime, Store};
 use serde_json::json;
@@ -51,8 +51,29 @@ pub async fn run(db: Option<&str>, instances: usize, concurrency: usize) -> Resu
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let store = Store::connect(&url, Some(&schema)).await?;
     let backend = store.backend();
-    let units = vec![Numbered { file: "bench".into(), line: 2, row: UnitRow { id: "u".into(), parent: None, kind: "city".into(), name: "基准".into(), name_en: None } }];
-    let people = vec![Numbered { file: "bench".into(), line: 2, row: PersonRow { id: "p".into(), name: "基准".into(), unit: "u".into(), roles: vec![("clerk".into(), None)], phone: None, locale: None } }];
+    let units = vec![Numbered {
+        file: "bench".into(),
+        line: 2,
+        row: UnitRow {
+            id: "u".into(),
+            parent: None,
+            kind: "city".into(),
+            name: "基准".into(),
+            name_en: None,
+        },
+    }];
+    let people = vec![Numbered {
+        file: "bench".into(),
+        line: 2,
+        row: PersonRow {
+            id: "p".into(),
+            name: "基准".into(),
+            unit: "u".into(),
+            roles: vec![("clerk".into(), None)],
+            phone: None,
+            locale: None,
+        },
+    }];
     store.import_org(&units, &people, &|_| {}).await?;
     let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
     let wf = load("bench.yaml", WORKFLOW).workflow.expect("bench workflow is valid");
@@ -93,11 +114,22 @@ pub async fn run(db: Option<&str>, instances: usize, concurrency: usize) -> Resu
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
-    println!("backend: {name} ({})", if db.is_some() { "given --db" } else { "temporary file, WAL, synchronous=FULL" });
+    println!(
+        "backend: {name} ({})",
+        if db.is_some() {
+            "given --db"
+        } else {
+            "temporary file, WAL, synchronous=FULL"
+        }
+    );
     println!("instances: {instances}, concurrency: {concurrency}, transitions: {transitions}");
     println!("wall: {:.2} s", wall.as_secs_f64());
     println!("transitions/s: {:.0}", transitions as f64 / wall.as_secs_f64());
-    println!("latency per transition: median {:.3} ms, p99 {:.3} ms", median.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    println!(
+        "latency per transition: median {:.3} ms, p99 {:.3} ms",
+        median.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
     let (checked, broken) = store.verify_chains().await?;
     println!("audit: {checked} instance chains verified, {} broken", broken.len());
     if backend == Backend::Postgres {

@@ -40,7 +40,10 @@ pub async fn run(db: &str, units: Option<&Path>, people: Option<&Path>) -> Resul
     bar.finish_and_clear();
     match result {
         Ok(s) => {
-            println!("imported {} unit(s), {} person(s), {} role grant(s)", s.units, s.people, s.roles);
+            println!(
+                "imported {} unit(s), {} person(s), {} role grant(s)",
+                s.units, s.people, s.roles
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(ImportError::Rows(errors)) => {

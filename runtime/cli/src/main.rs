@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "civicflow", version, about = "Configurable party-building and grid-governance workflows")]
+#[command(
+    name = "civicflow",
+    version,
+    about = "Configurable party-building and grid-governance workflows"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,10 +105,15 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -116,23 +125,44 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, db, demo, workflows } => {
-            civicflow_server::serve(civicflow_server::ServeOptions { listen, db: db.db, demo, workflows }).await?;
+        Command::Serve {
+            listen,
+            db,
+            demo,
+            workflows,
+        } => {
+            civicflow_server::serve(civicflow_server::ServeOptions {
+                listen,
+                db: db.db,
+                demo,
+                workflows,
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => validate::run(&paths),
         Command::Test { paths } => scenario::run(&paths).await,
         Command::Import { units, people, db } => import::run(&db.db, units.as_deref(), people.as_deref()).await,
         Command::Publish { paths, db } => validate::publish(&db.db, &paths).await,
-        Command::Audit { command: AuditCommand::Verify { db } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { db },
+        } => {
             let store = civicflow_store::Store::connect(&db.db, None).await?;
             let (checked, broken) = store.verify_chains().await?;
             for b in &broken {
                 println!("BROKEN instance {} at event {}: {}", b.instance_id, b.seq, b.reason);
             }
             println!("{checked} instance(s) checked, {} broken", broken.len());
-            Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if broken.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Command::Bench { db, instances, concurrency } => bench::run(db.as_deref(), instances, concurrency.max(1)).await,
+        Command::Bench {
+            db,
+            instances,
+            concurrency,
+        } => bench::run(db.as_deref(), instances, concurrency.max(1)).await,
     }
 }

@@ -17,13 +17,13 @@
 //!         error: forbidden            # the step must fail with this code
 //! ```
 
-use civicflow_engine::files::{load_all, scenario_files};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use civicflow_engine::ManualClock;
 use civicflow_engine::duration::Span;
+use civicflow_engine::files::{load_all, scenario_files};
 use civicflow_engine::machine::ExpressionRules;
 use civicflow_engine::yaml::SourceDoc;
-use civicflow_engine::ManualClock;
 use civicflow_store::org_files::{read_people, read_units};
 use civicflow_store::{Runtime, Store, StoreError};
 use serde_json::Value;
@@ -41,7 +41,11 @@ pub async fn run(paths: &[PathBuf]) -> Result<ExitCode> {
         failed += f;
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A failure located in the scenario file.
@@ -51,7 +55,10 @@ struct Failure {
 }
 
 fn fail(pointer: &str, message: impl Into<String>) -> Failure {
-    Failure { pointer: pointer.to_string(), message: message.into() }
+    Failure {
+        pointer: pointer.to_string(),
+        message: message.into(),
+    }
 }
 
 async fn run_file(file: &Path) -> Result<(usize, usize)> {
@@ -77,7 +84,11 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
     };
     let (mut passed, mut failed) = (0, 0);
     for (i, scenario) in scenarios.iter().enumerate() {
-        let title = scenario.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
+        let title = scenario
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)")
+            .to_string();
         match run_scenario(&setup, scenario, &format!("/scenarios/{i}")).await {
             Ok(()) => {
                 println!("ok   {name}: {title}");
@@ -103,35 +114,82 @@ struct Setup {
 impl Setup {
     fn read(doc: &SourceDoc, file: &Path) -> Result<Self, Failure> {
         let dir = file.parent().unwrap_or(Path::new("."));
-        let rel = |v: &Value, at: &str| v.as_str().map(|s| dir.join(s)).ok_or_else(|| fail(at, "expected a path"));
+        let rel = |v: &Value, at: &str| {
+            v.as_str()
+                .map(|s| dir.join(s))
+                .ok_or_else(|| fail(at, "expected a path"))
+        };
         let workflow_paths = match doc.value.get("workflows") {
             None => vec![dir.parent().unwrap_or(dir).to_path_buf()],
-            Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| rel(v, &format!("/workflows/{i}"))).collect::<Result<_, _>>()?,
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| rel(v, &format!("/workflows/{i}")))
+                .collect::<Result<_, _>>()?,
             Some(v) => vec![rel(v, "/workflows")?],
         };
         let org = doc.value.get("org");
-        let units = org.and_then(|o| o.get("units")).map(|v| rel(v, "/org/units")).transpose()?;
-        let people = org.and_then(|o| o.get("people")).map(|v| rel(v, "/org/people")).transpose()?;
+        let units = org
+            .and_then(|o| o.get("units"))
+            .map(|v| rel(v, "/org/units"))
+            .transpose()?;
+        let people = org
+            .and_then(|o| o.get("people"))
+            .map(|v| rel(v, "/org/people"))
+            .transpose()?;
         let start = match doc.value.get("start_time") {
-            None => DateTime::parse_from_rfc3339("2026-03-02T01:00:00Z").expect("constant").with_timezone(&Utc),
-            Some(v) => v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|d| d.with_timezone(&Utc)).ok_or_else(|| fail("/start_time", "start_time must be an RFC 3339 time"))?,
+            None => DateTime::parse_from_rfc3339("2026-03-02T01:00:00Z")
+                .expect("constant")
+                .with_timezone(&Utc),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.with_timezone(&Utc))
+                .ok_or_else(|| fail("/start_time", "start_time must be an RFC 3339 time"))?,
         };
-        Ok(Self { workflow_paths, units, people, start })
+        Ok(Self {
+            workflow_paths,
+            units,
+            people,
+            start,
+        })
     }
 
     async fn runtime(&self) -> Result<(Runtime, Arc<ManualClock>), Failure> {
         let clock = Arc::new(ManualClock::new(self.start));
-        let store = Store::connect("sqlite::memory:", None).await.map_err(|e| fail("", e.to_string()))?;
-        let units = self.units.as_deref().map(read_units).transpose().map_err(|e| fail("/org/units", e.to_string()))?.unwrap_or_default();
-        let people = self.people.as_deref().map(read_people).transpose().map_err(|e| fail("/org/people", e.to_string()))?.unwrap_or_default();
-        store.import_org(&units, &people, &|_| {}).await.map_err(|e| fail("/org", format!("{e}: {}", describe_import(&e))))?;
-        let runtime = Runtime::new(store, clock.clone(), Arc::new(ExpressionRules)).await.map_err(|e| fail("", e.to_string()))?;
+        let store = Store::connect("sqlite::memory:", None)
+            .await
+            .map_err(|e| fail("", e.to_string()))?;
+        let units = self
+            .units
+            .as_deref()
+            .map(read_units)
+            .transpose()
+            .map_err(|e| fail("/org/units", e.to_string()))?
+            .unwrap_or_default();
+        let people = self
+            .people
+            .as_deref()
+            .map(read_people)
+            .transpose()
+            .map_err(|e| fail("/org/people", e.to_string()))?
+            .unwrap_or_default();
+        store
+            .import_org(&units, &people, &|_| {})
+            .await
+            .map_err(|e| fail("/org", format!("{e}: {}", describe_import(&e))))?;
+        let runtime = Runtime::new(store, clock.clone(), Arc::new(ExpressionRules))
+            .await
+            .map_err(|e| fail("", e.to_string()))?;
         let (workflows, diagnostics) = load_all(&self.workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
         if let Some(d) = diagnostics.iter().find(|d| d.is_error()) {
             return Err(fail("/workflows", format!("workflow does not validate: {d}")));
         }
         for wf in workflows {
-            runtime.publish(wf).await.map_err(|e| fail("/workflows", e.to_string()))?;
+            runtime
+                .publish(wf)
+                .await
+                .map_err(|e| fail("/workflows", e.to_string()))?;
         }
         Ok((runtime, clock))
     }
@@ -139,14 +197,19 @@ impl Setup {
 
 fn describe_import(e: &civicflow_store::org::ImportError) -> String {
     match e {
-        civicflow_store::org::ImportError::Rows(rows) => rows.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        civicflow_store::org::ImportError::Rows(rows) => {
+            rows.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        }
         other => other.to_string(),
     }
 }
 
 async fn run_scenario(setup: &Setup, scenario: &Value, at: &str) -> Result<(), Failure> {
     let (runtime, clock) = setup.runtime().await?;
-    let steps = scenario.get("steps").and_then(Value::as_array).ok_or_else(|| fail(at, "a scenario needs `steps`"))?;
+    let steps = scenario
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or_else(|| fail(at, "a scenario needs `steps`"))?;
     let mut current: Option<String> = None;
     let mut named: std::collections::HashMap<String, String> = Default::default();
     for (i, step) in steps.iter().enumerate() {
@@ -155,13 +218,25 @@ async fn run_scenario(setup: &Setup, scenario: &Value, at: &str) -> Result<(), F
         let outcome = perform(&runtime, &clock, step, &sat, &mut current, &mut named).await?;
         match (outcome, expected_error) {
             (Ok(()), None) => {}
-            (Ok(()), Some(code)) => return Err(fail(&format!("{sat}/error"), format!("expected the step to fail with \"{code}\", but it succeeded"))),
+            (Ok(()), Some(code)) => {
+                return Err(fail(
+                    &format!("{sat}/error"),
+                    format!("expected the step to fail with \"{code}\", but it succeeded"),
+                ));
+            }
             (Err(e), Some(code)) if e.code() == code || e.to_string().contains(code) => {}
-            (Err(e), Some(code)) => return Err(fail(&format!("{sat}/error"), format!("expected error \"{code}\", got {}: {}", e.code(), detail(&e)))),
+            (Err(e), Some(code)) => {
+                return Err(fail(
+                    &format!("{sat}/error"),
+                    format!("expected error \"{code}\", got {}: {}", e.code(), detail(&e)),
+                ));
+            }
             (Err(e), None) => return Err(fail(&sat, format!("step failed: {}: {}", e.code(), detail(&e)))),
         }
         if let Some(expect) = step.get("expect") {
-            let id = current.as_deref().ok_or_else(|| fail(&sat, "expect before any instance was started"))?;
+            let id = current
+                .as_deref()
+                .ok_or_else(|| fail(&sat, "expect before any instance was started"))?;
             check_expect(&runtime, id, expect, &format!("{sat}/expect")).await?;
         }
     }
@@ -170,20 +245,31 @@ async fn run_scenario(setup: &Setup, scenario: &Value, at: &str) -> Result<(), F
 
 fn detail(e: &StoreError) -> String {
     match e {
-        StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields)) => {
-            fields.iter().map(|(p, m)| format!("{}: {m}", if p.is_empty() { "/" } else { p })).collect::<Vec<_>>().join("; ")
-        }
+        StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields)) => fields
+            .iter()
+            .map(|(p, m)| format!("{}: {m}", if p.is_empty() { "/" } else { p }))
+            .collect::<Vec<_>>()
+            .join("; "),
         other => other.to_string(),
     }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a str, Failure> {
-    v.get(key).and_then(Value::as_str).ok_or_else(|| fail(at, format!("needs `{key}`")))
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail(at, format!("needs `{key}`")))
 }
 
 /// Run one step's action. The outer error is a malformed step; the inner one is the
 /// action's own result, which the step may expect.
-async fn perform(runtime: &Runtime, clock: &ManualClock, step: &Value, at: &str, current: &mut Option<String>, named: &mut std::collections::HashMap<String, String>) -> Result<Result<(), StoreError>, Failure> {
+async fn perform(
+    runtime: &Runtime,
+    clock: &ManualClock,
+    step: &Value,
+    at: &str,
+    current: &mut Option<String>,
+    named: &mut std::collections::HashMap<String, String>,
+) -> Result<Result<(), StoreError>, Failure> {
     if let Some(s) = step.get("start") {
         let at = format!("{at}/start");
         let person = str_field(s, "as", &at)?;
@@ -205,33 +291,59 @@ async fn perform(runtime: &Runtime, clock: &ManualClock, step: &Value, at: &str,
         if let Some(s) = step.get(verb) {
             let at = format!("{at}/{verb}");
             if let Some(n) = s.get("instance").and_then(Value::as_str) {
-                *current = Some(named.get(n).cloned().ok_or_else(|| fail(&format!("{at}/instance"), format!("no instance named \"{n}\"")))?);
+                *current = Some(
+                    named
+                        .get(n)
+                        .cloned()
+                        .ok_or_else(|| fail(&format!("{at}/instance"), format!("no instance named \"{n}\"")))?,
+                );
             }
             let id = current.as_deref().ok_or_else(|| fail(&at, "no instance started yet"))?;
             let person = str_field(s, "as", &at)?;
             let state = str_field(s, "state", &at)?;
-            let tasks = runtime.store.instance_tasks(id).await.map_err(|e| fail(&at, e.to_string()))?;
+            let tasks = runtime
+                .store
+                .instance_tasks(id)
+                .await
+                .map_err(|e| fail(&at, e.to_string()))?;
             let Some(task) = tasks.iter().rev().find(|t| t.task.state == state && t.status == "open") else {
-                let open: Vec<&str> = tasks.iter().filter(|t| t.status == "open").map(|t| t.task.state.as_str()).collect();
-                return Err(fail(&format!("{at}/state"), format!("no open task in state \"{state}\"; open tasks: {open:?}")));
+                let open: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| t.status == "open")
+                    .map(|t| t.task.state.as_str())
+                    .collect();
+                return Err(fail(
+                    &format!("{at}/state"),
+                    format!("no open task in state \"{state}\"; open tasks: {open:?}"),
+                ));
             };
             let result = if verb == "claim" {
                 runtime.claim(person, &task.task.id).await
             } else {
-                runtime.complete(person, &task.task.id, s.get("data").cloned().unwrap_or(Value::Null)).await
+                runtime
+                    .complete(person, &task.task.id, s.get("data").cloned().unwrap_or(Value::Null))
+                    .await
             };
             return Ok(result.map(|_| ()));
         }
     }
     if let Some(d) = step.get("advance") {
         let at = format!("{at}/advance");
-        let text = d.as_str().ok_or_else(|| fail(&at, "advance needs a duration like 25h or P1Y"))?;
+        let text = d
+            .as_str()
+            .ok_or_else(|| fail(&at, "advance needs a duration like 25h or P1Y"))?;
         let span = Span::parse(text).map_err(|e| fail(&at, e.0))?;
         clock.set(span.after(civicflow_engine::Clock::now(clock)));
         // Fire until quiet: a timer's transition may arm another timer that is already due.
         loop {
-            let fired = runtime.fire_due_timers(1000).await.map_err(|e| fail(&at, e.to_string()))?;
-            let started = runtime.run_due_schedules().await.map_err(|e| fail(&at, e.to_string()))?;
+            let fired = runtime
+                .fire_due_timers(1000)
+                .await
+                .map_err(|e| fail(&at, e.to_string()))?;
+            let started = runtime
+                .run_due_schedules()
+                .await
+                .map_err(|e| fail(&at, e.to_string()))?;
             if fired + started == 0 {
                 break;
             }
@@ -250,36 +362,57 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
         let want = string_set(states, &format!("{at}/states"))?;
         let got: BTreeSet<String> = instance.position.tokens.iter().cloned().collect();
         if want != got {
-            return Err(fail(&format!("{at}/states"), format!("expected states {want:?}, got {got:?}")));
+            return Err(fail(
+                &format!("{at}/states"),
+                format!("expected states {want:?}, got {got:?}"),
+            ));
         }
     }
-    if let Some(status) = expect.get("status").and_then(Value::as_str) {
-        if status != instance.status.as_str() {
-            return Err(fail(&format!("{at}/status"), format!("expected status {status}, got {}", instance.status.as_str())));
-        }
+    if let Some(status) = expect.get("status").and_then(Value::as_str)
+        && status != instance.status.as_str()
+    {
+        let message = format!("expected status {status}, got {}", instance.status.as_str());
+        return Err(fail(&format!("{at}/status"), message));
     }
-    if let Some(data) = expect.get("data") {
-        if let Some(problem) = subset(data, &instance.data, "data") {
-            return Err(fail(&format!("{at}/data"), problem));
-        }
+    if let Some(data) = expect.get("data")
+        && let Some(problem) = subset(data, &instance.data, "data")
+    {
+        return Err(fail(&format!("{at}/data"), problem));
     }
     if let Some(tasks) = expect.get("tasks") {
         let want = string_set(tasks, &format!("{at}/tasks"))?;
-        let all = runtime.store.instance_tasks(id).await.map_err(|e| fail(at, e.to_string()))?;
-        let got: BTreeSet<String> = all.iter().filter(|t| t.status == "open").map(|t| t.task.state.clone()).collect();
+        let all = runtime
+            .store
+            .instance_tasks(id)
+            .await
+            .map_err(|e| fail(at, e.to_string()))?;
+        let got: BTreeSet<String> = all
+            .iter()
+            .filter(|t| t.status == "open")
+            .map(|t| t.task.state.clone())
+            .collect();
         if want != got {
-            return Err(fail(&format!("{at}/tasks"), format!("expected open tasks {want:?}, got {got:?}")));
+            return Err(fail(
+                &format!("{at}/tasks"),
+                format!("expected open tasks {want:?}, got {got:?}"),
+            ));
         }
     }
     if let Some(events) = expect.get("events") {
         let want: Vec<String> = string_set(events, &format!("{at}/events"))?.into_iter().collect();
-        let want_ordered: Vec<&str> = events.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let want_ordered: Vec<&str> = events
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let log = runtime.store.events(id).await.map_err(|e| fail(at, e.to_string()))?;
         let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
         let mut rest = kinds.iter();
         for w in &want_ordered {
             if !rest.any(|k| k == w) {
-                return Err(fail(&format!("{at}/events"), format!("expected events {want:?} in this order; the log is {kinds:?}")));
+                return Err(fail(
+                    &format!("{at}/events"),
+                    format!("expected events {want:?} in this order; the log is {kinds:?}"),
+                ));
             }
         }
     }
@@ -304,4 +437,3 @@ fn subset(want: &Value, got: &Value, path: &str) -> Option<String> {
         (w, g) => Some(format!("{path} is {g}, expected {w}")),
     }
 }
-

@@ -14,8 +14,16 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
-    println!("{} file(s) checked: {} valid, {errors} error(s), {warnings} warning(s)", files.len(), workflows.len());
-    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{} file(s) checked: {} valid, {errors} error(s), {warnings} warning(s)",
+        files.len(),
+        workflows.len()
+    );
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn publish(db: &str, paths: &[PathBuf]) -> Result<ExitCode> {
@@ -27,7 +35,12 @@ pub async fn publish(db: &str, paths: &[PathBuf]) -> Result<ExitCode> {
         bail!("nothing published: fix the errors above first");
     }
     let store = civicflow_store::Store::connect(db, None).await?;
-    let runtime = civicflow_store::Runtime::new(store, std::sync::Arc::new(civicflow_engine::SystemClock), std::sync::Arc::new(civicflow_engine::machine::ExpressionRules)).await?;
+    let runtime = civicflow_store::Runtime::new(
+        store,
+        std::sync::Arc::new(civicflow_engine::SystemClock),
+        std::sync::Arc::new(civicflow_engine::machine::ExpressionRules),
+    )
+    .await?;
     for wf in workflows {
         let label = format!("{}@{}", wf.id(), wf.version());
         let (_, fresh) = runtime.publish(wf).await?;

@@ -278,14 +278,25 @@ impl Workflow {
 /// Accept 5-field cron (as crontab writes it) by adding a seconds field.
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     let fields = text.split_whitespace().count();
-    let full = if fields == 5 { format!("0 {text}") } else { text.to_string() };
-    full.parse::<cron::Schedule>().map_err(|e| format!("bad cron expression \"{text}\": {e}"))
+    let full = if fields == 5 {
+        format!("0 {text}")
+    } else {
+        text.to_string()
+    };
+    full.parse::<cron::Schedule>()
+        .map_err(|e| format!("bad cron expression \"{text}\": {e}"))
 }
 
 impl Workflow {
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
     /// `person`, `unit` and `scheduled_at`.
-    pub fn schedule_data(&self, schedule: &Schedule, person: Option<&str>, unit: &str, at: chrono::DateTime<chrono::Utc>) -> Result<Value, String> {
+    pub fn schedule_data(
+        &self,
+        schedule: &Schedule,
+        person: Option<&str>,
+        unit: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Value, String> {
         let ctx = crate::expr::context(&serde_json::json!({
             "person": {"id": person},
             "unit": {"id": unit},

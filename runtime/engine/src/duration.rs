@@ -125,6 +125,9 @@ mod tests {
         let five_wd = Span::parse("5wd").unwrap().after(fri);
         assert_eq!(five_wd, Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap());
         let leap = Utc.with_ymd_and_hms(2024, 2, 29, 0, 0, 0).unwrap();
-        assert_eq!(Span::parse("P1Y").unwrap().after(leap), Utc.with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap());
+        assert_eq!(
+            Span::parse("P1Y").unwrap().after(leap),
+            Utc.with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap()
+        );
     }
 }

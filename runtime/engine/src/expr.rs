@@ -19,8 +19,12 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 /// `now | after("72h")`: the RFC 3339 time a duration after a given time.
 fn after(time: String, duration: String) -> Result<String, minijinja::Error> {
     use minijinja::ErrorKind::InvalidOperation;
-    let start = chrono::DateTime::parse_from_rfc3339(&time)
-        .map_err(|e| minijinja::Error::new(InvalidOperation, format!("after: \"{time}\" is not an RFC 3339 time: {e}")))?;
+    let start = chrono::DateTime::parse_from_rfc3339(&time).map_err(|e| {
+        minijinja::Error::new(
+            InvalidOperation,
+            format!("after: \"{time}\" is not an RFC 3339 time: {e}"),
+        )
+    })?;
     let span = crate::duration::Span::parse(&duration).map_err(|e| minijinja::Error::new(InvalidOperation, e.0))?;
     Ok(span.after(start.with_timezone(&chrono::Utc)).to_rfc3339())
 }
@@ -42,7 +46,10 @@ impl Expr {
         let compiled = ENV
             .compile_expression_owned(source.to_string())
             .map_err(|e| describe(&e))?;
-        Ok(Self { source: source.to_string(), compiled })
+        Ok(Self {
+            source: source.to_string(),
+            compiled,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -96,13 +103,24 @@ mod tests {
     #[test]
     fn evaluates_over_context() {
         let ctx = context(&json!({"data": {"income": 4000}, "form": {"ok": true}}));
-        assert!(Expr::compile("form.ok and data.income > 3000").unwrap().is_true(&ctx).unwrap());
-        assert_eq!(Expr::compile("data.income * 0.01").unwrap().eval(&ctx).unwrap(), json!(40.0));
+        assert!(
+            Expr::compile("form.ok and data.income > 3000")
+                .unwrap()
+                .is_true(&ctx)
+                .unwrap()
+        );
+        assert_eq!(
+            Expr::compile("data.income * 0.01").unwrap().eval(&ctx).unwrap(),
+            json!(40.0)
+        );
         assert_eq!(Expr::compile("data.missing").unwrap().eval(&ctx).unwrap(), Value::Null);
         assert!(Expr::compile("data.income >").is_err());
         assert!(check_template("{{ data.x }").is_err());
         assert_eq!(render("{{ data.income }}元", &ctx).unwrap(), "4000元");
         let t = context(&json!({"now": "2026-01-30T00:00:00+00:00"}));
-        assert_eq!(Expr::compile("now | after('3d')").unwrap().eval(&t).unwrap(), json!("2026-02-02T00:00:00+00:00"));
+        assert_eq!(
+            Expr::compile("now | after('3d')").unwrap().eval(&t).unwrap(),
+            json!("2026-02-02T00:00:00+00:00")
+        );
     }
 }

@@ -21,7 +21,9 @@ fn is_yaml(p: &Path) -> bool {
 }
 
 fn is_scenario(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
 }
 
 fn collect(paths: &[PathBuf], keep: &dyn Fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
@@ -37,7 +39,10 @@ fn collect(paths: &[PathBuf], keep: &dyn Fn(&Path) -> bool) -> std::io::Result<V
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such file or folder", p.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or folder", p.display()),
+            ));
         }
     }
     Ok(out)
@@ -48,11 +53,11 @@ pub fn load_all(paths: &[PathBuf]) -> std::io::Result<(Vec<Workflow>, Vec<Diagno
     let mut workflows = Vec::new();
     let mut diagnostics = Vec::new();
     for file in workflow_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
         let loaded = load(&file.display().to_string(), &text);
         diagnostics.extend(loaded.diagnostics);
         workflows.extend(loaded.workflow);
     }
     Ok((workflows, diagnostics))
 }
-

@@ -110,11 +110,17 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Self {
-        Self { person: "system".into(), roles: Vec::new(), system: true }
+        Self {
+            person: "system".into(),
+            roles: Vec::new(),
+            system: true,
+        }
     }
 
     pub fn has_role_over(&self, role: &str, unit_path: &str) -> bool {
-        self.roles.iter().any(|g| g.role == role && within(unit_path, &g.unit_path))
+        self.roles
+            .iter()
+            .any(|g| g.role == role && within(unit_path, &g.unit_path))
     }
 
     pub fn may_act_on(&self, task: &Task) -> bool {
@@ -127,18 +133,36 @@ impl Actor {
         if let Some(c) = &task.claimed_by {
             return *c == self.person;
         }
-        let role_ok = task.role.as_deref().is_some_and(|r| self.has_role_over(r, &task.unit_path));
-        let escalated_ok = task.escalated_to.as_deref().is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        let role_ok = task
+            .role
+            .as_deref()
+            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        let escalated_ok = task
+            .escalated_to
+            .as_deref()
+            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
         role_ok || escalated_ok
     }
 }
 
 #[derive(Debug, Clone)]
 pub enum Action {
-    Start { id: String, unit_id: String, unit_path: String, data: Value },
-    Complete { task: Task, form: Value },
-    Claim { task: Task },
-    Fire { timer: Timer },
+    Start {
+        id: String,
+        unit_id: String,
+        unit_path: String,
+        data: Value,
+    },
+    Complete {
+        task: Task,
+        form: Value,
+    },
+    Claim {
+        task: Task,
+    },
+    Fire {
+        timer: Timer,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,7 +231,14 @@ impl EngineError {
 /// plugin host answers with a bound plugin when one is bound for the instance's unit.
 pub trait Rules {
     /// `pinned` is the plugin version this instance resolved before, if any.
-    fn evaluate(&self, wf: &Workflow, instance: &Instance, hook: &str, input: &Value, pinned: Option<&str>) -> Result<RuleAnswer, String>;
+    fn evaluate(
+        &self,
+        wf: &Workflow,
+        instance: &Instance,
+        hook: &str,
+        input: &Value,
+        pinned: Option<&str>,
+    ) -> Result<RuleAnswer, String>;
 }
 
 pub struct RuleAnswer {
@@ -220,16 +251,39 @@ pub struct RuleAnswer {
 pub struct ExpressionRules;
 
 impl Rules for ExpressionRules {
-    fn evaluate(&self, wf: &Workflow, _: &Instance, hook: &str, input: &Value, _: Option<&str>) -> Result<RuleAnswer, String> {
-        let rule = wf.def.rules.get(hook).ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
+    fn evaluate(
+        &self,
+        wf: &Workflow,
+        _: &Instance,
+        hook: &str,
+        input: &Value,
+        _: Option<&str>,
+    ) -> Result<RuleAnswer, String> {
+        let rule = wf
+            .def
+            .rules
+            .get(hook)
+            .ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
         let value = wf.expr(&rule.default).eval(&context(input))?;
         Ok(RuleAnswer { value, plugin: None })
     }
 }
 
-pub fn step(wf: &Workflow, instance: Option<Instance>, action: Action, actor: &Actor, now: DateTime<Utc>, rules: &dyn Rules) -> Result<Step, EngineError> {
+pub fn step(
+    wf: &Workflow,
+    instance: Option<Instance>,
+    action: Action,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    rules: &dyn Rules,
+) -> Result<Step, EngineError> {
     let mut run = match (&action, instance) {
-        (Action::Start { id, unit_id, unit_path, .. }, _) => {
+        (
+            Action::Start {
+                id, unit_id, unit_path, ..
+            },
+            _,
+        ) => {
             let allowed = actor.system || wf.def.start.roles.iter().any(|r| actor.has_role_over(r, unit_path));
             if !allowed {
                 return Err(EngineError::Forbidden(format!(
@@ -255,7 +309,10 @@ pub fn step(wf: &Workflow, instance: Option<Instance>, action: Action, actor: &A
         }
         (_, Some(instance)) => {
             if instance.status != Status::Running {
-                return Err(EngineError::Conflict(format!("instance {} has already completed", instance.id)));
+                return Err(EngineError::Conflict(format!(
+                    "instance {} has already completed",
+                    instance.id
+                )));
             }
             Run::new(wf, instance, actor, now, rules)
         }
@@ -292,11 +349,23 @@ impl<'a> Run<'a> {
             timers_created: Vec::new(),
             escalations: Vec::new(),
         };
-        Self { wf, actor, now, rules, form: Value::Null, automatic_steps: 0, out }
+        Self {
+            wf,
+            actor,
+            now,
+            rules,
+            form: Value::Null,
+            automatic_steps: 0,
+            out,
+        }
     }
 
     fn event(&mut self, kind: &str, payload: Value) {
-        self.out.events.push(NewEvent { kind: kind.into(), actor: self.actor.person.clone(), payload });
+        self.out.events.push(NewEvent {
+            kind: kind.into(),
+            actor: self.actor.person.clone(),
+            payload,
+        });
     }
 
     fn start(&mut self, data: Value) -> Result<(), EngineError> {
@@ -305,7 +374,10 @@ impl<'a> Run<'a> {
             self.check_form(form, &data)?;
         }
         if !data.is_object() {
-            return Err(EngineError::InvalidForm(vec![(String::new(), "start data must be an object".into())]));
+            return Err(EngineError::InvalidForm(vec![(
+                String::new(),
+                "start data must be an object".into(),
+            )]));
         }
         self.out.instance.data = data.clone();
         self.event("started", json!({"workflow": self.wf.id(), "version": self.wf.version(), "unit": self.out.instance.unit_id, "data": data}));
@@ -317,7 +389,10 @@ impl<'a> Run<'a> {
             return Err(EngineError::Conflict(format!("task {} is no longer open", task.id)));
         }
         if !self.actor.may_act_on(task) {
-            return Err(EngineError::Forbidden(format!("task {} is not assigned to you or your roles in this unit", task.id)));
+            return Err(EngineError::Forbidden(format!(
+                "task {} is not assigned to you or your roles in this unit",
+                task.id
+            )));
         }
         Ok(())
     }
@@ -338,15 +413,22 @@ impl<'a> Run<'a> {
     fn complete(&mut self, task: Task, form: Value) -> Result<(), EngineError> {
         self.open_task_check(&task)?;
         let wf = self.wf;
-        let state = wf.state(&task.state).ok_or_else(|| EngineError::Conflict(format!("state \"{}\" not in this version", task.state)))?;
+        let state = wf
+            .state(&task.state)
+            .ok_or_else(|| EngineError::Conflict(format!("state \"{}\" not in this version", task.state)))?;
         let form = if form.is_null() { json!({}) } else { form };
         if let Some(name) = &state.form {
             self.check_form(name, &form)?;
         }
         self.form = form.clone();
-        let index = self.choose(&task.state, &state.transitions)?.ok_or_else(|| EngineError::NoTransition(task.state.clone()))?;
+        let index = self
+            .choose(&task.state, &state.transitions)?
+            .ok_or_else(|| EngineError::NoTransition(task.state.clone()))?;
         set_path(&mut self.out.instance.data, &task.state, form.clone());
-        self.event("task_completed", json!({"task": task.id, "state": task.state, "form": form}));
+        self.event(
+            "task_completed",
+            json!({"task": task.id, "state": task.state, "form": form}),
+        );
         self.out.task_completed = Some(task.id);
         let t = &state.transitions[index];
         self.follow(&task.state, &t.to, &t.set, t.notify.as_ref())
@@ -357,15 +439,26 @@ impl<'a> Run<'a> {
             return Err(EngineError::Conflict(format!("timer {} is stale", timer.id)));
         }
         let wf = self.wf;
-        let state = wf.state(&timer.state).ok_or_else(|| EngineError::Conflict("timer state not in this version".into()))?;
+        let state = wf
+            .state(&timer.state)
+            .ok_or_else(|| EngineError::Conflict("timer state not in this version".into()))?;
         match timer.kind {
             TimerKind::Transition(i) => {
-                let t = state.timers.get(i).ok_or_else(|| EngineError::Conflict("timer not in this version".into()))?;
-                self.event("timer_fired", json!({"state": timer.state, "timer": i, "due": timer.fire_at}));
+                let t = state
+                    .timers
+                    .get(i)
+                    .ok_or_else(|| EngineError::Conflict("timer not in this version".into()))?;
+                self.event(
+                    "timer_fired",
+                    json!({"state": timer.state, "timer": i, "due": timer.fire_at}),
+                );
                 self.follow(&timer.state, &t.to, &t.set, t.notify.as_ref())
             }
             TimerKind::Escalation(i) => {
-                let e = state.escalate.get(i).ok_or_else(|| EngineError::Conflict("escalation not in this version".into()))?;
+                let e = state
+                    .escalate
+                    .get(i)
+                    .ok_or_else(|| EngineError::Conflict("escalation not in this version".into()))?;
                 self.event("escalated", json!({"state": timer.state, "to": e.to}));
                 self.out.escalations.push((timer.state.clone(), e.to.clone()));
                 if let Some(n) = &e.notify {
@@ -378,7 +471,11 @@ impl<'a> Run<'a> {
 
     fn check_form(&self, form: &str, data: &Value) -> Result<(), EngineError> {
         let problems = self.wf.check_form(form, data);
-        if problems.is_empty() { Ok(()) } else { Err(EngineError::InvalidForm(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidForm(problems))
+        }
     }
 
     /// The expression context: what guards, computed values and templates can see.
@@ -396,13 +493,20 @@ impl<'a> Run<'a> {
 
     fn value(&mut self, v: &ValueExpr, ctx_json: &Value) -> Result<Value, EngineError> {
         match v {
-            ValueExpr::Expr(src) => self.wf.expr(src).eval(&context(ctx_json)).map_err(EngineError::Evaluation),
+            ValueExpr::Expr(src) => self
+                .wf
+                .expr(src)
+                .eval(&context(ctx_json))
+                .map_err(EngineError::Evaluation),
             ValueExpr::Rule { rule } => {
                 let pinned = self.out.instance.position.pins.get(rule).cloned();
                 let answer = self
                     .rules
                     .evaluate(self.wf, &self.out.instance, rule, ctx_json, pinned.as_deref())
-                    .map_err(|message| EngineError::Rule { hook: rule.clone(), message })?;
+                    .map_err(|message| EngineError::Rule {
+                        hook: rule.clone(),
+                        message,
+                    })?;
                 let by = answer.plugin.clone().unwrap_or_else(|| "expression".into());
                 if let Some(p) = answer.plugin {
                     self.out.instance.position.pins.entry(rule.clone()).or_insert(p);
@@ -414,12 +518,20 @@ impl<'a> Run<'a> {
     }
 
     /// Index of the first transition whose guard holds.
-    fn choose(&mut self, _from: &str, transitions: &[crate::definition::Transition]) -> Result<Option<usize>, EngineError> {
+    fn choose(
+        &mut self,
+        _from: &str,
+        transitions: &[crate::definition::Transition],
+    ) -> Result<Option<usize>, EngineError> {
         let ctx = self.context_json();
         for (i, t) in transitions.iter().enumerate() {
             let ok = match &t.when {
                 None => true,
-                Some(ValueExpr::Expr(src)) => self.wf.expr(src).is_true(&context(&ctx)).map_err(EngineError::Evaluation)?,
+                Some(ValueExpr::Expr(src)) => self
+                    .wf
+                    .expr(src)
+                    .is_true(&context(&ctx))
+                    .map_err(EngineError::Evaluation)?,
                 Some(rule) => truthy(&self.value(rule, &ctx)?),
             };
             if ok {
@@ -446,7 +558,8 @@ impl<'a> Run<'a> {
         let ctx = context(&self.context_json());
         let mut text = Map::new();
         for (lang, src) in template {
-            let rendered = render(src, &ctx).map_err(|e| EngineError::Evaluation(format!("template \"{}\": {e}", n.template)))?;
+            let rendered =
+                render(src, &ctx).map_err(|e| EngineError::Evaluation(format!("template \"{}\": {e}", n.template)))?;
             text.insert(lang.clone(), Value::String(rendered));
         }
         self.event("notified", json!({"template": n.template, "to": n.to, "text": text}));
@@ -467,7 +580,13 @@ impl<'a> Run<'a> {
         });
     }
 
-    fn follow(&mut self, from: &str, to: &Target, set: &BTreeMap<String, ValueExpr>, notify: Option<&Notify>) -> Result<(), EngineError> {
+    fn follow(
+        &mut self,
+        from: &str,
+        to: &Target,
+        set: &BTreeMap<String, ValueExpr>,
+        notify: Option<&Notify>,
+    ) -> Result<(), EngineError> {
         self.leave(from);
         self.apply_set(set)?;
         if let Some(n) = notify {
@@ -481,7 +600,14 @@ impl<'a> Run<'a> {
         for target in targets {
             self.enter(target, from)?;
         }
-        if self.out.instance.position.tokens.iter().all(|t| self.wf.state(t).is_some_and(|s| s.kind == StateKind::End)) {
+        if self
+            .out
+            .instance
+            .position
+            .tokens
+            .iter()
+            .all(|t| self.wf.state(t).is_some_and(|s| s.kind == StateKind::End))
+        {
             self.out.instance.status = Status::Completed;
             let end = self.out.instance.position.tokens.clone();
             self.event("completed", json!({"end": end}));
@@ -492,16 +618,20 @@ impl<'a> Run<'a> {
     fn enter(&mut self, name: &str, from: Option<&str>) -> Result<(), EngineError> {
         self.automatic_steps += 1;
         if self.automatic_steps > MAX_AUTOMATIC_STEPS {
-            return Err(EngineError::Evaluation(format!("more than {MAX_AUTOMATIC_STEPS} automatic steps in one action: a loop of automatic states?")));
+            return Err(EngineError::Evaluation(format!(
+                "more than {MAX_AUTOMATIC_STEPS} automatic steps in one action: a loop of automatic states?"
+            )));
         }
         let wf = self.wf;
-        let state = wf.state(name).ok_or_else(|| EngineError::Evaluation(format!("unknown state \"{name}\"")))?;
+        let state = wf
+            .state(name)
+            .ok_or_else(|| EngineError::Evaluation(format!("unknown state \"{name}\"")))?;
         if state.kind == StateKind::Join {
             let arrived = self.out.instance.position.joins.entry(name.to_string()).or_default();
-            if let Some(f) = from {
-                if !arrived.iter().any(|a| a == f) {
-                    arrived.push(f.to_string());
-                }
+            if let Some(f) = from
+                && !arrived.iter().any(|a| a == f)
+            {
+                arrived.push(f.to_string());
             }
             let complete = state.from.iter().all(|f| arrived.contains(f));
             if !complete {
@@ -528,7 +658,9 @@ impl<'a> Run<'a> {
         match state.kind {
             StateKind::Task => self.create_task(name)?,
             StateKind::Auto | StateKind::Join => {
-                let index = self.choose(name, &state.transitions)?.ok_or_else(|| EngineError::NoTransition(name.to_string()))?;
+                let index = self
+                    .choose(name, &state.transitions)?
+                    .ok_or_else(|| EngineError::NoTransition(name.to_string()))?;
                 let t = &state.transitions[index];
                 self.follow(name, &t.to, &t.set, t.notify.as_ref())?;
             }
@@ -538,7 +670,11 @@ impl<'a> Run<'a> {
     }
 
     fn deadline(&mut self, src: &str) -> Result<DateTime<Utc>, EngineError> {
-        let v = self.wf.expr(src).eval(&context(&self.context_json())).map_err(EngineError::Evaluation)?;
+        let v = self
+            .wf
+            .expr(src)
+            .eval(&context(&self.context_json()))
+            .map_err(EngineError::Evaluation)?;
         v.as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.with_timezone(&Utc))
@@ -548,7 +684,13 @@ impl<'a> Run<'a> {
     fn timer(&mut self, state: &str, kind: TimerKind, fire_at: DateTime<Utc>) {
         let id = uuid::Uuid::now_v7().to_string();
         let instance_id = self.out.instance.id.clone();
-        self.out.timers_created.push(Timer { id, instance_id, state: state.to_string(), kind, fire_at });
+        self.out.timers_created.push(Timer {
+            id,
+            instance_id,
+            state: state.to_string(),
+            kind,
+            fire_at,
+        });
     }
 
     fn create_task(&mut self, name: &str) -> Result<(), EngineError> {
@@ -580,7 +722,11 @@ impl<'a> Run<'a> {
             form: state.form.clone(),
             role: assign.role.clone(),
             person,
-            unit_path: if unit_id == self.out.instance.unit_id { self.out.instance.unit_path.clone() } else { String::new() },
+            unit_path: if unit_id == self.out.instance.unit_id {
+                self.out.instance.unit_path.clone()
+            } else {
+                String::new()
+            },
             unit_id,
             pool: assign.pool,
             claimed_by: None,
@@ -588,7 +734,11 @@ impl<'a> Run<'a> {
             due_at,
             created_at: self.now,
         };
-        let title = state.title.as_ref().map(|t| localize(t, "zh-CN").to_string()).unwrap_or_else(|| name.to_string());
+        let title = state
+            .title
+            .as_ref()
+            .map(|t| localize(t, "zh-CN").to_string())
+            .unwrap_or_else(|| name.to_string());
         self.event("task_created", json!({"task": task.id, "state": name, "title": title, "role": task.role, "person": task.person, "unit": task.unit_id, "due": task.due_at}));
         self.out.tasks_created.push(task);
         Ok(())

@@ -27,7 +27,12 @@ pub struct Loaded {
 pub fn load(file: &str, text: &str) -> Loaded {
     let doc = match SourceDoc::parse(file, text) {
         Ok(doc) => doc,
-        Err(d) => return Loaded { workflow: None, diagnostics: vec![d] },
+        Err(d) => {
+            return Loaded {
+                workflow: None,
+                diagnostics: vec![d],
+            };
+        }
     };
     let mut diags: Vec<Diagnostic> = SCHEMA
         .iter_errors(&doc.value)
@@ -40,9 +45,24 @@ pub fn load(file: &str, text: &str) -> Loaded {
         Ok(def) => def,
         Err(e) => return finish(None, vec![doc.error("", format!("definition: {e}"))]),
     };
-    let mut c = Checker { doc: &doc, def: &def, diags: Vec::new(), exprs: HashMap::new(), forms: HashMap::new(), spans: HashMap::new(), crons: HashMap::new() };
+    let mut c = Checker {
+        doc: &doc,
+        def: &def,
+        diags: Vec::new(),
+        exprs: HashMap::new(),
+        forms: HashMap::new(),
+        spans: HashMap::new(),
+        crons: HashMap::new(),
+    };
     c.check();
-    let Checker { diags: mut found, exprs, forms, spans, crons, .. } = c;
+    let Checker {
+        diags: mut found,
+        exprs,
+        forms,
+        spans,
+        crons,
+        ..
+    } = c;
     diags.append(&mut found);
     let has_errors = diags.iter().any(Diagnostic::is_error);
     let workflow = (!has_errors).then(|| Workflow {
@@ -58,14 +78,18 @@ pub fn load(file: &str, text: &str) -> Loaded {
 }
 
 fn finish(workflow: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Loaded {
-    diagnostics.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+    diagnostics.sort_by_key(|d| (d.line, d.col));
     diagnostics.dedup();
     Loaded { workflow, diagnostics }
 }
 
 fn schema_message(e: &jsonschema::ValidationError) -> String {
     let path = e.instance_path().to_string();
-    let at = if path.is_empty() { "top level".to_string() } else { path.trim_start_matches('/').replace('/', ".") };
+    let at = if path.is_empty() {
+        "top level".to_string()
+    } else {
+        path.trim_start_matches('/').replace('/', ".")
+    };
     format!("{at}: {e}")
 }
 
@@ -97,7 +121,10 @@ impl Checker<'_> {
         for (name, template) in &def.templates {
             for (lang, text) in template {
                 if let Err(e) = check_template(text) {
-                    self.error(&format!("/templates/{}/{}", pointer_segment(name), pointer_segment(lang)), format!("template syntax: {e}"));
+                    self.error(
+                        &format!("/templates/{}/{}", pointer_segment(name), pointer_segment(lang)),
+                        format!("template syntax: {e}"),
+                    );
                 }
             }
         }
@@ -154,7 +181,10 @@ impl Checker<'_> {
         match state.kind {
             StateKind::Task => {
                 match &state.assign {
-                    None => self.error(at, format!("task state \"{name}\" needs `assign` (a role, a person or a pool)")),
+                    None => self.error(
+                        at,
+                        format!("task state \"{name}\" needs `assign` (a role, a person or a pool)"),
+                    ),
                     Some(a) => {
                         if let Some(role) = &a.role {
                             self.role(&format!("{at}/assign/role"), role);
@@ -169,7 +199,10 @@ impl Checker<'_> {
                             self.error(&format!("{at}/assign"), "assign needs a role or a person".into());
                         }
                         if a.pool && a.role.is_none() {
-                            self.error(&format!("{at}/assign/pool"), "a pool task needs the role that may claim it".into());
+                            self.error(
+                                &format!("{at}/assign/pool"),
+                                "a pool task needs the role that may claim it".into(),
+                            );
                         }
                     }
                 }
@@ -210,17 +243,23 @@ impl Checker<'_> {
             }
         }
         if state.kind != StateKind::End && state.transitions.is_empty() && state.timers.is_empty() {
-            self.error(at, format!("state \"{name}\" is not an end state but has no way out (no transitions and no timers)"));
+            self.error(
+                at,
+                format!("state \"{name}\" is not an end state but has no way out (no transitions and no timers)"),
+            );
         }
         if matches!(state.kind, StateKind::Auto | StateKind::Join) && state.transitions.is_empty() {
-            self.error(at, format!("{:?} state \"{name}\" needs transitions", state.kind).to_lowercase());
+            self.error(
+                at,
+                format!("{:?} state \"{name}\" needs transitions", state.kind).to_lowercase(),
+            );
         }
-        if state.kind == StateKind::Auto {
-            if let Some(last) = state.transitions.last() {
-                if last.when.is_some() {
-                    self.diags.push(self.doc.warning(&format!("{at}/transitions"), format!("automatic state \"{name}\" has no fallback transition without `when`; the instance fails if no guard matches")));
-                }
-            }
+        let last_is_guarded = state.transitions.last().is_some_and(|t| t.when.is_some());
+        if state.kind == StateKind::Auto && last_is_guarded {
+            let message = format!(
+                "automatic state \"{name}\" has no fallback transition without `when`; the instance fails if no guard matches"
+            );
+            self.diags.push(self.doc.warning(&format!("{at}/transitions"), message));
         }
         for (i, t) in state.transitions.iter().enumerate() {
             let tat = format!("{at}/transitions/{i}");
@@ -240,7 +279,10 @@ impl Checker<'_> {
             match (&t.after, &t.at) {
                 (Some(d), None) => self.duration(&format!("{tat}/after"), d),
                 (None, Some(e)) => self.expr(&format!("{tat}/at"), e),
-                _ => self.error(&tat, "a timer needs exactly one of `after` (a duration) or `at` (a deadline expression)".into()),
+                _ => self.error(
+                    &tat,
+                    "a timer needs exactly one of `after` (a duration) or `at` (a deadline expression)".into(),
+                ),
             }
             self.target(&format!("{tat}/to"), t.to.states());
             for (k, v) in &t.set {
@@ -261,14 +303,24 @@ impl Checker<'_> {
                 continue;
             }
             let Some(state) = def.states.get(s) else { continue };
-            let targets = state.transitions.iter().map(|t| &t.to).chain(state.timers.iter().map(|t| &t.to));
+            let targets = state
+                .transitions
+                .iter()
+                .map(|t| &t.to)
+                .chain(state.timers.iter().map(|t| &t.to));
             for t in targets {
                 queue.extend(t.states().iter().map(String::as_str));
             }
         }
         for name in def.states.keys() {
             if !seen.contains(name.as_str()) {
-                self.error(&format!("/states/{}", pointer_segment(name)), format!("state \"{name}\" is unreachable from the start state \"{}\"", def.start.to));
+                self.error(
+                    &format!("/states/{}", pointer_segment(name)),
+                    format!(
+                        "state \"{name}\" is unreachable from the start state \"{}\"",
+                        def.start.to
+                    ),
+                );
             }
         }
     }

@@ -33,7 +33,11 @@ impl SourceDoc {
         })?;
         let mut positions = HashMap::new();
         let value = to_json(&node, String::new(), &mut positions);
-        Ok(Self { file: file.to_string(), value, positions })
+        Ok(Self {
+            file: file.to_string(),
+            value,
+            positions,
+        })
     }
 
     /// Position of the node at `pointer`, or of its nearest ancestor that has one.
@@ -60,7 +64,13 @@ impl SourceDoc {
 
     fn diagnostic(&self, pointer: &str, severity: Severity, message: impl Into<String>) -> Diagnostic {
         let (line, col) = self.position(pointer);
-        Diagnostic { file: self.file.clone(), line, col, severity, message: message.into() }
+        Diagnostic {
+            file: self.file.clone(),
+            line,
+            col,
+            severity,
+            message: message.into(),
+        }
     }
 }
 
@@ -136,9 +146,7 @@ fn load_error_position(e: &marked_yaml::LoadError) -> (usize, usize) {
 fn load_error_message(e: &marked_yaml::LoadError) -> String {
     use marked_yaml::LoadError::*;
     match e {
-        TopLevelMustBeMapping(_) | TopLevelMustBeSequence(_) => {
-            "the top level must be a mapping (key: value)".into()
-        }
+        TopLevelMustBeMapping(_) | TopLevelMustBeSequence(_) => "the top level must be a mapping (key: value)".into(),
         DuplicateKey(inner) => format!("duplicate key \"{}\"", inner.key.as_str()),
         UnexpectedAnchor(_) => "anchors and aliases are not supported".into(),
         UnexpectedTag(_) => "explicit tags are not supported".into(),

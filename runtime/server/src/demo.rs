@@ -22,7 +22,11 @@ pub async fn load(runtime: &Runtime, dir: &Path) -> Result<(), ServeError> {
     let people = read_people(&org.join("people.csv")).map_err(|e| ServeError::Demo(e.to_string()))?;
     match runtime.store.import_org(&units, &people, &|_| {}).await {
         Ok(s) => tracing::info!(units = s.units, people = s.people, "demo organisation loaded"),
-        Err(ImportError::Rows(rows)) => return Err(ServeError::Demo(rows.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))),
+        Err(ImportError::Rows(rows)) => {
+            return Err(ServeError::Demo(
+                rows.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            ));
+        }
         Err(ImportError::Store(e)) => return Err(e.into()),
     }
     Ok(())

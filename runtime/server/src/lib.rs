@@ -52,17 +52,14 @@ async fn list_workflows(State(rt): State<AppState>) -> Json<Value> {
 
 /// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    if let Some(dir) = opts.db.strip_prefix("sqlite://").and_then(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)).parent().map(PathBuf::from)) {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(&dir).map_err(|e| ServeError::Listen(format!("data folder {}", dir.display()), e))?;
-        }
-    }
     let store = Store::connect(&opts.db, None).await?;
     let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
     if opts.demo {
         demo::load(&runtime, &opts.workflows).await?;
     }
-    let listener = tokio::net::TcpListener::bind(&opts.listen).await.map_err(|e| ServeError::Listen(opts.listen.clone(), e))?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|e| ServeError::Listen(opts.listen.clone(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(runtime.clone(), stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");

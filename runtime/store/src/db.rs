@@ -33,15 +33,20 @@ impl Store {
                 "unsupported database URL \"{url}\": use sqlite://FILE, sqlite::memory: or postgres://USER@HOST/DB"
             )));
         };
-        if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(StoreError::Invalid(format!("bad schema name \"{s}\"")));
-            }
+        if let Some(s) = schema
+            && !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Invalid(format!("bad schema name \"{s}\"")));
         }
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let pool = match backend {
             Backend::Sqlite => {
-                let url = if url.contains("memory") || url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                create_parent_folder(url)?;
+                let url = if url.contains("memory") || url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
                 // SQLite has one writer; one connection keeps transactions strictly serial and
                 // is the only way an in-memory database is shared at all.
                 options
@@ -62,7 +67,9 @@ impl Store {
                 let schema = schema.map(str::to_string);
                 if let Some(s) = &schema {
                     let admin = AnyPoolOptions::new().max_connections(1).connect(url).await?;
-                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}")).execute(&admin).await?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                        .execute(&admin)
+                        .await?;
                     admin.close().await;
                 }
                 options
@@ -97,10 +104,15 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once against one database.
-            sqlx::query("SELECT pg_advisory_lock(727274)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(727274)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = async {
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await?;
             for (version, sql) in MIGRATIONS {
                 let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(*version)
@@ -122,7 +134,9 @@ impl Store {
         }
         .await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(727274)")
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(result?)
     }
@@ -140,8 +154,23 @@ impl Store {
     /// Remove a PostgreSQL schema made for a test or a benchmark run.
     pub async fn drop_schema(&self, schema: &str) -> Result<()> {
         if self.backend == Backend::Postgres && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&self.pool).await?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
+    }
+}
+
+/// `sqlite://data/civicflow.db` on a new machine: make `data/` so the file can be created.
+fn create_parent_folder(url: &str) -> Result<()> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let file = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Invalid(format!("cannot create the data folder {}: {e}", dir.display()))),
+        _ => Ok(()),
     }
 }

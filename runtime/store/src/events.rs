@@ -8,9 +8,25 @@ use sqlx::AnyConnection;
 
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-pub(crate) fn event_hash(prev: &str, instance_id: &str, seq: i64, at: i64, actor: &str, kind: &str, payload: &str) -> String {
+pub(crate) fn event_hash(
+    prev: &str,
+    instance_id: &str,
+    seq: i64,
+    at: i64,
+    actor: &str,
+    kind: &str,
+    payload: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in [prev, instance_id, &seq.to_string(), &at.to_string(), actor, kind, payload] {
+    for part in [
+        prev,
+        instance_id,
+        &seq.to_string(),
+        &at.to_string(),
+        actor,
+        kind,
+        payload,
+    ] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -19,13 +35,24 @@ pub(crate) fn event_hash(prev: &str, instance_id: &str, seq: i64, at: i64, actor
 
 /// Events ready to insert, hashed onto the chain after `(seq, hash)`; returns them and
 /// the new chain head. Hashing first lets the instance row take the head in its own update.
-pub(crate) fn chain(instance_id: &str, mut seq: i64, mut hash: String, at: i64, events: &[NewEvent]) -> Result<(Vec<Chained>, i64, String)> {
+pub(crate) fn chain(
+    instance_id: &str,
+    mut seq: i64,
+    mut hash: String,
+    at: i64,
+    events: &[NewEvent],
+) -> Result<(Vec<Chained>, i64, String)> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
         let payload = serde_json::to_string(&e.payload)?;
         let next = event_hash(&hash, instance_id, seq, at, &e.actor, &e.kind, &payload);
-        out.push(Chained { seq, prev_hash: std::mem::replace(&mut hash, next.clone()), hash: next, payload });
+        out.push(Chained {
+            seq,
+            prev_hash: std::mem::replace(&mut hash, next.clone()),
+            hash: next,
+            payload,
+        });
     }
     Ok((out, seq, hash))
 }
@@ -38,21 +65,46 @@ pub(crate) struct Chained {
 }
 
 /// Insert chained events in one statement.
-pub(crate) async fn insert(conn: &mut AnyConnection, instance_id: &str, at: i64, events: &[NewEvent], chained: &[Chained]) -> Result<()> {
+pub(crate) async fn insert(
+    conn: &mut AnyConnection,
+    instance_id: &str,
+    at: i64,
+    events: &[NewEvent],
+    chained: &[Chained],
+) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut sql = String::from("INSERT INTO events (instance_id, seq, at, actor, kind, payload, prev_hash, hash) VALUES ");
+    let mut sql =
+        String::from("INSERT INTO events (instance_id, seq, at, actor, kind, payload, prev_hash, hash) VALUES ");
     for i in 0..events.len() {
         let b = i * 8;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8));
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8
+        ));
     }
     let mut q = sqlx::query(&sql);
     for (e, c) in events.iter().zip(chained) {
-        q = q.bind(instance_id).bind(c.seq).bind(at).bind(&e.actor).bind(&e.kind).bind(&c.payload).bind(&c.prev_hash).bind(&c.hash);
+        q = q
+            .bind(instance_id)
+            .bind(c.seq)
+            .bind(at)
+            .bind(&e.actor)
+            .bind(&e.kind)
+            .bind(&c.payload)
+            .bind(&c.prev_hash)
+            .bind(&c.hash);
     }
     q.execute(conn).await?;
     Ok(())

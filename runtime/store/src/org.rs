@@ -8,7 +8,15 @@ use civicflow_engine::org::{RoleGrant, child_path};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
-pub const UNIT_KINDS: [&str; 7] = ["city", "district", "street", "community", "grid", "building", "department"];
+pub const UNIT_KINDS: [&str; 7] = [
+    "city",
+    "district",
+    "street",
+    "community",
+    "grid",
+    "building",
+    "department",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitRow {
@@ -73,7 +81,11 @@ impl From<sqlx::Error> for ImportError {
 }
 
 fn err<T>(errors: &mut Vec<RowError>, n: &Numbered<T>, message: String) {
-    errors.push(RowError { file: n.file.clone(), line: n.line, message });
+    errors.push(RowError {
+        file: n.file.clone(),
+        line: n.line,
+        message,
+    });
 }
 
 fn valid_id(id: &str) -> bool {
@@ -83,12 +95,22 @@ fn valid_id(id: &str) -> bool {
 impl Store {
     /// Import units and people. Every row is checked against the file and the database
     /// before anything is written; any error rejects the whole import.
-    pub async fn import_org(&self, units: &[Numbered<UnitRow>], people: &[Numbered<PersonRow>], progress: &(dyn Fn(u64) + Sync)) -> Result<ImportSummary, ImportError> {
+    pub async fn import_org(
+        &self,
+        units: &[Numbered<UnitRow>],
+        people: &[Numbered<PersonRow>],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ImportSummary, ImportError> {
         let existing: HashMap<String, (Option<String>, String)> = sqlx::query("SELECT id, parent_id, path FROM units")
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|r| Ok((r.try_get::<String, _>("id")?, (r.try_get("parent_id")?, r.try_get("path")?))))
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("id")?,
+                    (r.try_get("parent_id")?, r.try_get("path")?),
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()?;
         let mut errors = Vec::new();
 
@@ -97,21 +119,41 @@ impl Store {
         for n in units {
             let u = &n.row;
             if !valid_id(&u.id) {
-                err(&mut errors, n, format!("unit id \"{}\" must be 1-64 letters, digits, '-' or '_'", u.id));
+                err(
+                    &mut errors,
+                    n,
+                    format!("unit id \"{}\" must be 1-64 letters, digits, '-' or '_'", u.id),
+                );
             }
             if !UNIT_KINDS.contains(&u.kind.as_str()) {
-                err(&mut errors, n, format!("unknown unit kind \"{}\"; expected one of {}", u.kind, UNIT_KINDS.join(", ")));
+                err(
+                    &mut errors,
+                    n,
+                    format!(
+                        "unknown unit kind \"{}\"; expected one of {}",
+                        u.kind,
+                        UNIT_KINDS.join(", ")
+                    ),
+                );
             }
             if u.name.trim().is_empty() {
                 err(&mut errors, n, "unit name is empty".into());
             }
-            if let Some((parent, _)) = existing.get(&u.id) {
-                if *parent != u.parent {
-                    err(&mut errors, n, format!("unit \"{}\" already exists under another parent; moving units is not supported by import", u.id));
-                }
+            if let Some((parent, _)) = existing.get(&u.id)
+                && *parent != u.parent
+            {
+                let message = format!(
+                    "unit \"{}\" already exists under another parent; import does not move units",
+                    u.id
+                );
+                err(&mut errors, n, message);
             }
             if let Some(first) = in_file.insert(&u.id, n) {
-                err(&mut errors, n, format!("unit \"{}\" is listed twice (first at line {})", u.id, first.line));
+                err(
+                    &mut errors,
+                    n,
+                    format!("unit \"{}\" is listed twice (first at line {})", u.id, first.line),
+                );
             }
         }
         let mut paths: HashMap<String, String> = existing.iter().map(|(id, (_, p))| (id.clone(), p.clone())).collect();
@@ -126,7 +168,11 @@ impl Store {
         for n in people {
             let p = &n.row;
             if !valid_id(&p.id) {
-                err(&mut errors, n, format!("person id \"{}\" must be 1-64 letters, digits, '-' or '_'", p.id));
+                err(
+                    &mut errors,
+                    n,
+                    format!("person id \"{}\" must be 1-64 letters, digits, '-' or '_'", p.id),
+                );
             }
             if p.name.trim().is_empty() {
                 err(&mut errors, n, "name is empty".into());
@@ -138,14 +184,18 @@ impl Store {
                 if !valid_id(role) {
                     err(&mut errors, n, format!("bad role name \"{role}\""));
                 }
-                if let Some(u) = unit {
-                    if !paths.contains_key(u) {
-                        err(&mut errors, n, format!("role \"{role}\" names unknown unit \"{u}\""));
-                    }
+                if let Some(u) = unit
+                    && !paths.contains_key(u)
+                {
+                    err(&mut errors, n, format!("role \"{role}\" names unknown unit \"{u}\""));
                 }
             }
             if let Some(first) = seen_people.insert(p.id.clone(), n.line) {
-                err(&mut errors, n, format!("person \"{}\" is listed twice (first at line {first})", p.id));
+                err(
+                    &mut errors,
+                    n,
+                    format!("person \"{}\" is listed twice (first at line {first})", p.id),
+                );
             }
         }
         if !errors.is_empty() {
@@ -185,14 +235,19 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             // An imported person's roles are exactly what the file says.
-            sqlx::query("DELETE FROM person_roles WHERE person_id = $1").bind(&p.id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM person_roles WHERE person_id = $1")
+                .bind(&p.id)
+                .execute(&mut *tx)
+                .await?;
             for (role, unit) in &p.roles {
-                sqlx::query("INSERT INTO person_roles (person_id, role, unit_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(&p.id)
-                    .bind(role)
-                    .bind(unit.as_ref().unwrap_or(&p.unit))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO person_roles (person_id, role, unit_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(&p.id)
+                .bind(role)
+                .bind(unit.as_ref().unwrap_or(&p.unit))
+                .execute(&mut *tx)
+                .await?;
                 summary.roles += 1;
             }
             summary.people += 1;
@@ -223,15 +278,22 @@ impl Store {
             .bind(role)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     pub async fn count_units(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM units").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM units")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub async fn count_people(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM people").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM people")
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -246,14 +308,29 @@ pub(crate) async fn load_actor(conn: &mut sqlx::AnyConnection, person_id: &str) 
     }
     let mut roles = Vec::new();
     for r in &rows {
-        if let (Some(role), Some(unit_id), Some(unit_path)) = (r.try_get("role")?, r.try_get("unit_id")?, r.try_get("path")?) {
-            roles.push(RoleGrant { role, unit_id, unit_path });
+        if let (Some(role), Some(unit_id), Some(unit_path)) =
+            (r.try_get("role")?, r.try_get("unit_id")?, r.try_get("path")?)
+        {
+            roles.push(RoleGrant {
+                role,
+                unit_id,
+                unit_path,
+            });
         }
     }
-    Ok(Actor { person: person_id.to_string(), roles, system: false })
+    Ok(Actor {
+        person: person_id.to_string(),
+        roles,
+        system: false,
+    })
 }
 
-fn resolve_path<'a>(id: &str, in_file: &HashMap<&str, &'a Numbered<UnitRow>>, paths: &mut HashMap<String, String>, visiting: &mut HashSet<String>) -> Result<String, String> {
+fn resolve_path(
+    id: &str,
+    in_file: &HashMap<&str, &Numbered<UnitRow>>,
+    paths: &mut HashMap<String, String>,
+    visiting: &mut HashSet<String>,
+) -> Result<String, String> {
     if let Some(p) = paths.get(id) {
         return Ok(p.clone());
     }

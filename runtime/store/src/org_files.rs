@@ -15,14 +15,27 @@ struct Table {
 impl Table {
     fn read(path: &Path) -> Result<Self, RowError> {
         let file = path.display().to_string();
-        let fail = |line: usize, message: String| RowError { file: file.clone(), line, message };
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let fail = |line: usize, message: String| RowError {
+            file: file.clone(),
+            line,
+            message,
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let mut records: Vec<(usize, Vec<String>)> = Vec::new();
         match ext.as_str() {
             "csv" => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_path(path).map_err(|e| fail(0, e.to_string()))?;
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_path(path)
+                    .map_err(|e| fail(0, e.to_string()))?;
                 for rec in reader.records() {
-                    let rec = rec.map_err(|e| fail(e.position().map_or(0, |p| p.line() as usize), format!("CSV: {e}")))?;
+                    let rec =
+                        rec.map_err(|e| fail(e.position().map_or(0, |p| p.line() as usize), format!("CSV: {e}")))?;
                     let line = rec.position().map_or(records.len() + 1, |p| p.line() as usize);
                     records.push((line, rec.iter().map(|c| c.trim().to_string()).collect()));
                 }
@@ -30,30 +43,56 @@ impl Table {
             "xlsx" | "xlsm" | "xls" | "ods" => {
                 use calamine::{Reader, open_workbook_auto};
                 let mut book = open_workbook_auto(path).map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
-                let sheet = book.worksheet_range_at(0).ok_or_else(|| fail(0, "the workbook has no sheet".into()))?.map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
+                let sheet = book
+                    .worksheet_range_at(0)
+                    .ok_or_else(|| fail(0, "the workbook has no sheet".into()))?
+                    .map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
                 for (i, row) in sheet.rows().enumerate() {
                     records.push((i + 1, row.iter().map(|c| c.to_string().trim().to_string()).collect()));
                 }
             }
             _ => return Err(fail(0, format!("unsupported file type \".{ext}\": use .csv or .xlsx"))),
         }
-        let mut records = records.into_iter().filter(|(_, cells)| cells.iter().any(|c| !c.is_empty()));
-        let (_, header) = records.next().ok_or_else(|| fail(1, "the file is empty: expected a header row".into()))?;
-        let columns = header.iter().enumerate().map(|(i, h)| (h.trim_start_matches('\u{feff}').to_ascii_lowercase(), i)).collect();
-        Ok(Table { file, columns, rows: records.collect() })
+        let mut records = records
+            .into_iter()
+            .filter(|(_, cells)| cells.iter().any(|c| !c.is_empty()));
+        let (_, header) = records
+            .next()
+            .ok_or_else(|| fail(1, "the file is empty: expected a header row".into()))?;
+        let columns = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.trim_start_matches('\u{feff}').to_ascii_lowercase(), i))
+            .collect();
+        Ok(Table {
+            file,
+            columns,
+            rows: records.collect(),
+        })
     }
 
     fn require(&self, names: &[&str]) -> Result<(), RowError> {
-        let missing: Vec<&str> = names.iter().copied().filter(|n| !self.columns.contains_key(*n)).collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.columns.contains_key(*n))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(RowError { file: self.file.clone(), line: 1, message: format!("missing column(s): {}", missing.join(", ")) })
+            Err(RowError {
+                file: self.file.clone(),
+                line: 1,
+                message: format!("missing column(s): {}", missing.join(", ")),
+            })
         }
     }
 
     fn cell<'a>(&self, cells: &'a [String], name: &str) -> &'a str {
-        self.columns.get(name).and_then(|i| cells.get(*i)).map_or("", String::as_str)
+        self.columns
+            .get(name)
+            .and_then(|i| cells.get(*i))
+            .map_or("", String::as_str)
     }
 
     fn optional(&self, cells: &[String], name: &str) -> Option<String> {

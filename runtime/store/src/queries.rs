@@ -2,8 +2,8 @@
 
 use crate::db::{Store, from_millis};
 use crate::error::{Result, StoreError};
-use civicflow_engine::machine::{Instance, Position, Status, Task};
 use civicflow_engine::Actor;
+use civicflow_engine::machine::{Instance, Position, Status, Task};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -31,7 +31,8 @@ fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
             workflow_version: u32::try_from(version).map_err(|_| StoreError::Corrupt("workflow version".into()))?,
             unit_id: r.try_get("unit_id")?,
             unit_path: r.try_get("unit_path")?,
-            status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("instance status \"{status}\"")))?,
+            status: Status::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("instance status \"{status}\"")))?,
             position: serde_json::from_str::<Position>(&position)?,
             data: serde_json::from_str(&data)?,
             rev: r.try_get("rev")?,
@@ -151,7 +152,13 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let payload: String = r.try_get("payload")?;
-                Ok(EventRow { seq: r.try_get("seq")?, at: from_millis(r.try_get("at")?), actor: r.try_get("actor")?, kind: r.try_get("kind")?, payload: serde_json::from_str(&payload)? })
+                Ok(EventRow {
+                    seq: r.try_get("seq")?,
+                    at: from_millis(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    payload: serde_json::from_str(&payload)?,
+                })
             })
             .collect()
     }
@@ -172,7 +179,11 @@ impl Store {
         roots.sort_unstable();
         roots.dedup();
         // A grant below another grant adds nothing: its subtree is already covered.
-        let covered: Vec<&str> = roots.iter().copied().filter(|p| !roots.iter().any(|q| q != p && p.starts_with(q))).collect();
+        let covered: Vec<&str> = roots
+            .iter()
+            .copied()
+            .filter(|p| !roots.iter().any(|q| q != p && p.starts_with(q)))
+            .collect();
         let columns = TASK_COLUMNS.replace(", ", ", t.");
         let mut out: Vec<TaskView> = Vec::new();
         for root in covered {
@@ -192,7 +203,13 @@ impl Store {
             out.push(task_view(r)?);
         }
         out.retain(|t| actor.may_act_on(&t.task));
-        out.sort_by(|a, b| (a.task.due_at.is_none(), a.task.due_at, &a.task.id).cmp(&(b.task.due_at.is_none(), b.task.due_at, &b.task.id)));
+        out.sort_by(|a, b| {
+            (a.task.due_at.is_none(), a.task.due_at, &a.task.id).cmp(&(
+                b.task.due_at.is_none(),
+                b.task.due_at,
+                &b.task.id,
+            ))
+        });
         out.dedup_by(|a, b| a.task.id == b.task.id);
         Ok(out)
     }
@@ -200,5 +217,9 @@ impl Store {
 
 fn task_view(r: &AnyRow) -> Result<TaskView> {
     let (task, status) = task_from(r)?;
-    Ok(TaskView { task, status, workflow: r.try_get("workflow_id")? })
+    Ok(TaskView {
+        task,
+        status,
+        workflow: r.try_get("workflow_id")?,
+    })
 }

@@ -18,12 +18,19 @@ pub struct Registry {
 
 impl Registry {
     pub fn get(&self, id: &str, version: u32) -> Option<Arc<Workflow>> {
-        self.versions.read().expect("registry lock").get(&(id.to_string(), version)).cloned()
+        self.versions
+            .read()
+            .expect("registry lock")
+            .get(&(id.to_string(), version))
+            .cloned()
     }
 
     pub fn latest(&self, id: &str) -> Option<Arc<Workflow>> {
         let map = self.versions.read().expect("registry lock");
-        map.iter().filter(|((i, _), _)| i == id).max_by_key(|((_, v), _)| *v).map(|(_, w)| w.clone())
+        map.iter()
+            .filter(|((i, _), _)| i == id)
+            .max_by_key(|((_, v), _)| *v)
+            .map(|(_, w)| w.clone())
     }
 
     /// The newest version of every workflow, by id.
@@ -48,11 +55,12 @@ impl Store {
     /// Store a validated workflow version. Returns false when this exact version was
     /// already published.
     pub async fn publish_workflow(&self, wf: &Workflow) -> Result<bool> {
-        let existing: Option<String> = sqlx::query_scalar("SELECT sha256 FROM workflows WHERE id = $1 AND version = $2")
-            .bind(wf.id())
-            .bind(i64::from(wf.version()))
-            .fetch_optional(&self.pool)
-            .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM workflows WHERE id = $1 AND version = $2")
+                .bind(wf.id())
+                .bind(i64::from(wf.version()))
+                .fetch_optional(&self.pool)
+                .await?;
         match existing {
             Some(sha) if sha == wf.sha256 => Ok(false),
             Some(_) => Err(StoreError::Invalid(format!(
@@ -76,7 +84,9 @@ impl Store {
 
     /// Every published version, compiled again from its stored source.
     pub async fn load_workflows(&self) -> Result<Vec<Workflow>> {
-        let rows = sqlx::query("SELECT id, version, source FROM workflows ORDER BY id, version").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, version, source FROM workflows ORDER BY id, version")
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.try_get("id")?;

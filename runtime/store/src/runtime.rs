@@ -43,7 +43,12 @@ impl Runtime {
         for wf in store.load_workflows().await? {
             registry.insert(Arc::new(wf));
         }
-        Ok(Self { store, registry, clock, rules })
+        Ok(Self {
+            store,
+            registry,
+            clock,
+            rules,
+        })
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -70,12 +75,17 @@ impl Runtime {
     }
 
     fn workflow(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
-        self.registry.get(id, version).ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
+        self.registry
+            .get(id, version)
+            .ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
     }
 
     /// Start the newest version of `workflow` in `unit` as `person`.
     pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Applied> {
-        let wf = self.registry.latest(workflow).ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
+        let wf = self
+            .registry
+            .latest(workflow)
+            .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
         let mut tx = self.store.pool.begin().await?;
         let actor = load_actor(&mut tx, person).await?;
         let unit_path: String = sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
@@ -88,8 +98,21 @@ impl Runtime {
         Ok(applied)
     }
 
-    async fn start_in(&self, conn: &mut AnyConnection, wf: &Workflow, actor: &Actor, unit: &str, unit_path: &str, data: Value) -> Result<Applied> {
-        let action = Action::Start { id: uuid::Uuid::now_v7().to_string(), unit_id: unit.to_string(), unit_path: unit_path.to_string(), data };
+    async fn start_in(
+        &self,
+        conn: &mut AnyConnection,
+        wf: &Workflow,
+        actor: &Actor,
+        unit: &str,
+        unit_path: &str,
+        data: Value,
+    ) -> Result<Applied> {
+        let action = Action::Start {
+            id: uuid::Uuid::now_v7().to_string(),
+            unit_id: unit.to_string(),
+            unit_path: unit_path.to_string(),
+            data,
+        };
         let now = self.now();
         let s = step(wf, None, action, actor, now, self.rules.as_ref())?;
         commit(conn, s, None, now).await
@@ -110,7 +133,14 @@ impl Runtime {
         let stored = load_instance(&mut tx, &task.instance_id).await?;
         let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
         let now = self.now();
-        let s = step(&wf, Some(stored.instance.clone()), action(task), &actor, now, self.rules.as_ref())?;
+        let s = step(
+            &wf,
+            Some(stored.instance.clone()),
+            action(task),
+            &actor,
+            now,
+            self.rules.as_ref(),
+        )?;
         let applied = commit(&mut tx, s, Some(&stored), now).await?;
         tx.commit().await?;
         Ok(applied)
@@ -120,8 +150,14 @@ impl Runtime {
     /// with the state change it causes, so it fires exactly once; on PostgreSQL the row
     /// lock (`FOR UPDATE SKIP LOCKED`) lets several servers share the work.
     pub async fn fire_due_timers(&self, limit: usize) -> Result<usize> {
-        let lock = if self.store.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let select = format!("SELECT id, instance_id, state, kind, fire_at, attempts FROM timers WHERE fire_at <= $1 ORDER BY fire_at, id LIMIT 1{lock}");
+        let lock = if self.store.backend == Backend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let select = format!(
+            "SELECT id, instance_id, state, kind, fire_at, attempts FROM timers WHERE fire_at <= $1 ORDER BY fire_at, id LIMIT 1{lock}"
+        );
         let mut fired = 0;
         while fired < limit {
             let now = self.now();
@@ -144,9 +180,14 @@ impl Runtime {
                     tx.commit().await?;
                     fired += 1;
                 }
-                Err(StoreError::Engine(EngineError::Conflict(reason))) if reason.contains("stale") || reason.contains("completed") => {
+                Err(StoreError::Engine(EngineError::Conflict(reason)))
+                    if reason.contains("stale") || reason.contains("completed") =>
+                {
                     // The state it belonged to is gone: the timer has nothing left to do.
-                    sqlx::query("DELETE FROM timers WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM timers WHERE id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                 }
                 Err(StoreError::Engine(EngineError::Conflict(_))) => {
@@ -173,8 +214,18 @@ impl Runtime {
         let stored = load_instance(conn, &timer.instance_id).await?;
         let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
         let id = timer.id.clone();
-        let s = step(&wf, Some(stored.instance.clone()), Action::Fire { timer }, &Actor::system(), now, self.rules.as_ref())?;
-        sqlx::query("DELETE FROM timers WHERE id = $1").bind(&id).execute(&mut *conn).await?;
+        let s = step(
+            &wf,
+            Some(stored.instance.clone()),
+            Action::Fire { timer },
+            &Actor::system(),
+            now,
+            self.rules.as_ref(),
+        )?;
+        sqlx::query("DELETE FROM timers WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
         commit(conn, s, Some(&stored), now).await?;
         Ok(())
     }
@@ -183,8 +234,14 @@ impl Runtime {
     /// to its next time in one transaction. Missed periods are caught up one by one, so a
     /// monthly schedule that was down over a month boundary still creates that month's items.
     pub async fn run_due_schedules(&self) -> Result<usize> {
-        let lock = if self.store.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let select = format!("SELECT workflow_id, schedule_id, next_at FROM schedules WHERE next_at <= $1 ORDER BY next_at LIMIT 1{lock}");
+        let lock = if self.store.backend == Backend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let select = format!(
+            "SELECT workflow_id, schedule_id, next_at FROM schedules WHERE next_at <= $1 ORDER BY next_at LIMIT 1{lock}"
+        );
         let mut started = 0;
         for _ in 0..1000 {
             let now = self.now();
@@ -195,20 +252,36 @@ impl Runtime {
             let workflow_id: String = row.try_get("workflow_id")?;
             let schedule_id: String = row.try_get("schedule_id")?;
             let due = crate::db::from_millis(row.try_get("next_at")?);
-            let wf = self.registry.latest(&workflow_id).ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow_id}\"")))?;
+            let wf = self
+                .registry
+                .latest(&workflow_id)
+                .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow_id}\"")))?;
             let Some(schedule) = wf.def.schedules.iter().find(|s| s.id == schedule_id) else {
-                sqlx::query("DELETE FROM schedules WHERE workflow_id = $1 AND schedule_id = $2").bind(&workflow_id).bind(&schedule_id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM schedules WHERE workflow_id = $1 AND schedule_id = $2")
+                    .bind(&workflow_id)
+                    .bind(&schedule_id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 continue;
             };
             let targets = match (&schedule.for_each_role, &schedule.unit) {
-                (Some(role), _) => self.store.holders_of(role).await?.into_iter().map(|(p, u, path)| (Some(p), u, path)).collect(),
+                (Some(role), _) => self
+                    .store
+                    .holders_of(role)
+                    .await?
+                    .into_iter()
+                    .map(|(p, u, path)| (Some(p), u, path))
+                    .collect(),
                 (None, Some(unit)) => vec![(None, unit.clone(), self.store.unit_path(unit).await?)],
                 (None, None) => Vec::new(),
             };
             for (person, unit, path) in targets {
-                let data = wf.schedule_data(schedule, person.as_deref(), &unit, due).map_err(EngineError::Evaluation)?;
-                self.start_in(&mut tx, &wf, &Actor::system(), &unit, &path, data).await?;
+                let data = wf
+                    .schedule_data(schedule, person.as_deref(), &unit, due)
+                    .map_err(EngineError::Evaluation)?;
+                self.start_in(&mut tx, &wf, &Actor::system(), &unit, &path, data)
+                    .await?;
                 started += 1;
             }
             let next = wf.next_schedule_time(&schedule_id, due).map(millis).unwrap_or(i64::MAX);
@@ -226,7 +299,12 @@ impl Runtime {
 
 /// Write one step: instance (revision-checked, with the new chain head), events, tasks,
 /// timers. Few statements on purpose: each one is a round trip to the database.
-async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<Applied> {
+async fn commit(
+    conn: &mut AnyConnection,
+    s: Step,
+    prior: Option<&StoredInstance>,
+    now: DateTime<Utc>,
+) -> Result<Applied> {
     let at = millis(now);
     let mut instance = s.instance;
     let (seq, hash) = match prior {
@@ -268,7 +346,11 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
                 .execute(&mut *conn)
                 .await?;
             if done.rows_affected() != 1 {
-                return Err(EngineError::Conflict(format!("instance {} was changed by someone else; reload and try again", instance.id)).into());
+                return Err(EngineError::Conflict(format!(
+                    "instance {} was changed by someone else; reload and try again",
+                    instance.id
+                ))
+                .into());
             }
             instance.rev = p.instance.rev + 1;
         }
@@ -288,11 +370,12 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
         }
     }
     if let Some(task) = &s.task_claimed {
-        let done = sqlx::query("UPDATE tasks SET claimed_by = $2 WHERE id = $1 AND status = 'open' AND claimed_by IS NULL")
-            .bind(task)
-            .bind(actor)
-            .execute(&mut *conn)
-            .await?;
+        let done =
+            sqlx::query("UPDATE tasks SET claimed_by = $2 WHERE id = $1 AND status = 'open' AND claimed_by IS NULL")
+                .bind(task)
+                .bind(actor)
+                .execute(&mut *conn)
+                .await?;
         if done.rows_affected() != 1 {
             return Err(EngineError::Conflict(format!("task {task} was claimed by someone else")).into());
         }
@@ -307,7 +390,11 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
                 .await?;
         }
         if left.drop_timers {
-            sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND state = $2").bind(&instance.id).bind(&left.state).execute(&mut *conn).await?;
+            sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND state = $2")
+                .bind(&instance.id)
+                .bind(&left.state)
+                .execute(&mut *conn)
+                .await?;
         }
     }
     for (state, role) in &s.escalations {
@@ -333,17 +420,24 @@ async fn commit(conn: &mut AnyConnection, s: Step, prior: Option<&StoredInstance
             .bind(millis(t.created_at))
             .fetch_optional(&mut *conn)
             .await?;
-        t.unit_path = path.ok_or_else(|| EngineError::Evaluation(format!("task \"{}\" is assigned to unknown unit \"{}\"", t.state, t.unit_id)))?;
+        t.unit_path = path.ok_or_else(|| {
+            EngineError::Evaluation(format!(
+                "task \"{}\" is assigned to unknown unit \"{}\"",
+                t.state, t.unit_id
+            ))
+        })?;
     }
     for t in &s.timers_created {
-        sqlx::query("INSERT INTO timers (id, instance_id, state, kind, fire_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)")
-            .bind(&t.id)
-            .bind(&t.instance_id)
-            .bind(&t.state)
-            .bind(serde_json::to_string(&t.kind)?)
-            .bind(millis(t.fire_at))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO timers (id, instance_id, state, kind, fire_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(&t.id)
+        .bind(&t.instance_id)
+        .bind(&t.state)
+        .bind(serde_json::to_string(&t.kind)?)
+        .bind(millis(t.fire_at))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(Applied { instance, new_tasks })
 }

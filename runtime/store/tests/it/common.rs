@@ -1,7 +1,7 @@
 use chrono::{DateTime, TimeZone, Utc};
+use civicflow_engine::ManualClock;
 use civicflow_engine::machine::ExpressionRules;
 use civicflow_engine::validate::load;
-use civicflow_engine::ManualClock;
 use civicflow_store::org::{Numbered, PersonRow, UnitRow};
 use civicflow_store::{Runtime, Store};
 use std::sync::Arc;
@@ -86,7 +86,9 @@ pub struct Db {
 
 impl Db {
     pub async fn store(&self) -> Store {
-        Store::connect(&self.url, self.schema.as_deref()).await.unwrap_or_else(|e| panic!("{}: cannot connect to {}: {e}", self.label, self.url))
+        Store::connect(&self.url, self.schema.as_deref())
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot connect to {}: {e}", self.label, self.url))
     }
 
     /// A second raw connection, for tests that tamper with stored rows.
@@ -113,10 +115,20 @@ impl Db {
 /// SQLite always; PostgreSQL when `CIVICFLOW_TEST_PG` is set (and then it must work).
 pub fn databases() -> Vec<Db> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut out = vec![Db { label: "sqlite", url: format!("sqlite://{}", dir.path().join("t.db").display()), schema: None, _dir: Some(dir) }];
+    let mut out = vec![Db {
+        label: "sqlite",
+        url: format!("sqlite://{}", dir.path().join("t.db").display()),
+        schema: None,
+        _dir: Some(dir),
+    }];
     if let Ok(url) = std::env::var("CIVICFLOW_TEST_PG") {
         let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-        out.push(Db { label: "postgres", url, schema: Some(schema), _dir: None });
+        out.push(Db {
+            label: "postgres",
+            url,
+            schema: Some(schema),
+            _dir: None,
+        });
     }
     out
 }
@@ -126,26 +138,55 @@ pub fn postgres() -> Option<Db> {
 }
 
 pub fn unit(id: &str, parent: Option<&str>, kind: &str) -> Numbered<UnitRow> {
-    Numbered { file: "units.csv".into(), line: 0, row: UnitRow { id: id.into(), parent: parent.map(Into::into), kind: kind.into(), name: id.into(), name_en: None } }
+    Numbered {
+        file: "units.csv".into(),
+        line: 0,
+        row: UnitRow {
+            id: id.into(),
+            parent: parent.map(Into::into),
+            kind: kind.into(),
+            name: id.into(),
+            name_en: None,
+        },
+    }
 }
 
 pub fn person(id: &str, unit: &str, roles: &[&str]) -> Numbered<PersonRow> {
     Numbered {
         file: "people.csv".into(),
         line: 0,
-        row: PersonRow { id: id.into(), name: id.into(), unit: unit.into(), roles: roles.iter().map(|r| (r.to_string(), None)).collect(), phone: None, locale: None },
+        row: PersonRow {
+            id: id.into(),
+            name: id.into(),
+            unit: unit.into(),
+            roles: roles.iter().map(|r| (r.to_string(), None)).collect(),
+            phone: None,
+            locale: None,
+        },
     }
 }
 
 /// city → district → communities a and b; a clerk in each community, a manager at the district.
 pub async fn seed(store: &Store) {
-    let units = vec![unit("city", None, "city"), unit("d", Some("city"), "district"), unit("a", Some("d"), "community"), unit("b", Some("d"), "community")];
-    let people = vec![person("clerk_a", "a", &["clerk"]), person("clerk_a2", "a", &["clerk"]), person("clerk_b", "b", &["clerk"]), person("boss", "d", &["manager"])];
+    let units = vec![
+        unit("city", None, "city"),
+        unit("d", Some("city"), "district"),
+        unit("a", Some("d"), "community"),
+        unit("b", Some("d"), "community"),
+    ];
+    let people = vec![
+        person("clerk_a", "a", &["clerk"]),
+        person("clerk_a2", "a", &["clerk"]),
+        person("clerk_b", "b", &["clerk"]),
+        person("boss", "d", &["manager"]),
+    ];
     store.import_org(&units, &people, &|_| {}).await.expect("seed org");
 }
 
 pub async fn runtime(store: Store, clock: Arc<ManualClock>) -> Runtime {
-    let rt = Runtime::new(store, clock, Arc::new(ExpressionRules)).await.expect("runtime");
+    let rt = Runtime::new(store, clock, Arc::new(ExpressionRules))
+        .await
+        .expect("runtime");
     for src in [REVIEW, PARALLEL] {
         let wf = load("fixture.yaml", src).workflow.expect("fixture workflow is valid");
         rt.publish(wf).await.expect("publish");
@@ -163,5 +204,10 @@ pub async fn setup(db: &Db) -> (Runtime, Arc<ManualClock>) {
 
 pub async fn open_task(rt: &Runtime, instance: &str) -> String {
     let tasks = rt.store.instance_tasks(instance).await.expect("tasks");
-    tasks.into_iter().find(|t| t.status == "open").expect("an open task").task.id
+    tasks
+        .into_iter()
+        .find(|t| t.status == "open")
+        .expect("an open task")
+        .task
+        .id
 }

@@ -22,7 +22,12 @@ async fn timer_due_during_downtime_fires_once_after_restart() {
         let rt = runtime(db.store().await, clock).await;
         // The escalation (after 1 day) and the expiry (after 2 days) are both due.
         assert_eq!(rt.fire_due_timers(10).await.unwrap(), 2, "{}", db.label);
-        assert_eq!(rt.fire_due_timers(10).await.unwrap(), 0, "{}: fired once only", db.label);
+        assert_eq!(
+            rt.fire_due_timers(10).await.unwrap(),
+            0,
+            "{}: fired once only",
+            db.label
+        );
         let end = rt.store.instance(&inst.id).await.unwrap();
         assert_eq!(end.position.tokens, vec!["expired"], "{}", db.label);
         let events = rt.store.events(&inst.id).await.unwrap();
@@ -40,7 +45,13 @@ async fn escalation_lets_the_escalated_role_act() {
         let (rt, clock) = setup(&db).await;
         let inst = rt.start("clerk_a", "review", "a", json!({"amount": 1})).await.unwrap();
         let task = open_task(&rt, &inst.id).await;
-        assert_eq!(rt.complete("boss", &task, json!({"approve": true})).await.unwrap_err().code(), "forbidden");
+        assert_eq!(
+            rt.complete("boss", &task, json!({"approve": true}))
+                .await
+                .unwrap_err()
+                .code(),
+            "forbidden"
+        );
         clock.advance(chrono::Duration::hours(25));
         assert_eq!(rt.fire_due_timers(10).await.unwrap(), 1);
         let done = rt.complete("boss", &task, json!({"approve": true})).await.unwrap();
@@ -61,7 +72,13 @@ async fn two_runtimes_on_postgres_fire_each_timer_exactly_once() {
     let (rt, _) = setup(&db).await;
     let mut ids = Vec::new();
     for i in 0..120 {
-        ids.push(rt.start("clerk_a", "review", "a", json!({"amount": i})).await.unwrap().id.clone());
+        ids.push(
+            rt.start("clerk_a", "review", "a", json!({"amount": i}))
+                .await
+                .unwrap()
+                .id
+                .clone(),
+        );
     }
     drop(rt);
     let later = t0() + chrono::Duration::days(3);
@@ -78,7 +95,11 @@ async fn two_runtimes_on_postgres_fire_each_timer_exactly_once() {
         }
     };
     let ((a, one), (b, _two)) = tokio::join!(drain(one), drain(two));
-    assert_eq!(a + b, 240, "120 escalations and 120 expiries; first runtime fired {a}, second {b}");
+    assert_eq!(
+        a + b,
+        240,
+        "120 escalations and 120 expiries; first runtime fired {a}, second {b}"
+    );
     for id in &ids {
         let events = one.store.events(id).await.unwrap();
         assert_eq!(count(&events, "timer_fired"), 1, "instance {id}");

@@ -9,18 +9,31 @@ async fn guards_choose_the_path_and_scope_limits_who_acts() {
         let (rt, _) = setup(&db).await;
         let small = rt.start("clerk_a", "review", "a", json!({"amount": 50})).await.unwrap();
         assert_eq!(small.position.tokens, vec!["clerk_review"], "{}", db.label);
-        let big = rt.start("clerk_a", "review", "a", json!({"amount": 5000})).await.unwrap();
+        let big = rt
+            .start("clerk_a", "review", "a", json!({"amount": 5000}))
+            .await
+            .unwrap();
         assert_eq!(big.position.tokens, vec!["manager_review"], "{}", db.label);
 
         // A clerk of community b cannot act on community a's task, and nothing changes.
         let task = open_task(&rt, &small.id).await;
         let before = rt.store.events(&small.id).await.unwrap().len();
-        let err = rt.complete("clerk_b", &task, json!({"approve": true})).await.unwrap_err();
-        assert!(matches!(err, StoreError::Engine(EngineError::Forbidden(_))), "{}: {err}", db.label);
+        let err = rt
+            .complete("clerk_b", &task, json!({"approve": true}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Engine(EngineError::Forbidden(_))),
+            "{}: {err}",
+            db.label
+        );
         assert_eq!(rt.store.events(&small.id).await.unwrap().len(), before);
 
         // The district manager's role covers the whole subtree.
-        let done = rt.complete("boss", &open_task(&rt, &big.id).await, json!({"approve": true})).await.unwrap();
+        let done = rt
+            .complete("boss", &open_task(&rt, &big.id).await, json!({"approve": true}))
+            .await
+            .unwrap();
         assert_eq!(done.position.tokens, vec!["done"]);
         assert_eq!(done.data["approved_by"], "boss");
         assert_eq!(done.status.as_str(), "completed");
@@ -35,16 +48,31 @@ async fn guards_choose_the_path_and_scope_limits_who_acts() {
 async fn bad_form_data_is_refused_per_field_and_changes_nothing() {
     for db in databases() {
         let (rt, _) = setup(&db).await;
-        let err = rt.start("clerk_a", "review", "a", json!({"amount": -3})).await.unwrap_err();
-        let StoreError::Engine(EngineError::InvalidForm(fields)) = err else { panic!("{}: {err}", db.label) };
+        let err = rt
+            .start("clerk_a", "review", "a", json!({"amount": -3}))
+            .await
+            .unwrap_err();
+        let StoreError::Engine(EngineError::InvalidForm(fields)) = err else {
+            panic!("{}: {err}", db.label)
+        };
         assert_eq!(fields[0].0, "/amount");
 
         let inst = rt.start("clerk_a", "review", "a", json!({"amount": 10})).await.unwrap();
         let task = open_task(&rt, &inst.id).await;
-        let err = rt.complete("clerk_a", &task, json!({"approve": "yes"})).await.unwrap_err();
-        assert!(matches!(&err, StoreError::Engine(EngineError::InvalidForm(f)) if f[0].0 == "/approve"), "{err}");
+        let err = rt
+            .complete("clerk_a", &task, json!({"approve": "yes"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Engine(EngineError::InvalidForm(f)) if f[0].0 == "/approve"),
+            "{err}"
+        );
         let after = rt.store.instance(&inst.id).await.unwrap();
-        assert_eq!(after.rev, inst.rev, "{}: a refused form must not change the instance", db.label);
+        assert_eq!(
+            after.rev, inst.rev,
+            "{}: a refused form must not change the instance",
+            db.label
+        );
         assert_eq!(open_task(&rt, &inst.id).await, task);
     }
 }
@@ -55,9 +83,21 @@ async fn outsiders_cannot_start_and_unknown_things_are_not_found() {
         let (rt, _) = setup(&db).await;
         let err = rt.start("boss", "review", "a", json!({"amount": 1})).await.unwrap_err();
         assert_eq!(err.code(), "forbidden", "{}: manager is not a start role", db.label);
-        assert_eq!(rt.start("nobody", "review", "a", json!({})).await.unwrap_err().code(), "not_found");
-        assert_eq!(rt.start("clerk_a", "nope", "a", json!({})).await.unwrap_err().code(), "not_found");
-        assert_eq!(rt.complete("clerk_a", "no-such-task", json!({})).await.unwrap_err().code(), "not_found");
+        assert_eq!(
+            rt.start("nobody", "review", "a", json!({})).await.unwrap_err().code(),
+            "not_found"
+        );
+        assert_eq!(
+            rt.start("clerk_a", "nope", "a", json!({})).await.unwrap_err().code(),
+            "not_found"
+        );
+        assert_eq!(
+            rt.complete("clerk_a", "no-such-task", json!({}))
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
     }
 }
 
@@ -69,8 +109,16 @@ async fn parallel_branches_join_before_going_on() {
         let mut tokens = inst.position.tokens.clone();
         tokens.sort();
         assert_eq!(tokens, vec!["left", "right"], "{}", db.label);
-        let after_left = rt.complete("clerk_a", &open_task(&rt, &inst.id).await, json!({})).await.unwrap();
-        assert_eq!(after_left.position.tokens, vec!["right"], "{}: left waits at the join", db.label);
+        let after_left = rt
+            .complete("clerk_a", &open_task(&rt, &inst.id).await, json!({}))
+            .await
+            .unwrap();
+        assert_eq!(
+            after_left.position.tokens,
+            vec!["right"],
+            "{}: left waits at the join",
+            db.label
+        );
         clock.advance(chrono::Duration::hours(2));
         assert_eq!(rt.fire_due_timers(10).await.unwrap(), 1);
         let end = rt.store.instance(&inst.id).await.unwrap();
@@ -84,14 +132,25 @@ async fn a_new_version_does_not_move_running_instances() {
     for db in databases() {
         let (rt, _) = setup(&db).await;
         let old = rt.start("clerk_a", "review", "a", json!({"amount": 5})).await.unwrap();
-        let v2 = REVIEW.replace("version: 1", "version: 2").replace("{to: done, when: \"form.approve\"}", "{to: rejected, when: \"form.approve\"}");
-        rt.publish(civicflow_engine::validate::load("v2.yaml", &v2).workflow.unwrap()).await.unwrap();
+        let v2 = REVIEW.replace("version: 1", "version: 2").replace(
+            "{to: done, when: \"form.approve\"}",
+            "{to: rejected, when: \"form.approve\"}",
+        );
+        rt.publish(civicflow_engine::validate::load("v2.yaml", &v2).workflow.unwrap())
+            .await
+            .unwrap();
         // Same version number, different content: refused.
         let clash = REVIEW.replace("title: {zh-CN: 审核, en: Review}", "title: {zh-CN: 改过}");
-        let err = rt.publish(civicflow_engine::validate::load("clash.yaml", &clash).workflow.unwrap()).await.unwrap_err();
+        let err = rt
+            .publish(civicflow_engine::validate::load("clash.yaml", &clash).workflow.unwrap())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("immutable"), "{err}");
 
-        let done = rt.complete("clerk_a", &open_task(&rt, &old.id).await, json!({"approve": true})).await.unwrap();
+        let done = rt
+            .complete("clerk_a", &open_task(&rt, &old.id).await, json!({"approve": true}))
+            .await
+            .unwrap();
         assert_eq!(done.workflow_version, 1);
         assert_eq!(done.position.tokens, vec!["done"], "{}: v1 rules still apply", db.label);
         let new = rt.start("clerk_a", "review", "a", json!({"amount": 5})).await.unwrap();
