@@ -384,10 +384,14 @@ impl<'a> Run<'a> {
         self.enter_all(std::slice::from_ref(&self.wf.def.start.to), None)
     }
 
-    fn open_task_check(&self, task: &Task) -> Result<(), EngineError> {
+    fn still_open(&self, task: &Task) -> Result<(), EngineError> {
         if task.instance_id != self.out.instance.id || !self.out.instance.position.tokens.contains(&task.state) {
             return Err(EngineError::Conflict(format!("task {} is no longer open", task.id)));
         }
+        Ok(())
+    }
+
+    fn permitted(&self, task: &Task) -> Result<(), EngineError> {
         if !self.actor.may_act_on(task) {
             return Err(EngineError::Forbidden(format!(
                 "task {} is not assigned to you or your roles in this unit",
@@ -398,20 +402,22 @@ impl<'a> Run<'a> {
     }
 
     fn claim(&mut self, task: Task) -> Result<(), EngineError> {
-        self.open_task_check(&task)?;
+        self.still_open(&task)?;
         if !task.pool {
             return Err(EngineError::Conflict(format!("task {} is not open to claim", task.id)));
         }
         if task.claimed_by.is_some() {
             return Err(EngineError::Conflict(format!("task {} is already claimed", task.id)));
         }
+        self.permitted(&task)?;
         self.event("task_claimed", json!({"task": task.id, "state": task.state}));
         self.out.task_claimed = Some(task.id);
         Ok(())
     }
 
     fn complete(&mut self, task: Task, form: Value) -> Result<(), EngineError> {
-        self.open_task_check(&task)?;
+        self.still_open(&task)?;
+        self.permitted(&task)?;
         let wf = self.wf;
         let state = wf
             .state(&task.state)

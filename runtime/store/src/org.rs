@@ -265,23 +265,8 @@ impl Store {
     }
 
     pub async fn unit_path(&self, unit_id: &str) -> Result<String> {
-        sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
-            .bind(unit_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("unit \"{unit_id}\"")))
-    }
-
-    /// `(person, unit, unit path)` for everyone holding `role`.
-    pub async fn holders_of(&self, role: &str) -> Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query("SELECT r.person_id, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.role = $1 ORDER BY r.person_id")
-            .bind(role)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let mut conn = self.pool.acquire().await?;
+        load_unit_path(&mut conn, unit_id).await
     }
 
     pub async fn count_units(&self) -> Result<i64> {
@@ -295,6 +280,25 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+pub(crate) async fn load_unit_path(conn: &mut sqlx::AnyConnection, unit_id: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
+        .bind(unit_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("unit \"{unit_id}\"")))
+}
+
+/// `(person, unit, unit path)` for everyone holding `role`.
+pub(crate) async fn load_holders(conn: &mut sqlx::AnyConnection, role: &str) -> Result<Vec<(String, String, String)>> {
+    let rows = sqlx::query("SELECT r.person_id, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.role = $1 ORDER BY r.person_id, r.unit_id")
+        .bind(role)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }
 
 /// One query: the person (must exist) and their role grants.

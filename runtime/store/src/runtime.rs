@@ -5,7 +5,7 @@
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
 use crate::events::{GENESIS, chain, insert};
-use crate::org::load_actor;
+use crate::org::{load_actor, load_holders, load_unit_path};
 use crate::queries::{StoredInstance, load_instance, load_open_task};
 use crate::registry::Registry;
 use chrono::{DateTime, Utc};
@@ -88,11 +88,7 @@ impl Runtime {
             .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
         let mut tx = self.store.pool.begin().await?;
         let actor = load_actor(&mut tx, person).await?;
-        let unit_path: String = sqlx::query_scalar("SELECT path FROM units WHERE id = $1")
-            .bind(unit)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("unit \"{unit}\"")))?;
+        let unit_path = load_unit_path(&mut tx, unit).await?;
         let applied = self.start_in(&mut tx, &wf, &actor, unit, &unit_path, data).await?;
         tx.commit().await?;
         Ok(applied)
@@ -266,14 +262,12 @@ impl Runtime {
                 continue;
             };
             let targets = match (&schedule.for_each_role, &schedule.unit) {
-                (Some(role), _) => self
-                    .store
-                    .holders_of(role)
+                (Some(role), _) => load_holders(&mut tx, role)
                     .await?
                     .into_iter()
                     .map(|(p, u, path)| (Some(p), u, path))
                     .collect(),
-                (None, Some(unit)) => vec![(None, unit.clone(), self.store.unit_path(unit).await?)],
+                (None, Some(unit)) => vec![(None, unit.clone(), load_unit_path(&mut tx, unit).await?)],
                 (None, None) => Vec::new(),
             };
             for (person, unit, path) in targets {

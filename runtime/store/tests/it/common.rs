@@ -72,6 +72,41 @@ states:
   done: {type: end}
 "#;
 
+pub const MONTHLY: &str = r#"
+id: monthly
+version: 1
+title: {zh-CN: 每月事项}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: pay}
+schedules:
+  - id: items
+    cron: "0 9 1 * *"
+    for_each_role: clerk
+    data: {member: "person.id", period: "scheduled_at[:7]"}
+states:
+  pay:
+    type: task
+    assign: {person: "data.member"}
+    transitions: [{to: paid}]
+  paid: {type: end}
+"#;
+
+pub const POOL: &str = r#"
+id: pool
+version: 1
+title: {zh-CN: 认领}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: wish}
+states:
+  wish:
+    type: task
+    assign: {role: clerk, pool: true}
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
 }
@@ -187,7 +222,7 @@ pub async fn runtime(store: Store, clock: Arc<ManualClock>) -> Runtime {
     let rt = Runtime::new(store, clock, Arc::new(ExpressionRules))
         .await
         .expect("runtime");
-    for src in [REVIEW, PARALLEL] {
+    for src in [REVIEW, PARALLEL, MONTHLY, POOL] {
         let wf = load("fixture.yaml", src).workflow.expect("fixture workflow is valid");
         rt.publish(wf).await.expect("publish");
     }

@@ -157,3 +157,97 @@ async fn a_new_version_does_not_move_running_instances() {
         assert_eq!(new.workflow_version, 2);
     }
 }
+
+#[tokio::test]
+async fn a_pool_task_is_claimed_once_and_then_only_the_claimant_completes_it() {
+    for db in databases() {
+        let (rt, _) = setup(&db).await;
+        let inst = rt.start("clerk_a", "pool", "a", json!({})).await.unwrap();
+        let task = inst.new_tasks[0].id.clone();
+        let visible = |p: &'static str| {
+            let rt = &rt;
+            async move {
+                rt.store
+                    .tasks_for(&rt.store.actor(p).await.unwrap())
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(
+            (
+                visible("clerk_a").await,
+                visible("clerk_a2").await,
+                visible("clerk_b").await
+            ),
+            (1, 1, 0),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            rt.claim("clerk_b", &task).await.unwrap_err().code(),
+            "forbidden",
+            "{}: out of scope",
+            db.label
+        );
+        rt.claim("clerk_a2", &task).await.unwrap();
+        assert_eq!(
+            rt.claim("clerk_a", &task).await.unwrap_err().code(),
+            "conflict",
+            "{}: already claimed",
+            db.label
+        );
+        assert_eq!(
+            visible("clerk_a").await,
+            0,
+            "{}: a claimed task leaves the others' lists",
+            db.label
+        );
+        assert_eq!(
+            rt.complete("clerk_a", &task, json!({})).await.unwrap_err().code(),
+            "forbidden"
+        );
+        let done = rt.complete("clerk_a2", &task, json!({})).await.unwrap();
+        assert_eq!(done.status.as_str(), "completed", "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn schedules_start_one_instance_per_holder_and_catch_up_missed_periods() {
+    for db in databases() {
+        let (rt, clock) = setup(&db).await;
+        assert_eq!(rt.run_due_schedules().await.unwrap(), 0, "nothing due at publish time");
+        // Down from March to mid June: April, May and June are each caught up, for 3 clerks.
+        clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 15, 0, 0, 0).unwrap());
+        assert_eq!(rt.run_due_schedules().await.unwrap(), 9, "{}", db.label);
+        assert_eq!(
+            rt.run_due_schedules().await.unwrap(),
+            0,
+            "{}: each period once",
+            db.label
+        );
+        let mine = rt
+            .store
+            .tasks_for(&rt.store.actor("clerk_b").await.unwrap())
+            .await
+            .unwrap();
+        let mut periods = Vec::new();
+        for t in &mine {
+            periods.push(
+                rt.store.instance(&t.task.instance_id).await.unwrap().data["period"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        periods.sort();
+        assert_eq!(periods, vec!["2026-04", "2026-05", "2026-06"], "{}", db.label);
+        assert_eq!(
+            rt.complete("clerk_a", &mine[0].task.id, json!({}))
+                .await
+                .unwrap_err()
+                .code(),
+            "forbidden"
+        );
+    }
+}
