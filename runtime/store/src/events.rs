@@ -4,7 +4,6 @@
 use crate::error::Result;
 use civicflow_engine::machine::NewEvent;
 use sha2::{Digest, Sha256};
-use sqlx::AnyConnection;
 
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -58,54 +57,8 @@ pub(crate) fn chain(
 }
 
 pub(crate) struct Chained {
-    seq: i64,
-    prev_hash: String,
-    hash: String,
-    payload: String,
-}
-
-/// Insert chained events in one statement.
-pub(crate) async fn insert(
-    conn: &mut AnyConnection,
-    instance_id: &str,
-    at: i64,
-    events: &[NewEvent],
-    chained: &[Chained],
-) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut sql =
-        String::from("INSERT INTO events (instance_id, seq, at, actor, kind, payload, prev_hash, hash) VALUES ");
-    for i in 0..events.len() {
-        let b = i * 8;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8
-        ));
-    }
-    let mut q = sqlx::query(&sql);
-    for (e, c) in events.iter().zip(chained) {
-        q = q
-            .bind(instance_id)
-            .bind(c.seq)
-            .bind(at)
-            .bind(&e.actor)
-            .bind(&e.kind)
-            .bind(&c.payload)
-            .bind(&c.prev_hash)
-            .bind(&c.hash);
-    }
-    q.execute(conn).await?;
-    Ok(())
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub payload: String,
 }

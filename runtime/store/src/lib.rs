@@ -13,10 +13,11 @@ pub mod org_files;
 mod queries;
 pub mod registry;
 pub mod runtime;
+mod writes;
 
 pub use audit::BrokenChain;
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use queries::{EventRow, InstanceView, TaskView};
 pub use registry::Registry;
-pub use runtime::{Applied, Runtime};
+pub use runtime::{Applied, Runtime, Shared};

@@ -4,6 +4,7 @@ use crate::db::{Store, from_millis};
 use crate::error::{Result, StoreError};
 use civicflow_engine::Actor;
 use civicflow_engine::machine::{Instance, Position, Status, Task};
+use civicflow_engine::org::RoleGrant;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -45,26 +46,81 @@ fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
 }
 
 fn task_from(r: &AnyRow) -> Result<(Task, String)> {
-    let pool: i64 = r.try_get("pool")?;
-    let due: Option<i64> = r.try_get("due_at")?;
+    task_from_prefixed(r, "")
+}
+
+/// A task from columns named `{prefix}id`, `{prefix}state`, ... (prefixed in joins).
+fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let pool: i64 = r.try_get(col("pool").as_str())?;
+    let due: Option<i64> = r.try_get(col("due_at").as_str())?;
     Ok((
         Task {
-            id: r.try_get("id")?,
-            instance_id: r.try_get("instance_id")?,
-            state: r.try_get("state")?,
-            form: r.try_get("form")?,
-            role: r.try_get("role")?,
-            person: r.try_get("person_id")?,
-            unit_id: r.try_get("unit_id")?,
-            unit_path: r.try_get("unit_path")?,
+            id: r.try_get(col("id").as_str())?,
+            instance_id: r.try_get(col("instance_id").as_str())?,
+            state: r.try_get(col("state").as_str())?,
+            form: r.try_get(col("form").as_str())?,
+            role: r.try_get(col("role").as_str())?,
+            person: r.try_get(col("person_id").as_str())?,
+            unit_id: r.try_get(col("unit_id").as_str())?,
+            unit_path: r.try_get(col("unit_path").as_str())?,
             pool: pool != 0,
-            claimed_by: r.try_get("claimed_by")?,
-            escalated_to: r.try_get("escalated_to")?,
+            claimed_by: r.try_get(col("claimed_by").as_str())?,
+            escalated_to: r.try_get(col("escalated_to").as_str())?,
             due_at: due.map(from_millis),
-            created_at: from_millis(r.try_get("created_at")?),
+            created_at: from_millis(r.try_get(col("created_at").as_str())?),
         },
-        r.try_get("status")?,
+        r.try_get(col("status").as_str())?,
     ))
+}
+
+/// The acting person, an open task and its instance, in one round trip: one row per role
+/// the person holds (or one row with no role).
+pub(crate) async fn load_action(
+    conn: &mut AnyConnection,
+    task_id: &str,
+    person: &str,
+) -> Result<(Actor, Task, StoredInstance)> {
+    let task_columns: Vec<String> = TASK_COLUMNS.split(", ").map(|c| format!("t.{c} AS t_{c}")).collect();
+    let instance_columns = INSTANCE_COLUMNS.replace(", ", ", i.");
+    let sql = format!(
+        "SELECT {}, i.{instance_columns}, p.id AS p_id, r.role AS r_role, r.unit_id AS r_unit_id, u.path AS r_path \
+         FROM tasks t JOIN instances i ON i.id = t.instance_id \
+         LEFT JOIN people p ON p.id = $2 \
+         LEFT JOIN person_roles r ON r.person_id = p.id \
+         LEFT JOIN units u ON u.id = r.unit_id \
+         WHERE t.id = $1",
+        task_columns.join(", ")
+    );
+    let rows = sqlx::query(&sql).bind(task_id).bind(person).fetch_all(conn).await?;
+    let first = rows
+        .first()
+        .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
+    if first.try_get::<Option<String>, _>("p_id")?.is_none() {
+        return Err(StoreError::NotFound(format!("person \"{person}\"")));
+    }
+    let mut roles = Vec::new();
+    for r in &rows {
+        if let (Some(role), Some(unit_id), Some(unit_path)) =
+            (r.try_get("r_role")?, r.try_get("r_unit_id")?, r.try_get("r_path")?)
+        {
+            roles.push(RoleGrant {
+                role,
+                unit_id,
+                unit_path,
+            });
+        }
+    }
+    let (task, status) = task_from_prefixed(first, "t_")?;
+    if status != "open" {
+        return Err(civicflow_engine::EngineError::Conflict(format!("task {task_id} is already {status}")).into());
+    }
+    let actor = Actor {
+        person: person.to_string(),
+        roles,
+        system: false,
+    };
+    Ok((actor, task, instance_from(first)?))
 }
 
 pub(crate) async fn load_instance(conn: &mut AnyConnection, id: &str) -> Result<StoredInstance> {
@@ -74,20 +130,6 @@ pub(crate) async fn load_instance(conn: &mut AnyConnection, id: &str) -> Result<
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
     instance_from(&row)
-}
-
-/// An open task, or `NotFound`/`Conflict` saying why it cannot be acted on.
-pub(crate) async fn load_open_task(conn: &mut AnyConnection, id: &str) -> Result<Task> {
-    let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
-    let (task, status) = task_from(&row)?;
-    if status != "open" {
-        return Err(civicflow_engine::EngineError::Conflict(format!("task {id} is already {status}")).into());
-    }
-    Ok(task)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,19 +1,28 @@
 //! The runtime: read an instance, let the engine compute a [`Step`], commit the step in one
 //! transaction (new state, appended events, tasks, timers), guarded by the instance's
 //! revision so that of two concurrent actions on one instance exactly one wins.
+//!
+//! On SQLite, people's actions go through one writer task that group-commits whatever is
+//! waiting into one transaction: one fsync covers the batch. A batch whose write fails rolls
+//! back whole and each of its actions runs again alone, so a bad action never takes good
+//! ones with it and nothing is half-applied.
 
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
-use crate::events::{GENESIS, chain, insert};
 use crate::org::{load_actor, load_holders, load_unit_path};
-use crate::queries::{StoredInstance, load_instance, load_open_task};
+use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
+use crate::writes::{Write, execute_combined, execute_each, plan};
 use chrono::{DateTime, Utc};
 use civicflow_engine::machine::{Action, Instance, Rules, Step, Task, Timer, TimerKind, step};
 use civicflow_engine::{Actor, Clock, EngineError, Workflow};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Actions waiting for the writer, at most this many per transaction.
+const MAX_BATCH: usize = 64;
 
 /// What an action did: the instance as it now is and the tasks it opened.
 #[derive(Debug, Clone)]
@@ -29,11 +38,46 @@ impl std::ops::Deref for Applied {
     }
 }
 
-pub struct Runtime {
+/// A person's action, as data, so it can wait in the writer's queue.
+#[derive(Debug, Clone)]
+enum Op {
+    Start {
+        person: String,
+        workflow: String,
+        unit: String,
+        data: Value,
+    },
+    Complete {
+        person: String,
+        task: String,
+        form: Value,
+    },
+    Claim {
+        person: String,
+        task: String,
+    },
+}
+
+type Job = (Op, oneshot::Sender<Result<Applied>>);
+
+/// Everything an action needs; shared with the SQLite writer task.
+pub struct Shared {
     pub store: Store,
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
     pub rules: Arc<dyn Rules + Send + Sync>,
+}
+
+pub struct Runtime {
+    shared: Arc<Shared>,
+    writer: Option<mpsc::UnboundedSender<Job>>,
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Runtime {
@@ -43,14 +87,79 @@ impl Runtime {
         for wf in store.load_workflows().await? {
             registry.insert(Arc::new(wf));
         }
-        Ok(Self {
+        let sqlite = store.backend == Backend::Sqlite;
+        let shared = Arc::new(Shared {
             store,
             registry,
             clock,
             rules,
-        })
+        });
+        let writer = sqlite.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(writer(shared.clone(), rx));
+            tx
+        });
+        Ok(Self { shared, writer })
     }
 
+    /// Start the newest version of `workflow` in `unit` as `person`.
+    pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Applied> {
+        self.submit(Op::Start {
+            person: person.into(),
+            workflow: workflow.into(),
+            unit: unit.into(),
+            data,
+        })
+        .await
+    }
+
+    pub async fn complete(&self, person: &str, task_id: &str, form: Value) -> Result<Applied> {
+        self.submit(Op::Complete {
+            person: person.into(),
+            task: task_id.into(),
+            form,
+        })
+        .await
+    }
+
+    pub async fn claim(&self, person: &str, task_id: &str) -> Result<Applied> {
+        self.submit(Op::Claim {
+            person: person.into(),
+            task: task_id.into(),
+        })
+        .await
+    }
+
+    async fn submit(&self, op: Op) -> Result<Applied> {
+        match &self.writer {
+            None => self.shared.run_alone(&op).await,
+            Some(writer) => {
+                let (reply, answer) = oneshot::channel();
+                writer
+                    .send((op, reply))
+                    .map_err(|_| StoreError::Invalid("the runtime is shutting down".into()))?;
+                answer
+                    .await
+                    .map_err(|_| StoreError::Invalid("the runtime is shutting down".into()))?
+            }
+        }
+    }
+}
+
+async fn writer(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        shared.run_batch(jobs).await;
+    }
+}
+
+impl Shared {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -80,66 +189,97 @@ impl Runtime {
             .ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
     }
 
-    /// Start the newest version of `workflow` in `unit` as `person`.
-    pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Applied> {
-        let wf = self
-            .registry
-            .latest(workflow)
-            .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
-        let mut tx = self.store.pool.begin().await?;
-        let actor = load_actor(&mut tx, person).await?;
-        let unit_path = load_unit_path(&mut tx, unit).await?;
-        let applied = self.start_in(&mut tx, &wf, &actor, unit, &unit_path, data).await?;
-        tx.commit().await?;
-        Ok(applied)
+    fn fast_writes(&self) -> bool {
+        self.store.backend == Backend::Sqlite
     }
 
-    async fn start_in(
-        &self,
-        conn: &mut AnyConnection,
-        wf: &Workflow,
-        actor: &Actor,
-        unit: &str,
-        unit_path: &str,
-        data: Value,
-    ) -> Result<Applied> {
+    /// Read what `op` needs and compute its step; writes nothing.
+    async fn prepare(&self, conn: &mut AnyConnection, op: &Op) -> Result<(Vec<Write>, Applied)> {
+        let now = self.now();
+        match op {
+            Op::Start {
+                person,
+                workflow,
+                unit,
+                data,
+            } => {
+                let wf = self
+                    .registry
+                    .latest(workflow)
+                    .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
+                let actor = load_actor(conn, person).await?;
+                let unit_path = load_unit_path(conn, unit).await?;
+                let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
+                plan(s, None, now)
+            }
+            Op::Complete { person, task, .. } | Op::Claim { person, task } => {
+                let (actor, task, stored) = load_action(conn, task, person).await?;
+                let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+                let action = match op {
+                    Op::Complete { form, .. } => Action::Complete {
+                        task,
+                        form: form.clone(),
+                    },
+                    _ => Action::Claim { task },
+                };
+                let s = step(
+                    &wf,
+                    Some(stored.instance.clone()),
+                    action,
+                    &actor,
+                    now,
+                    self.rules.as_ref(),
+                )?;
+                plan(s, Some(&stored), now)
+            }
+        }
+    }
+
+    fn start_step(&self, wf: &Workflow, actor: &Actor, unit: &str, unit_path: &str, data: Value) -> Result<Step> {
         let action = Action::Start {
             id: uuid::Uuid::now_v7().to_string(),
             unit_id: unit.to_string(),
             unit_path: unit_path.to_string(),
             data,
         };
-        let now = self.now();
-        let s = step(wf, None, action, actor, now, self.rules.as_ref())?;
-        commit(conn, s, None, now).await
+        Ok(step(wf, None, action, actor, self.now(), self.rules.as_ref())?)
     }
 
-    pub async fn complete(&self, person: &str, task_id: &str, form: Value) -> Result<Applied> {
-        self.act(person, task_id, |task| Action::Complete { task, form }).await
-    }
-
-    pub async fn claim(&self, person: &str, task_id: &str) -> Result<Applied> {
-        self.act(person, task_id, |task| Action::Claim { task }).await
-    }
-
-    async fn act(&self, person: &str, task_id: &str, action: impl FnOnce(Task) -> Action) -> Result<Applied> {
+    /// One action in its own transaction.
+    async fn run_alone(&self, op: &Op) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
-        let actor = load_actor(&mut tx, person).await?;
-        let task = load_open_task(&mut tx, task_id).await?;
-        let stored = load_instance(&mut tx, &task.instance_id).await?;
-        let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
-        let now = self.now();
-        let s = step(
-            &wf,
-            Some(stored.instance.clone()),
-            action(task),
-            &actor,
-            now,
-            self.rules.as_ref(),
-        )?;
-        let applied = commit(&mut tx, s, Some(&stored), now).await?;
+        let (writes, applied) = self.prepare(&mut tx, op).await?;
+        let applied = write(&mut tx, &writes, applied, self.fast_writes()).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Several actions in one transaction. An action refused while preparing changes nothing
+    /// and just gets its error; a failed write spoils the batch, which then runs one by one.
+    async fn run_batch(&self, jobs: Vec<Job>) {
+        if jobs.len() > 1 {
+            let attempt = async {
+                let mut tx = self.store.pool.begin().await?;
+                let mut results = Vec::with_capacity(jobs.len());
+                for (op, _) in &jobs {
+                    match self.prepare(&mut tx, op).await {
+                        Ok((writes, applied)) => results.push(Ok(write(&mut tx, &writes, applied, true).await?)),
+                        Err(refused) => results.push(Err(refused)),
+                    }
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(results)
+            };
+            if let Ok(results) = attempt.await {
+                for ((_, reply), result) in jobs.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+                return;
+            }
+        }
+        for (op, reply) in jobs {
+            let _ = reply.send(self.run_alone(&op).await);
+        }
     }
 
     /// Fire up to `limit` timers that are due. Each fires in its own transaction together
@@ -274,8 +414,8 @@ impl Runtime {
                 let data = wf
                     .schedule_data(schedule, person.as_deref(), &unit, due)
                     .map_err(EngineError::Evaluation)?;
-                self.start_in(&mut tx, &wf, &Actor::system(), &unit, &path, data)
-                    .await?;
+                let s = self.start_step(&wf, &Actor::system(), &unit, &path, data)?;
+                commit(&mut tx, s, None, now).await?;
                 started += 1;
             }
             let next = wf.next_schedule_time(&schedule_id, due).map(millis).unwrap_or(i64::MAX);
@@ -291,147 +431,28 @@ impl Runtime {
     }
 }
 
-/// Write one step: instance (revision-checked, with the new chain head), events, tasks,
-/// timers. Few statements on purpose: each one is a round trip to the database.
+/// Execute a step's writes, then fill in the unit paths of tasks placed in another unit.
+async fn write(conn: &mut AnyConnection, writes: &[Write], mut applied: Applied, fast: bool) -> Result<Applied> {
+    if fast {
+        execute_combined(conn, writes).await?;
+    } else {
+        execute_each(conn, writes).await?;
+    }
+    for t in &mut applied.new_tasks {
+        if t.unit_path.is_empty() {
+            t.unit_path = load_unit_path(conn, &t.unit_id).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// The precise path for steps of the background loops (timers, schedules).
 async fn commit(
     conn: &mut AnyConnection,
     s: Step,
     prior: Option<&StoredInstance>,
     now: DateTime<Utc>,
 ) -> Result<Applied> {
-    let at = millis(now);
-    let mut instance = s.instance;
-    let (seq, hash) = match prior {
-        Some(p) => (p.last_seq, p.last_hash.clone()),
-        None => (0, GENESIS.to_string()),
-    };
-    let (chained, last_seq, last_hash) = chain(&instance.id, seq, hash, at, &s.events)?;
-    let position = serde_json::to_string(&instance.position)?;
-    let data = serde_json::to_string(&instance.data)?;
-    match prior {
-        None => {
-            instance.rev = 1;
-            sqlx::query("INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12)")
-                .bind(&instance.id)
-                .bind(&instance.workflow)
-                .bind(i64::from(instance.workflow_version))
-                .bind(&instance.unit_id)
-                .bind(&instance.unit_path)
-                .bind(instance.status.as_str())
-                .bind(&position)
-                .bind(&data)
-                .bind(&instance.created_by)
-                .bind(at)
-                .bind(last_seq)
-                .bind(&last_hash)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Some(p) => {
-            let done = sqlx::query("UPDATE instances SET status = $3, position = $4, data = $5, rev = rev + 1, updated_at = $6, last_seq = $7, last_hash = $8 WHERE id = $1 AND rev = $2")
-                .bind(&instance.id)
-                .bind(p.instance.rev)
-                .bind(instance.status.as_str())
-                .bind(&position)
-                .bind(&data)
-                .bind(at)
-                .bind(last_seq)
-                .bind(&last_hash)
-                .execute(&mut *conn)
-                .await?;
-            if done.rows_affected() != 1 {
-                return Err(EngineError::Conflict(format!(
-                    "instance {} was changed by someone else; reload and try again",
-                    instance.id
-                ))
-                .into());
-            }
-            instance.rev = p.instance.rev + 1;
-        }
-    }
-    insert(conn, &instance.id, at, &s.events, &chained).await?;
-
-    let actor = s.events.first().map(|e| e.actor.as_str()).unwrap_or_default();
-    if let Some(task) = &s.task_completed {
-        let done = sqlx::query("UPDATE tasks SET status = 'completed', completed_at = $2, completed_by = $3 WHERE id = $1 AND status = 'open'")
-            .bind(task)
-            .bind(at)
-            .bind(actor)
-            .execute(&mut *conn)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Err(EngineError::Conflict(format!("task {task} is no longer open")).into());
-        }
-    }
-    if let Some(task) = &s.task_claimed {
-        let done =
-            sqlx::query("UPDATE tasks SET claimed_by = $2 WHERE id = $1 AND status = 'open' AND claimed_by IS NULL")
-                .bind(task)
-                .bind(actor)
-                .execute(&mut *conn)
-                .await?;
-        if done.rows_affected() != 1 {
-            return Err(EngineError::Conflict(format!("task {task} was claimed by someone else")).into());
-        }
-    }
-    for left in &s.states_left {
-        if left.cancel_tasks {
-            sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'")
-                .bind(&instance.id)
-                .bind(&left.state)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if left.drop_timers {
-            sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND state = $2")
-                .bind(&instance.id)
-                .bind(&left.state)
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    for (state, role) in &s.escalations {
-        sqlx::query("UPDATE tasks SET escalated_to = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'")
-            .bind(&instance.id)
-            .bind(state)
-            .bind(role)
-            .execute(&mut *conn)
-            .await?;
-    }
-    let mut new_tasks = s.tasks_created;
-    for t in &mut new_tasks {
-        let path: Option<String> = sqlx::query_scalar("INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10 FROM units u WHERE u.id = $7 RETURNING unit_path")
-            .bind(&t.id)
-            .bind(&t.instance_id)
-            .bind(&t.state)
-            .bind(&t.form)
-            .bind(&t.role)
-            .bind(&t.person)
-            .bind(&t.unit_id)
-            .bind(i64::from(t.pool))
-            .bind(t.due_at.map(millis))
-            .bind(millis(t.created_at))
-            .fetch_optional(&mut *conn)
-            .await?;
-        t.unit_path = path.ok_or_else(|| {
-            EngineError::Evaluation(format!(
-                "task \"{}\" is assigned to unknown unit \"{}\"",
-                t.state, t.unit_id
-            ))
-        })?;
-    }
-    for t in &s.timers_created {
-        sqlx::query(
-            "INSERT INTO timers (id, instance_id, state, kind, fire_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
-        )
-        .bind(&t.id)
-        .bind(&t.instance_id)
-        .bind(&t.state)
-        .bind(serde_json::to_string(&t.kind)?)
-        .bind(millis(t.fire_at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(Applied { instance, new_tasks })
+    let (writes, applied) = plan(s, prior, now)?;
+    write(conn, &writes, applied, false).await
 }

@@ -107,6 +107,29 @@ states:
   done: {type: end}
 "#;
 
+pub const ROUTE: &str = r#"
+id: route
+version: 1
+title: {zh-CN: 转办}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: route}
+forms:
+  route:
+    schema: {type: object, required: [unit], properties: {unit: {type: string}}}
+states:
+  route:
+    type: task
+    form: route
+    assign: {role: clerk}
+    transitions: [{to: handle}]
+  handle:
+    type: task
+    assign: {role: clerk, unit: "data.route.unit"}
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
 }
@@ -222,7 +245,7 @@ pub async fn runtime(store: Store, clock: Arc<ManualClock>) -> Runtime {
     let rt = Runtime::new(store, clock, Arc::new(ExpressionRules))
         .await
         .expect("runtime");
-    for src in [REVIEW, PARALLEL, MONTHLY, POOL] {
+    for src in [REVIEW, PARALLEL, MONTHLY, POOL, ROUTE] {
         let wf = load("fixture.yaml", src).workflow.expect("fixture workflow is valid");
         rt.publish(wf).await.expect("publish");
     }

@@ -33,3 +33,27 @@ async fn concurrent_completion_of_one_task_has_exactly_one_winner() {
         }
     }
 }
+
+/// Concurrent actions may share one transaction (SQLite's group commit). One whose write
+/// fails must not take the others with it, nor leave anything half-written.
+#[tokio::test]
+async fn a_failing_write_among_concurrent_actions_spoils_nothing_else() {
+    for db in databases() {
+        let (rt, _) = setup(&db).await;
+        let good = rt.start("clerk_a", "route", "a", json!({})).await.unwrap();
+        let bad = rt.start("clerk_a", "route", "a", json!({})).await.unwrap();
+        let (g, b) = tokio::join!(
+            rt.complete("clerk_a", &good.new_tasks[0].id, json!({"unit": "b"})),
+            rt.complete("clerk_a2", &bad.new_tasks[0].id, json!({"unit": "nowhere"})),
+        );
+        let g = g.unwrap_or_else(|e| panic!("{}: {e}", db.label));
+        assert_eq!(g.new_tasks[0].unit_path, "/city/d/b/", "{}", db.label);
+        let err = b.unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{}: {err}", db.label);
+        let untouched = rt.store.instance(&bad.id).await.unwrap();
+        assert_eq!((untouched.rev, untouched.position.tokens.clone()), (bad.rev, vec!["route".to_string()]), "{}", db.label);
+        assert_eq!(rt.store.events(&bad.id).await.unwrap().len(), rt.store.events(&good.id).await.unwrap().len() - 4);
+        let (_, broken) = rt.store.verify_chains().await.unwrap();
+        assert!(broken.is_empty(), "{}: {broken:?}", db.label);
+    }
+}
