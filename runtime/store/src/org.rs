@@ -301,19 +301,24 @@ pub(crate) async fn load_holders(conn: &mut sqlx::AnyConnection, role: &str) -> 
         .collect()
 }
 
-/// One query: the person (must exist) and their role grants.
-pub(crate) async fn load_actor(conn: &mut sqlx::AnyConnection, person_id: &str) -> Result<Actor> {
-    let rows = sqlx::query("SELECT p.id, r.role, r.unit_id, u.path FROM people p LEFT JOIN person_roles r ON r.person_id = p.id LEFT JOIN units u ON u.id = r.unit_id WHERE p.id = $1 ORDER BY r.role, u.path")
-        .bind(person_id)
-        .fetch_all(conn)
-        .await?;
-    if rows.is_empty() {
-        return Err(StoreError::NotFound(format!("person \"{person_id}\"")));
+/// Columns for a person and their grants, joined from `people p`; see [`roles_from`].
+pub(crate) const ACTOR_JOIN: &str = "p.id AS p_id, r.role AS r_role, r.unit_id AS r_unit_id, ru.path AS r_path";
+pub(crate) const ACTOR_FROM: &str =
+    "LEFT JOIN person_roles r ON r.person_id = p.id LEFT JOIN units ru ON ru.id = r.unit_id";
+
+/// The actor from rows selected with [`ACTOR_JOIN`] (one row per grant, or one with none).
+pub(crate) fn actor_from(rows: &[sqlx::any::AnyRow], person: &str) -> Result<Actor> {
+    let known = match rows.first() {
+        Some(r) => r.try_get::<Option<String>, _>("p_id")?.is_some(),
+        None => false,
+    };
+    if !known {
+        return Err(StoreError::NotFound(format!("person \"{person}\"")));
     }
     let mut roles = Vec::new();
-    for r in &rows {
+    for r in rows {
         if let (Some(role), Some(unit_id), Some(unit_path)) =
-            (r.try_get("role")?, r.try_get("unit_id")?, r.try_get("path")?)
+            (r.try_get("r_role")?, r.try_get("r_unit_id")?, r.try_get("r_path")?)
         {
             roles.push(RoleGrant {
                 role,
@@ -323,10 +328,35 @@ pub(crate) async fn load_actor(conn: &mut sqlx::AnyConnection, person_id: &str) 
         }
     }
     Ok(Actor {
-        person: person_id.to_string(),
+        person: person.to_string(),
         roles,
         system: false,
     })
+}
+
+/// The person (must exist) and their role grants.
+pub(crate) async fn load_actor(conn: &mut sqlx::AnyConnection, person_id: &str) -> Result<Actor> {
+    let sql = format!("SELECT {ACTOR_JOIN} FROM people p {ACTOR_FROM} WHERE p.id = $1 ORDER BY r.role, ru.path");
+    let rows = sqlx::query(&sql).bind(person_id).fetch_all(conn).await?;
+    actor_from(&rows, person_id)
+}
+
+/// The person and the path of the unit they want to act in, in one round trip.
+pub(crate) async fn load_actor_at(
+    conn: &mut sqlx::AnyConnection,
+    person_id: &str,
+    unit_id: &str,
+) -> Result<(Actor, String)> {
+    let sql = format!(
+        "SELECT {ACTOR_JOIN}, (SELECT path FROM units WHERE id = $2) AS target_path FROM people p {ACTOR_FROM} WHERE p.id = $1"
+    );
+    let rows = sqlx::query(&sql).bind(person_id).bind(unit_id).fetch_all(conn).await?;
+    let actor = actor_from(&rows, person_id)?;
+    let path: Option<String> = rows[0].try_get("target_path")?;
+    Ok((
+        actor,
+        path.ok_or_else(|| StoreError::NotFound(format!("unit \"{unit_id}\"")))?,
+    ))
 }
 
 fn resolve_path(

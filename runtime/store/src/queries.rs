@@ -2,9 +2,9 @@
 
 use crate::db::{Store, from_millis};
 use crate::error::{Result, StoreError};
+use crate::org::{ACTOR_FROM, ACTOR_JOIN, actor_from};
 use civicflow_engine::Actor;
 use civicflow_engine::machine::{Instance, Position, Status, Task};
-use civicflow_engine::org::RoleGrant;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -84,42 +84,19 @@ pub(crate) async fn load_action(
     let task_columns: Vec<String> = TASK_COLUMNS.split(", ").map(|c| format!("t.{c} AS t_{c}")).collect();
     let instance_columns = INSTANCE_COLUMNS.replace(", ", ", i.");
     let sql = format!(
-        "SELECT {}, i.{instance_columns}, p.id AS p_id, r.role AS r_role, r.unit_id AS r_unit_id, u.path AS r_path \
-         FROM tasks t JOIN instances i ON i.id = t.instance_id \
-         LEFT JOIN people p ON p.id = $2 \
-         LEFT JOIN person_roles r ON r.person_id = p.id \
-         LEFT JOIN units u ON u.id = r.unit_id \
-         WHERE t.id = $1",
+        "SELECT {}, i.{instance_columns}, {ACTOR_JOIN} FROM tasks t JOIN instances i ON i.id = t.instance_id \
+         LEFT JOIN people p ON p.id = $2 {ACTOR_FROM} WHERE t.id = $1",
         task_columns.join(", ")
     );
     let rows = sqlx::query(&sql).bind(task_id).bind(person).fetch_all(conn).await?;
     let first = rows
         .first()
         .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
-    if first.try_get::<Option<String>, _>("p_id")?.is_none() {
-        return Err(StoreError::NotFound(format!("person \"{person}\"")));
-    }
-    let mut roles = Vec::new();
-    for r in &rows {
-        if let (Some(role), Some(unit_id), Some(unit_path)) =
-            (r.try_get("r_role")?, r.try_get("r_unit_id")?, r.try_get("r_path")?)
-        {
-            roles.push(RoleGrant {
-                role,
-                unit_id,
-                unit_path,
-            });
-        }
-    }
+    let actor = actor_from(&rows, person)?;
     let (task, status) = task_from_prefixed(first, "t_")?;
     if status != "open" {
         return Err(civicflow_engine::EngineError::Conflict(format!("task {task_id} is already {status}")).into());
     }
-    let actor = Actor {
-        person: person.to_string(),
-        roles,
-        system: false,
-    };
     Ok((actor, task, instance_from(first)?))
 }
 

@@ -9,7 +9,7 @@
 
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
-use crate::org::{load_actor, load_holders, load_unit_path};
+use crate::org::{load_actor_at, load_holders, load_unit_path};
 use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
 use crate::writes::{Write, execute_combined, execute_each, plan};
@@ -207,8 +207,7 @@ impl Shared {
                     .registry
                     .latest(workflow)
                     .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
-                let actor = load_actor(conn, person).await?;
-                let unit_path = load_unit_path(conn, unit).await?;
+                let (actor, unit_path) = load_actor_at(conn, person, unit).await?;
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
                 plan(s, None, now)
             }

@@ -51,8 +51,16 @@ async fn a_failing_write_among_concurrent_actions_spoils_nothing_else() {
         let err = b.unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{}: {err}", db.label);
         let untouched = rt.store.instance(&bad.id).await.unwrap();
-        assert_eq!((untouched.rev, untouched.position.tokens.clone()), (bad.rev, vec!["route".to_string()]), "{}", db.label);
-        assert_eq!(rt.store.events(&bad.id).await.unwrap().len(), rt.store.events(&good.id).await.unwrap().len() - 4);
+        assert_eq!(
+            (untouched.rev, untouched.position.tokens.clone()),
+            (bad.rev, vec!["route".to_string()]),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            rt.store.events(&bad.id).await.unwrap().len(),
+            rt.store.events(&good.id).await.unwrap().len() - 4
+        );
         let (_, broken) = rt.store.verify_chains().await.unwrap();
         assert!(broken.is_empty(), "{}: {broken:?}", db.label);
     }
