@@ -1,0 +1,349 @@
+//! The wasmtime host: one engine, a pooling allocator, a fresh sandboxed instance per call.
+
+use crate::abi::*;
+use crate::cache::Cache;
+use crate::error::{MemoryLimitHit, PluginError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Caller, Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc, ValType,
+};
+
+/// How often the epoch advances; wall-time limits are counted in these ticks.
+const TICK: Duration = Duration::from_millis(2);
+/// The largest memory any binding may allow; per-call limits are enforced below this.
+const MAX_MEMORY: usize = 64 << 20;
+/// Deep recursion traps cleanly at this wasm stack depth.
+const MAX_WASM_STACK: usize = 512 << 10;
+/// Instances alive at once (one per call in flight).
+const POOL_INSTANCES: u32 = 128;
+
+/// Per-call budgets. Defaults suit a rule; a binding may set its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Fuel: roughly one unit per WebAssembly instruction.
+    pub fuel: u64,
+    /// Wall time in milliseconds, a backstop for what fuel does not count.
+    pub wall_ms: u64,
+    pub memory_bytes: usize,
+    pub input_bytes: usize,
+    pub output_bytes: usize,
+    pub log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000,
+            wall_ms: 100,
+            memory_bytes: 16 << 20,
+            input_bytes: 256 << 10,
+            output_bytes: 64 << 10,
+            log_bytes: 4 << 10,
+        }
+    }
+}
+
+/// What one call did, for authors (`civicflow plugin run`) and for metrics.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub output: Value,
+    pub fuel_used: u64,
+    pub memory_peak: usize,
+    pub elapsed: Duration,
+    pub logs: Vec<String>,
+}
+
+/// A loaded plugin version, ready to instantiate.
+pub struct Plugin {
+    pub id: String,
+    pub version: String,
+    pub sha256: String,
+    pre: InstancePre<CallState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plugin({}@{})", self.id, self.version)
+    }
+}
+
+struct Limiter {
+    limit: usize,
+    peak: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(wasmtime::Error::new(MemoryLimitHit(self.limit)));
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+struct CallState {
+    limiter: Limiter,
+    logs: Vec<String>,
+    log_left: usize,
+}
+
+pub struct Host {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<Cache>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Host {
+    /// A host; with `cache_dir`, compiled modules are kept there across restarts.
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, PluginError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(POOL_INSTANCES)
+            .total_memories(POOL_INSTANCES)
+            .total_tables(POOL_INSTANCES)
+            .max_memory_size(MAX_MEMORY)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1);
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| PluginError::InvalidModule(format!("engine: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        linker
+            .func_wrap(
+                IMPORT_MODULE,
+                IMPORT_LOG,
+                |mut caller: Caller<'_, CallState>, ptr: i32, len: i32| {
+                    let Some(memory) = caller.get_export(EXPORT_MEMORY).and_then(|e| e.into_memory()) else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; (len.max(0) as usize).min(caller.data().log_left)];
+                    if memory.read(&caller, ptr as u32 as usize, &mut buf).is_ok() {
+                        let state = caller.data_mut();
+                        state.log_left -= buf.len();
+                        state.logs.push(String::from_utf8_lossy(&buf).into_owned());
+                    }
+                },
+            )
+            .map_err(|e| PluginError::InvalidModule(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticker, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::InvalidModule(format!("epoch thread: {e}")))?;
+        let cache = cache_dir.map(|d| Cache::new(d, &engine)).transpose()?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            stop,
+        })
+    }
+
+    /// Compile and check a module: a valid core module, importing only `civicflow.log`,
+    /// exporting the ABI, and reporting the ABI version this host speaks.
+    pub fn load(&self, id: &str, version: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let module = match &self.cache {
+            Some(cache) => cache.module(&self.engine, wasm, &sha256)?.0,
+            None => Module::new(&self.engine, wasm).map_err(|e| PluginError::InvalidModule(format!("{e:#}")))?,
+        };
+        check_shape(&module)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| PluginError::InvalidModule(e.to_string()))?;
+        let plugin = Plugin {
+            id: id.to_string(),
+            version: version.to_string(),
+            sha256,
+            pre,
+        };
+        let found = self.abi_version(&plugin)?;
+        if found != ABI_VERSION {
+            return Err(PluginError::AbiVersion {
+                expected: ABI_VERSION,
+                found,
+            });
+        }
+        Ok(plugin)
+    }
+
+    fn store(&self, limits: &Limits) -> Store<CallState> {
+        let state = CallState {
+            limiter: Limiter {
+                limit: limits.memory_bytes.min(MAX_MEMORY),
+                peak: 0,
+            },
+            logs: Vec::new(),
+            log_left: limits.log_bytes,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel).expect("fuel is enabled");
+        store.set_epoch_deadline(limits.wall_ms.div_ceil(TICK.as_millis() as u64) + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn abi_version(&self, plugin: &Plugin) -> Result<i32, PluginError> {
+        let limits = Limits::default();
+        let mut store = self.store(&limits);
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| classify(e, &limits))?;
+        let f: TypedFunc<(), i32> = instance
+            .get_typed_func(&mut store, EXPORT_VERSION)
+            .map_err(|_| missing(EXPORT_VERSION))?;
+        f.call(&mut store, ()).map_err(|e| classify(e, &limits))
+    }
+
+    /// Call `hook` with `input` in a fresh instance under `limits`.
+    pub fn call(&self, plugin: &Plugin, hook: &str, input: &Value, limits: &Limits) -> Result<CallReport, PluginError> {
+        let started = Instant::now();
+        let request = serde_json::to_vec(&json!({"hook": hook, "input": input})).expect("JSON values serialize");
+        if request.len() > limits.input_bytes {
+            return Err(PluginError::InputTooLarge {
+                size: request.len(),
+                limit: limits.input_bytes,
+            });
+        }
+        let mut store = self.store(limits);
+        let fail = |e: wasmtime::Error| classify(e, limits);
+        let instance = plugin.pre.instantiate(&mut store).map_err(fail)?;
+        let memory = instance
+            .get_memory(&mut store, EXPORT_MEMORY)
+            .ok_or(missing(EXPORT_MEMORY))?;
+        let alloc: TypedFunc<i32, i32> = instance
+            .get_typed_func(&mut store, EXPORT_ALLOC)
+            .map_err(|_| missing(EXPORT_ALLOC))?;
+        let call: TypedFunc<(i32, i32), i64> = instance
+            .get_typed_func(&mut store, EXPORT_CALL)
+            .map_err(|_| missing(EXPORT_CALL))?;
+
+        let len = request.len() as i32;
+        let ptr = alloc.call(&mut store, len).map_err(fail)?;
+        memory
+            .write(&mut store, ptr as u32 as usize, &request)
+            .map_err(|_| PluginError::Trap(format!("civicflow_alloc returned {ptr}, outside memory")))?;
+        let (out_ptr, out_len) = split_packed(call.call(&mut store, (ptr, len)).map_err(fail)?);
+        let out_len = out_len as usize;
+        if out_len > limits.output_bytes {
+            return Err(PluginError::OutputTooLarge {
+                size: out_len,
+                limit: limits.output_bytes,
+            });
+        }
+        let mut output = vec![0u8; out_len];
+        memory
+            .read(&store, out_ptr as usize, &mut output)
+            .map_err(|_| PluginError::BadOutput(format!("output range {out_ptr}+{out_len} is outside memory")))?;
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        Ok(CallReport {
+            output: parse_output(&output)?,
+            fuel_used,
+            memory_peak: state.limiter.peak,
+            elapsed: started.elapsed(),
+            logs: state.logs,
+        })
+    }
+}
+
+fn missing(name: &'static str) -> PluginError {
+    let expected = match name {
+        EXPORT_MEMORY => "memory",
+        EXPORT_VERSION => "func () -> i32",
+        EXPORT_ALLOC => "func (i32) -> i32",
+        _ => "func (i32, i32) -> i64",
+    };
+    PluginError::MissingExport { name, expected }
+}
+
+/// Imports and exports, checked before the first instantiation so that a bad upload is
+/// refused with a reason rather than failing at its first call.
+fn check_shape(module: &Module) -> Result<(), PluginError> {
+    for import in module.imports() {
+        let allowed = import.module() == IMPORT_MODULE
+            && import.name() == IMPORT_LOG
+            && matches!(import.ty(), ExternType::Func(_));
+        if !allowed {
+            return Err(PluginError::ForbiddenImport(format!(
+                "{}.{}",
+                import.module(),
+                import.name()
+            )));
+        }
+    }
+    let func = |name: &'static str, params: &[ValType], results: &[ValType]| -> Result<(), PluginError> {
+        match module.get_export(name) {
+            Some(ExternType::Func(f)) if same(f.params(), params) && same(f.results(), results) => Ok(()),
+            _ => Err(missing(name)),
+        }
+    };
+    if !matches!(module.get_export(EXPORT_MEMORY), Some(ExternType::Memory(_))) {
+        return Err(missing(EXPORT_MEMORY));
+    }
+    func(EXPORT_VERSION, &[], &[ValType::I32])?;
+    func(EXPORT_ALLOC, &[ValType::I32], &[ValType::I32])?;
+    func(EXPORT_CALL, &[ValType::I32, ValType::I32], &[ValType::I64])
+}
+
+fn same(got: impl ExactSizeIterator<Item = ValType>, want: &[ValType]) -> bool {
+    got.len() == want.len() && got.zip(want).all(|(g, w)| ValType::eq(&g, w))
+}
+
+fn classify(e: wasmtime::Error, limits: &Limits) -> PluginError {
+    if let Some(hit) = e.downcast_ref::<MemoryLimitHit>() {
+        return PluginError::Memory { limit: hit.0 };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PluginError::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => PluginError::WallTime {
+            limit_ms: limits.wall_ms,
+        },
+        Some(trap) => PluginError::Trap(trap.to_string()),
+        None => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+fn parse_output(bytes: &[u8]) -> Result<Value, PluginError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| PluginError::BadOutput(e.to_string()))?;
+    if let Some(ok) = v.get("ok") {
+        return Ok(ok.clone());
+    }
+    if let Some(err) = v.get("error") {
+        let field = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        return Err(PluginError::Rule {
+            code: field("code"),
+            message: field("message"),
+        });
+    }
+    Err(PluginError::BadOutput("neither \"ok\" nor \"error\" present".into()))
+}
