@@ -288,6 +288,16 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
 }
 
 impl Workflow {
+    /// A rule hook answered by the workflow's own default expression.
+    pub fn default_rule(&self, hook: &str, input: &Value) -> Result<Value, String> {
+        let rule = self
+            .def
+            .rules
+            .get(hook)
+            .ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
+        self.expr(&rule.default).eval(&crate::expr::context(input))
+    }
+
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
     /// `person`, `unit` and `scheduled_at`.
     pub fn schedule_data(

@@ -187,6 +187,23 @@ pub struct Step {
     pub escalations: Vec<(String, String)>,
 }
 
+impl Step {
+    /// A step that changes nothing but appends one event (e.g. a rule that failed while
+    /// the action it belonged to was refused).
+    pub fn note(instance: Instance, event: NewEvent) -> Self {
+        Self {
+            instance,
+            events: vec![event],
+            tasks_created: Vec::new(),
+            task_completed: None,
+            task_claimed: None,
+            states_left: Vec::new(),
+            timers_created: Vec::new(),
+            escalations: Vec::new(),
+        }
+    }
+}
+
 /// A state the instance left. The flags spare the store statements it does not need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Left {
@@ -209,8 +226,12 @@ pub enum EngineError {
     NoTransition(String),
     #[error("{0}")]
     Evaluation(String),
-    #[error("rule \"{hook}\" failed: {message}")]
-    Rule { hook: String, message: String },
+    #[error("rule \"{hook}\" failed{}: {message}", plugin.as_ref().map(|p| format!(" in plugin {p}")).unwrap_or_default())]
+    Rule {
+        hook: String,
+        plugin: Option<String>,
+        message: String,
+    },
 }
 
 impl EngineError {
@@ -238,7 +259,23 @@ pub trait Rules {
         hook: &str,
         input: &Value,
         pinned: Option<&str>,
-    ) -> Result<RuleAnswer, String>;
+    ) -> Result<RuleAnswer, RuleFailure>;
+}
+
+/// Why a rule hook gave no answer; `plugin` names the plugin version that failed, if one ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFailure {
+    pub plugin: Option<String>,
+    pub message: String,
+}
+
+impl RuleFailure {
+    pub fn expression(message: impl Into<String>) -> Self {
+        Self {
+            plugin: None,
+            message: message.into(),
+        }
+    }
 }
 
 pub struct RuleAnswer {
@@ -258,13 +295,8 @@ impl Rules for ExpressionRules {
         hook: &str,
         input: &Value,
         _: Option<&str>,
-    ) -> Result<RuleAnswer, String> {
-        let rule = wf
-            .def
-            .rules
-            .get(hook)
-            .ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
-        let value = wf.expr(&rule.default).eval(&context(input))?;
+    ) -> Result<RuleAnswer, RuleFailure> {
+        let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
         Ok(RuleAnswer { value, plugin: None })
     }
 }
@@ -509,9 +541,10 @@ impl<'a> Run<'a> {
                 let answer = self
                     .rules
                     .evaluate(self.wf, &self.out.instance, rule, ctx_json, pinned.as_deref())
-                    .map_err(|message| EngineError::Rule {
+                    .map_err(|f| EngineError::Rule {
                         hook: rule.clone(),
-                        message,
+                        plugin: f.plugin,
+                        message: f.message,
                     })?;
                 let by = answer.plugin.clone().unwrap_or_else(|| "expression".into());
                 if let Some(p) = answer.plugin {

@@ -14,9 +14,9 @@ use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
 use crate::writes::{Write, execute_combined, execute_each, plan};
 use chrono::{DateTime, Utc};
-use civicflow_engine::machine::{Action, Instance, Rules, Step, Task, Timer, TimerKind, step};
+use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Task, Timer, TimerKind, step};
 use civicflow_engine::{Actor, Clock, EngineError, Workflow};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -131,18 +131,29 @@ impl Runtime {
     }
 
     async fn submit(&self, op: Op) -> Result<Applied> {
-        match &self.writer {
+        let result = match &self.writer {
             None => self.shared.run_alone(&op).await,
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
-                writer
-                    .send((op, reply))
-                    .map_err(|_| StoreError::Invalid("the runtime is shutting down".into()))?;
-                answer
-                    .await
-                    .map_err(|_| StoreError::Invalid("the runtime is shutting down".into()))?
+                let closed = || StoreError::Invalid("the runtime is shutting down".into());
+                writer.send((op.clone(), reply)).map_err(|_| closed())?;
+                answer.await.map_err(|_| closed())?
+            }
+        };
+        if let (
+            Err(StoreError::Engine(failure @ EngineError::Rule { .. })),
+            Op::Complete { person, task, .. } | Op::Claim { person, task },
+        ) = (&result, &op)
+        {
+            let instance: Option<String> = sqlx::query_scalar("SELECT instance_id FROM tasks WHERE id = $1")
+                .bind(task)
+                .fetch_optional(&self.store.pool)
+                .await?;
+            if let Some(instance) = instance {
+                self.record_rule_failure(&instance, person, failure).await?;
             }
         }
+        result
     }
 }
 
@@ -244,6 +255,30 @@ impl Shared {
         Ok(step(wf, None, action, actor, self.now(), self.rules.as_ref())?)
     }
 
+    /// The action was refused because a rule failed; the instance's log still says so, with
+    /// the plugin and its error, so the failure is visible in the instance's history.
+    async fn record_rule_failure(&self, instance_id: &str, actor: &str, failure: &EngineError) -> Result<()> {
+        let EngineError::Rule { hook, plugin, message } = failure else {
+            return Ok(());
+        };
+        let mut tx = self.store.pool.begin().await?;
+        let stored = load_instance(&mut tx, instance_id).await?;
+        let event = NewEvent {
+            kind: "rule_failed".into(),
+            actor: actor.into(),
+            payload: json!({"rule": hook, "plugin": plugin, "error": message}),
+        };
+        commit(
+            &mut tx,
+            Step::note(stored.instance.clone(), event),
+            Some(&stored),
+            self.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// One action in its own transaction.
     async fn run_alone(&self, op: &Op) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
@@ -310,6 +345,7 @@ impl Shared {
                 kind: serde_json::from_str::<TimerKind>(&kind)?,
                 fire_at: crate::db::from_millis(row.try_get("fire_at")?),
             };
+            let timer_instance = timer.instance_id.clone();
             match self.fire(&mut tx, timer, now).await {
                 Ok(()) => {
                     tx.commit().await?;
@@ -332,6 +368,9 @@ impl Shared {
                 }
                 Err(e) => {
                     tx.rollback().await?;
+                    if let (StoreError::Engine(failure @ EngineError::Rule { .. }), 0) = (&e, attempts) {
+                        self.record_rule_failure(&timer_instance, "system", failure).await?;
+                    }
                     let backoff = chrono::Duration::seconds(30 * (attempts + 1).min(120));
                     tracing::warn!(timer = %id, error = %e, "timer failed; retrying later");
                     sqlx::query("UPDATE timers SET attempts = attempts + 1, fire_at = $2 WHERE id = $1")

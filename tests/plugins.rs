@@ -1,0 +1,189 @@
+//! Rule plugins deciding instances: bindings along the org tree, version pinning, and a
+//! failing plugin recorded on the instance while the server keeps serving.
+
+use civicflow_engine::ManualClock;
+use civicflow_engine::validate::load;
+use civicflow_plugin_host::{Binding, BindingTable, Host, Limits, PluginRules};
+use civicflow_store::org::{Numbered, PersonRow, UnitRow};
+use civicflow_store::{Runtime, Store};
+use serde_json::json;
+use std::sync::Arc;
+
+const WORKFLOW: &str = r#"
+id: dues
+version: 1
+title: {zh-CN: 党费}
+roles:
+  member: {title: {zh-CN: 党员}}
+start: {roles: [member], to: first}
+rules:
+  dues.rate: {default: "0"}
+states:
+  first:
+    type: auto
+    set: {first_rate: {rule: dues.rate}}
+    transitions: [{to: confirm}]
+  confirm:
+    type: task
+    assign: {role: member}
+    transitions: [{to: second}]
+  second:
+    type: auto
+    set: {second_rate: {rule: dues.rate}}
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+
+/// A plugin that answers `{"ok": answer}` whatever it is asked, or loops forever.
+fn plugin(answer: &str) -> Vec<u8> {
+    let json = format!("{{\"ok\":{answer}}}");
+    let body = if answer == "loop" {
+        "(loop (br 0)) (i64.const 0)".to_string()
+    } else {
+        format!(
+            "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
+            json.len()
+        )
+    };
+    wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1) (data (i32.const 16) "{}")
+            (func (export "civicflow_abi_version") (result i32) (i32.const 1))
+            (func (export "civicflow_alloc") (param i32) (result i32) (i32.const 1024))
+            (func (export "civicflow_call") (param i32 i32) (result i64) {body}))"#,
+        json.replace('"', "\\\"")
+    ))
+    .unwrap()
+}
+
+fn bind(unit: &str, plugin: &str, version: &str) -> Binding {
+    Binding {
+        unit_id: unit.into(),
+        workflow: "dues".into(),
+        hook: "dues.rate".into(),
+        plugin: plugin.into(),
+        version: version.into(),
+        limits: Limits::default(),
+    }
+}
+
+fn row<T>(row: T) -> Numbered<T> {
+    Numbered {
+        file: "test".into(),
+        line: 0,
+        row,
+    }
+}
+
+async fn setup() -> (Runtime, Arc<PluginRules>) {
+    let store = Store::connect("sqlite::memory:", None).await.unwrap();
+    let unit = |id: &str, parent: Option<&str>, kind: &str| {
+        row(UnitRow {
+            id: id.into(),
+            parent: parent.map(Into::into),
+            kind: kind.into(),
+            name: id.into(),
+            name_en: None,
+        })
+    };
+    let person = |id: &str, unit: &str| {
+        row(PersonRow {
+            id: id.into(),
+            name: id.into(),
+            unit: unit.into(),
+            roles: vec![("member".into(), None)],
+            phone: None,
+            locale: None,
+        })
+    };
+    let units = [
+        unit("city", None, "city"),
+        unit("district", Some("city"), "district"),
+        unit("c1", Some("district"), "community"),
+        unit("c2", Some("district"), "community"),
+    ];
+    store
+        .import_org(&units, &[person("m1", "c1"), person("m2", "c2")], &|_| {})
+        .await
+        .unwrap();
+    let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
+    for (id, version, answer) in [
+        ("national", "1", "1"),
+        ("national", "2", "2"),
+        ("rural", "1", "3"),
+        ("looping", "1", "loop"),
+    ] {
+        rules.add_plugin(rules.host().load(id, version, &plugin(answer)).unwrap());
+    }
+    let rt = Runtime::new(store, Arc::new(ManualClock::new(chrono::Utc::now())), rules.clone())
+        .await
+        .unwrap();
+    rt.publish(load("dues.yaml", WORKFLOW).workflow.unwrap()).await.unwrap();
+    (rt, rules)
+}
+
+#[tokio::test]
+async fn a_community_binding_overrides_its_district_and_instances_keep_their_version() {
+    let (rt, rules) = setup().await;
+    rules.set_bindings(BindingTable::new([
+        bind("district", "national", "1"),
+        bind("c1", "rural", "1"),
+    ]));
+    let in_c1 = rt.start("m1", "dues", "c1", json!({})).await.unwrap();
+    let in_c2 = rt.start("m2", "dues", "c2", json!({})).await.unwrap();
+    assert_eq!(in_c1.data["first_rate"], 3, "the community's own rule");
+    assert_eq!(in_c2.data["first_rate"], 1, "the district's rule");
+
+    // Version 2 is published and the district now binds it.
+    rules.set_bindings(BindingTable::new([
+        bind("district", "national", "2"),
+        bind("c1", "rural", "1"),
+    ]));
+    let done = rt.complete("m2", &in_c2.new_tasks[0].id, json!({})).await.unwrap();
+    assert_eq!(
+        done.data["second_rate"], 1,
+        "a running instance keeps the version it resolved first"
+    );
+    let fresh = rt.start("m2", "dues", "c2", json!({})).await.unwrap();
+    assert_eq!(fresh.data["first_rate"], 2, "a new instance gets the new version");
+
+    let log = rt.store.events(&in_c2.id).await.unwrap();
+    let by: Vec<&str> = log
+        .iter()
+        .filter(|e| e.kind == "rule_evaluated")
+        .map(|e| e.payload["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, vec!["national@1", "national@1"]);
+}
+
+#[tokio::test]
+async fn without_a_binding_the_default_expression_answers() {
+    let (rt, _) = setup().await;
+    let i = rt.start("m1", "dues", "c1", json!({})).await.unwrap();
+    assert_eq!(i.data["first_rate"], 0);
+}
+
+#[tokio::test]
+async fn a_failing_plugin_is_recorded_on_the_instance_and_changes_nothing_else() {
+    let (rt, rules) = setup().await;
+    let i = rt.start("m1", "dues", "c1", json!({})).await.unwrap();
+    rules.set_bindings(BindingTable::new([bind("c1", "looping", "1")]));
+    // The instance resolved nothing yet (default expression), so the loop is reached.
+    let err = rt.complete("m1", &i.new_tasks[0].id, json!({})).await.unwrap_err();
+    assert_eq!(err.code(), "rule_failed");
+    assert!(
+        err.to_string().contains("looping@1") && err.to_string().contains("out_of_fuel"),
+        "{err}"
+    );
+    let after = rt.store.instance(&i.id).await.unwrap();
+    assert_eq!(after.position.tokens, vec!["confirm"], "the task is still open");
+    let last = rt.store.events(&i.id).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, "rule_failed");
+    assert_eq!(last.payload["plugin"], "looping@1");
+
+    // Fixed binding: the same task completes.
+    rules.set_bindings(BindingTable::new([bind("c1", "rural", "1")]));
+    let done = rt.complete("m1", &i.new_tasks[0].id, json!({})).await.unwrap();
+    assert_eq!(done.data["second_rate"], 3);
+    let (_, broken) = rt.store.verify_chains().await.unwrap();
+    assert!(broken.is_empty());
+}
