@@ -3,6 +3,7 @@
 
 mod bench;
 mod import;
+mod plugin;
 mod scenario;
 mod validate;
 
@@ -48,6 +49,12 @@ enum Command {
         /// Folder of shipped workflows and the demo organisation (with --demo).
         #[arg(long, default_value = "workflows")]
         workflows: PathBuf,
+        /// Folder of shipped plugin packages (with --demo).
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+        /// Where compiled plugin modules are cached.
+        #[arg(long, default_value = "data/plugin-cache")]
+        plugin_cache: PathBuf,
     },
     /// Check workflow files: syntax, schema and meaning. Exits non-zero on any error.
     Validate {
@@ -77,6 +84,11 @@ enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         db: DbArg,
+    },
+    /// Rule plugins: run, test, sign, publish, bind.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
     /// The tamper-evident audit log.
     Audit {
@@ -135,20 +147,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             db,
             demo,
             workflows,
+            plugins,
+            plugin_cache,
         } => {
-            civicflow_server::serve(civicflow_server::ServeOptions {
+            let options = civicflow_server::ServeOptions {
                 listen,
                 db: db.db,
                 demo,
                 workflows,
-            })
-            .await?;
+                plugins,
+                plugin_cache,
+            };
+            civicflow_server::serve(options).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => validate::run(&paths),
         Command::Test { paths } => scenario::run(&paths).await,
         Command::Import { units, people, db } => import::run(&db.db, units.as_deref(), people.as_deref()).await,
         Command::Publish { paths, db } => validate::publish(&db.db, &paths).await,
+        Command::Plugin { command } => plugin::run(command).await,
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

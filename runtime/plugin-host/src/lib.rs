@@ -12,9 +12,11 @@ mod bindings;
 mod cache;
 mod error;
 mod host;
+pub mod manifest;
 
 pub use abi::ABI_VERSION;
 
 pub use bindings::{Binding, BindingTable, PluginRules};
 pub use error::PluginError;
 pub use host::{CallReport, Host, Limits, Plugin};
+pub use manifest::{Manifest, verify_signature};

@@ -1,13 +1,15 @@
 //! `serve --demo`: publish the shipped workflows and import the demo organisation.
 
 use crate::ServeError;
+use crate::plugins::{self, Package};
 use civicflow_engine::files::load_all;
+use civicflow_plugin_host::{Binding, PluginRules};
 use civicflow_store::Runtime;
 use civicflow_store::org::ImportError;
 use civicflow_store::org_files::{read_people, read_units};
 use std::path::Path;
 
-pub async fn load(runtime: &Runtime, dir: &Path) -> Result<(), ServeError> {
+pub async fn load(runtime: &Runtime, rules: &PluginRules, dir: &Path, plugins_dir: &Path) -> Result<(), ServeError> {
     let (workflows, diagnostics) = load_all(&[dir.to_path_buf()]).map_err(|e| ServeError::Demo(e.to_string()))?;
     if let Some(d) = diagnostics.iter().find(|d| d.is_error()) {
         return Err(ServeError::Demo(format!("shipped workflow does not validate: {d}")));
@@ -28,6 +30,48 @@ pub async fn load(runtime: &Runtime, dir: &Path) -> Result<(), ServeError> {
             ));
         }
         Err(ImportError::Store(e)) => return Err(e.into()),
+    }
+    load_plugins(runtime, rules, plugins_dir).await
+}
+
+/// Publish every built shipped plugin (a folder with `plugin.yaml` and its module) and the
+/// demo bindings in `plugins/bindings.demo.yaml`.
+async fn load_plugins(runtime: &Runtime, rules: &PluginRules, dir: &Path) -> Result<(), ServeError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut folders: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("plugin.yaml").exists())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        let package = match Package::read(&folder) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(plugin = %folder.display(), error = %e, "shipped plugin not loaded (build it with plugins/build)");
+                continue;
+            }
+        };
+        let fresh = plugins::publish(&runtime.store, rules, &package)
+            .await
+            .map_err(|e| ServeError::Demo(format!("{}: {e}", folder.display())))?;
+        tracing::info!(plugin = %package.manifest.plugin_ref(), fresh, "demo plugin published");
+    }
+    let bindings_file = dir.join("bindings.demo.yaml");
+    if let Ok(text) = std::fs::read_to_string(&bindings_file) {
+        let bindings: Vec<Binding> =
+            civicflow_engine::yaml::SourceDoc::parse(&bindings_file.display().to_string(), &text)
+                .map_err(|d| ServeError::Demo(d.to_string()))
+                .and_then(|doc| {
+                    serde_json::from_value(doc.value["bindings"].clone())
+                        .map_err(|e| ServeError::Demo(format!("{}: {e}", bindings_file.display())))
+                })?;
+        for b in &bindings {
+            plugins::bind(&runtime.store, b)
+                .await
+                .map_err(|e| ServeError::Demo(format!("binding {}: {e}", b.plugin_ref())))?;
+        }
     }
     Ok(())
 }

@@ -2,13 +2,14 @@
 //! crate that knows HTTP.
 
 mod demo;
+pub mod plugins;
 mod scheduler;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use civicflow_engine::machine::ExpressionRules;
 use civicflow_engine::{SystemClock, definition::localize};
+use civicflow_plugin_host::{Host, PluginRules};
 use civicflow_store::{Runtime, Store};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ pub struct ServeOptions {
     pub db: String,
     pub demo: bool,
     pub workflows: PathBuf,
+    /// Shipped plugin packages (with `--demo`).
+    pub plugins: PathBuf,
+    /// Where compiled plugin modules are cached.
+    pub plugin_cache: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,8 @@ pub enum ServeError {
     Listen(String, std::io::Error),
     #[error("demo data: {0}")]
     Demo(String),
+    #[error("plugins: {0}")]
+    Plugins(#[from] civicflow_plugin_host::PluginError),
 }
 
 pub type AppState = Arc<Runtime>;
@@ -53,15 +60,17 @@ async fn list_workflows(State(rt): State<AppState>) -> Json<Value> {
 /// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let store = Store::connect(&opts.db, None).await?;
-    let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
+    let rules = Arc::new(PluginRules::new(Arc::new(Host::new(Some(&opts.plugin_cache))?)));
+    let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await?);
     if opts.demo {
-        demo::load(&runtime, &opts.workflows).await?;
+        demo::load(&runtime, &rules, &opts.workflows, &opts.plugins).await?;
     }
+    let stamp = plugins::sync(&runtime.store, &rules, "").await?;
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .map_err(|e| ServeError::Listen(opts.listen.clone(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(runtime.clone(), stop_rx));
+    let scheduler = tokio::spawn(scheduler::run(runtime.clone(), rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
     let served = axum::serve(listener, router(runtime))
         .with_graceful_shutdown(async {

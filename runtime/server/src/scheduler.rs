@@ -1,6 +1,7 @@
 //! The loop that fires due timers and schedules. Every server runs one; on PostgreSQL row
 //! locks share the work between them, so each timer fires once however many servers run.
 
+use civicflow_plugin_host::PluginRules;
 use civicflow_store::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +10,13 @@ use tokio::sync::watch;
 const TICK: Duration = Duration::from_millis(500);
 const TIMERS_PER_TICK: usize = 500;
 
-pub async fn run(runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+pub async fn run(runtime: Arc<Runtime>, rules: Arc<PluginRules>, mut stamp: String, mut stop: watch::Receiver<bool>) {
     loop {
+        // Plugins or bindings published through another server or the CLI.
+        match crate::plugins::sync(&runtime.store, &rules, &stamp).await {
+            Ok(s) => stamp = s,
+            Err(e) => tracing::error!(error = %e, "reloading plugins failed"),
+        }
         // Timers due while the server was down are simply due now: the first tick fires them.
         match runtime.fire_due_timers(TIMERS_PER_TICK).await {
             Ok(0) => {}

@@ -10,6 +10,7 @@ mod events;
 mod migrations;
 pub mod org;
 pub mod org_files;
+pub mod plugins;
 mod queries;
 pub mod registry;
 pub mod runtime;

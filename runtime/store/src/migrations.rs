@@ -2,9 +2,10 @@
 //! Column types are the common subset of SQLite and PostgreSQL: TEXT, BIGINT; times are
 //! milliseconds since the epoch, JSON is TEXT.
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE units (
     id TEXT PRIMARY KEY,
     parent_id TEXT REFERENCES units(id),
@@ -100,4 +101,36 @@ CREATE TABLE schedules (
     PRIMARY KEY (workflow_id, schedule_id)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE plugins (
+    id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    wasm_base64 TEXT NOT NULL,
+    signed_with TEXT,
+    published_at BIGINT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE bindings (
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    workflow_id TEXT NOT NULL,
+    hook TEXT NOT NULL,
+    plugin_id TEXT NOT NULL,
+    plugin_version TEXT NOT NULL,
+    limits TEXT NOT NULL,
+    bound_at BIGINT NOT NULL,
+    PRIMARY KEY (unit_id, workflow_id, hook),
+    FOREIGN KEY (plugin_id, plugin_version) REFERENCES plugins (id, version)
+);
+CREATE TABLE trusted_keys (
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    public_key TEXT NOT NULL,
+    PRIMARY KEY (unit_id, public_key)
+);
+"#,
+    ),
+];

@@ -1,0 +1,133 @@
+//! Plugins between the store and the host: publishing a package (every check before
+//! anything is stored) and keeping a server's loaded plugins and bindings in step with the
+//! database, which several servers may share.
+
+use civicflow_plugin_host::manifest::MAX_MODULE_BYTES;
+use civicflow_plugin_host::{Binding, BindingTable, Limits, Manifest, PluginRules, verify_signature};
+use civicflow_store::Store;
+use civicflow_store::plugins::{BindingRecord, PluginRecord};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Manifest(Vec<civicflow_engine::Diagnostic>),
+    #[error("{0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}")]
+    Plugin(#[from] civicflow_plugin_host::PluginError),
+    #[error(transparent)]
+    Store(#[from] civicflow_store::StoreError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A plugin package read from a folder: `plugin.yaml`, its module, an optional
+/// `<module>.sig` (base64 ed25519 signature of the module bytes).
+pub struct Package {
+    pub manifest: Manifest,
+    pub wasm: Vec<u8>,
+    pub signature: Option<String>,
+}
+
+impl Package {
+    pub fn read(dir: &Path) -> Result<Self, PublishError> {
+        let manifest_path = dir.join("plugin.yaml");
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| PublishError::Read(manifest_path.display().to_string(), e))?;
+        let manifest = Manifest::parse(&manifest_path.display().to_string(), &text).map_err(PublishError::Manifest)?;
+        let module = dir.join(&manifest.module);
+        let wasm = std::fs::read(&module).map_err(|e| PublishError::Read(module.display().to_string(), e))?;
+        let sig_path = dir.join(format!("{}.sig", manifest.module));
+        let signature = std::fs::read_to_string(&sig_path).ok();
+        Ok(Self {
+            manifest,
+            wasm,
+            signature,
+        })
+    }
+}
+
+/// Check and store a package: size, module shape and ABI (by loading it), the signature
+/// against the keys trusted by the author unit and its ancestors. Returns whether it is new.
+pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> Result<bool, PublishError> {
+    let m = &package.manifest;
+    if package.wasm.len() > MAX_MODULE_BYTES {
+        return Err(PublishError::Invalid(format!(
+            "module is {} bytes; the limit is {MAX_MODULE_BYTES}",
+            package.wasm.len()
+        )));
+    }
+    let trusted = store.trusted_keys(&m.author_unit).await?;
+    let signed_with = verify_signature(&package.wasm, package.signature.as_deref(), &trusted)?;
+    let plugin = rules.host().load(&m.id, &m.version, &package.wasm)?;
+    let record = PluginRecord {
+        id: m.id.clone(),
+        version: m.version.clone(),
+        sha256: hex::encode(Sha256::digest(&package.wasm)),
+        manifest: serde_json::to_value(m).expect("manifest serializes"),
+        wasm: package.wasm.clone(),
+        signed_with,
+    };
+    let fresh = store.publish_plugin(&record).await?;
+    rules.add_plugin(plugin);
+    Ok(fresh)
+}
+
+/// Bind a hook to a published plugin version that declares it.
+pub async fn bind(store: &Store, binding: &Binding) -> Result<(), PublishError> {
+    let published = store.plugins().await?;
+    let record = published
+        .iter()
+        .find(|p| p.id == binding.plugin && p.version == binding.version)
+        .ok_or_else(|| PublishError::Invalid(format!("plugin {} is not published", binding.plugin_ref())))?;
+    let hooks = record.manifest["hooks"].as_array().cloned().unwrap_or_default();
+    if !hooks.iter().any(|h| h == binding.hook.as_str()) {
+        return Err(PublishError::Invalid(format!(
+            "plugin {} does not implement the hook \"{}\" (it implements {:?})",
+            binding.plugin_ref(),
+            binding.hook,
+            hooks
+        )));
+    }
+    store
+        .bind(&BindingRecord {
+            unit_id: binding.unit_id.clone(),
+            workflow: binding.workflow.clone(),
+            hook: binding.hook.clone(),
+            plugin: binding.plugin.clone(),
+            version: binding.version.clone(),
+            limits: serde_json::to_value(binding.limits).expect("limits serialize"),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Load plugins and bindings that changed since `stamp`; returns the new stamp.
+pub async fn sync(store: &Store, rules: &PluginRules, stamp: &str) -> Result<String, civicflow_store::StoreError> {
+    let now = store.plugins_stamp().await?;
+    if now == stamp {
+        return Ok(now);
+    }
+    for p in store.plugins().await? {
+        let plugin_ref = format!("{}@{}", p.id, p.version);
+        if rules.has_plugin(&plugin_ref) {
+            continue;
+        }
+        match rules.host().load(&p.id, &p.version, &p.wasm) {
+            Ok(plugin) => rules.add_plugin(plugin),
+            Err(e) => tracing::error!(plugin = %plugin_ref, error = %e, "stored plugin does not load"),
+        }
+    }
+    let bindings = store.bindings().await?.into_iter().map(|b| Binding {
+        limits: serde_json::from_value::<Limits>(b.limits).unwrap_or_default(),
+        unit_id: b.unit_id,
+        workflow: b.workflow,
+        hook: b.hook,
+        plugin: b.plugin,
+        version: b.version,
+    });
+    rules.set_bindings(BindingTable::new(bindings));
+    Ok(now)
+}
