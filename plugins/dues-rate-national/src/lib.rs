@@ -44,18 +44,37 @@ fn fen(yuan: f64) -> f64 {
 }
 
 fn by_rate(income: f64, rate: f64, basis: &str) -> Dues {
-    Dues { amount: fen(income * rate), rate: Some(rate), basis: basis.into() }
+    Dues {
+        amount: fen(income * rate),
+        rate: Some(rate),
+        basis: basis.into(),
+    }
 }
 
 /// The national rule as a plain function (also what `dues.rate` calls).
 pub fn rate(input: Input) -> Result<Dues, RuleError> {
     let m = input.data;
-    let needs_income = || m.income.filter(|i| i.is_finite() && *i >= 0.0).ok_or_else(|| RuleError::new("missing_income", "monthly after-tax income is required for this category"));
+    let needs_income = || {
+        m.income.filter(|i| i.is_finite() && *i >= 0.0).ok_or_else(|| {
+            RuleError::new(
+                "missing_income",
+                "monthly after-tax income is required for this category",
+            )
+        })
+    };
     Ok(match m.category.as_str() {
-        "student" | "unemployed" | "rural" => Dues { amount: FIXED_AMOUNT, rate: None, basis: format!("{} fixed amount", m.category) },
+        "student" | "unemployed" | "rural" => Dues {
+            amount: FIXED_AMOUNT,
+            rate: None,
+            basis: format!("{} fixed amount", m.category),
+        },
         "retired" => {
             let income = needs_income()?;
-            if income <= 5000.0 { by_rate(income, 0.005, "retired, up to 5,000: 0.5%") } else { by_rate(income, 0.01, "retired, above 5,000: 1%") }
+            if income <= 5000.0 {
+                by_rate(income, 0.005, "retired, up to 5,000: 0.5%")
+            } else {
+                by_rate(income, 0.01, "retired, above 5,000: 1%")
+            }
         }
         "employed" => {
             let income = needs_income()?;
@@ -66,7 +85,12 @@ pub fn rate(input: Input) -> Result<Dues, RuleError> {
                 i => by_rate(i, 0.02, "above 10,000: 2%"),
             }
         }
-        other => return Err(RuleError::new("unknown_category", format!("unknown member category \"{other}\""))),
+        other => {
+            return Err(RuleError::new(
+                "unknown_category",
+                format!("unknown member category \"{other}\""),
+            ));
+        }
     })
 }
 
@@ -78,7 +102,14 @@ mod tests {
     use super::*;
 
     fn dues(income: f64, category: &str) -> f64 {
-        rate(Input { data: Member { income: Some(income), category: category.into() } }).unwrap().amount
+        rate(Input {
+            data: Member {
+                income: Some(income),
+                category: category.into(),
+            },
+        })
+        .unwrap()
+        .amount
     }
 
     #[test]

@@ -28,11 +28,24 @@ const RURAL_FLAT: f64 = 1.0;
 fn rate(input: VillageInput) -> Result<Dues, RuleError> {
     let m = input.data;
     if m.hardship_exempt {
-        return Ok(Dues { amount: 0.0, rate: None, basis: "hardship exemption approved by the branch".into() });
+        return Ok(Dues {
+            amount: 0.0,
+            rate: None,
+            basis: "hardship exemption approved by the branch".into(),
+        });
     }
     match m.category.as_deref() {
-        Some("rural") => Ok(Dues { amount: RURAL_FLAT, rate: None, basis: "village rule: rural members 1 yuan".into() }),
-        category => dues_rate_national::rate(Input { data: Member { income: m.income, category: category.unwrap_or("employed").into() } }),
+        Some("rural") => Ok(Dues {
+            amount: RURAL_FLAT,
+            rate: None,
+            basis: "village rule: rural members 1 yuan".into(),
+        }),
+        category => dues_rate_national::rate(Input {
+            data: Member {
+                income: m.income,
+                category: category.unwrap_or("employed").into(),
+            },
+        }),
     }
 }
 

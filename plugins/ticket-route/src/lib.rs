@@ -23,7 +23,10 @@ const TABLE: &[(&str, &str)] = &[
 ];
 
 fn route(input: Input) -> Result<Option<&'static str>, RuleError> {
-    Ok(TABLE.iter().find(|(category, _)| *category == input.data.category).map(|(_, department)| *department))
+    Ok(TABLE
+        .iter()
+        .find(|(category, _)| *category == input.data.category)
+        .map(|(_, department)| *department))
 }
 
 rules! { "ticket.route" => route }

@@ -56,13 +56,22 @@ fn decide(input: Input) -> Result<Result_, RuleError> {
     let major = match t.matter.as_str() {
         "ordinary" => false,
         "maintenance_fund" | "rebuild" | "change_of_use" => true,
-        other => return Err(RuleError::new("unknown_matter", format!("unknown matter type \"{other}\""))),
+        other => {
+            return Err(RuleError::new(
+                "unknown_matter",
+                format!("unknown matter type \"{other}\""),
+            ));
+        }
     };
     if t.eligible.owners == 0 || t.eligible.area <= 0.0 {
         return Err(RuleError::new("empty_roll", "the voter roll is empty"));
     }
     let (ea, pa, aa) = (cm2(t.eligible.area), cm2(t.participated.area), cm2(t.approved.area));
-    let (eo, po, ao) = (u128::from(t.eligible.owners), u128::from(t.participated.owners), u128::from(t.approved.owners));
+    let (eo, po, ao) = (
+        u128::from(t.eligible.owners),
+        u128::from(t.participated.owners),
+        u128::from(t.approved.owners),
+    );
     let quorum = at_least(pa, ea, 2, 3) && at_least(po, eo, 2, 3);
     let (passed, threshold) = if major {
         (quorum && at_least(aa, pa, 3, 4) && at_least(ao, po, 3, 4), "3/4")
@@ -74,7 +83,12 @@ fn decide(input: Input) -> Result<Result_, RuleError> {
         (true, true) => format!("passed: approval meets {threshold} of participating area and headcount"),
         (true, false) => format!("rejected: approval below {threshold} of participating area or headcount"),
     };
-    Ok(Result_ { quorum, passed, threshold, reason })
+    Ok(Result_ {
+        quorum,
+        passed,
+        threshold,
+        reason,
+    })
 }
 
 rules! { "vote.threshold" => decide }

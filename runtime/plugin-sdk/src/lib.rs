@@ -24,7 +24,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub use serde;
 pub use serde_json;
@@ -41,15 +41,37 @@ pub struct RuleError {
 
 impl RuleError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: code.into(), message: message.into() }
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
-/// Decode the input, run the rule, encode its answer.
-pub fn call<I: DeserializeOwned, O: Serialize>(rule: fn(I) -> Result<O, RuleError>, input: Value) -> Result<Value, RuleError> {
-    let input = serde_json::from_value(input).map_err(|e| RuleError::new("bad_input", e.to_string()))?;
+/// Decode the input straight into the rule's type, run the rule, encode its answer as
+/// `{"ok": ...}`. No intermediate `serde_json::Value`: inside the sandbox every instruction
+/// is paid for on every call.
+pub fn call<I: DeserializeOwned, O: Serialize>(
+    rule: fn(I) -> Result<O, RuleError>,
+    input: &str,
+) -> Result<Vec<u8>, RuleError> {
+    let input = serde_json::from_str(input).map_err(|e| RuleError::new("bad_input", e.to_string()))?;
     let output = rule(input)?;
-    serde_json::to_value(output).map_err(|e| RuleError::new("bad_output", e.to_string()))
+    serde_json::to_vec(&Answer { ok: output }).map_err(|e| RuleError::new("bad_output", e.to_string()))
+}
+
+#[derive(Serialize)]
+struct Answer<O> {
+    ok: O,
+}
+
+/// The request the host sends: the hook's name and its input, left undecoded until the
+/// hook's function says what type it wants.
+#[derive(serde::Deserialize)]
+struct Request<'a> {
+    hook: &'a str,
+    #[serde(borrow)]
+    input: &'a serde_json::value::RawValue,
 }
 
 /// Write a message to the host's log for this call (bounded by the host).
@@ -80,21 +102,18 @@ pub fn alloc(len: i32) -> i32 {
 
 /// For the macro: decode the request at `ptr`, dispatch, and return the packed answer.
 #[doc(hidden)]
-pub fn dispatch(ptr: i32, len: i32, route: impl FnOnce(&str, Value) -> Result<Value, RuleError>) -> i64 {
+pub fn dispatch(ptr: i32, len: i32, route: impl FnOnce(&str, &str) -> Result<Vec<u8>, RuleError>) -> i64 {
     // SAFETY: the host wrote exactly `len` bytes at `ptr`, which `alloc` reserved.
     let request = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len.max(0) as usize) };
-    let answer = match serde_json::from_slice::<Value>(request) {
-        Ok(mut v) => {
-            let hook = v["hook"].as_str().unwrap_or_default().to_string();
-            route(&hook, v["input"].take())
-        }
+    let answer = match serde_json::from_slice::<Request>(request) {
+        Ok(r) => route(r.hook, r.input.get()),
         Err(e) => Err(RuleError::new("bad_request", e.to_string())),
     };
-    let body = match answer {
-        Ok(value) => json!({ "ok": value }),
-        Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
-    };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default().into_boxed_slice();
+    let bytes = answer
+        .unwrap_or_else(|e| {
+            serde_json::to_vec(&json!({ "error": { "code": e.code, "message": e.message } })).unwrap_or_default()
+        })
+        .into_boxed_slice();
     let (out_ptr, out_len) = (bytes.as_ptr() as usize as i64, bytes.len() as i64);
     std::mem::forget(bytes);
     (out_ptr << 32) | out_len
