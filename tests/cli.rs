@@ -185,3 +185,49 @@ fn serve_demo_answers_health_and_lists_workflows_then_audit_verifies() {
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("0 broken"));
 }
+
+#[test]
+fn shipped_plugins_pass_their_cases() {
+    let out = civicflow(&["plugin", "test", "plugins/"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.trim_end().ends_with(" passed, 0 failed"), "{text}");
+}
+
+/// A locality admin's path: trust a key for the district, sign, publish, bind.
+#[test]
+fn locality_admin_signs_publishes_and_binds_a_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let run = |args: &[&str]| {
+        let out = civicflow(args);
+        (out.status.success(), format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, text) = run(&["import", "--units", "workflows/org/units.csv", "--people", "workflows/org/people.csv", "--db", &db]);
+    assert!(ok, "{text}");
+
+    // A copy of the package, so signing does not touch the repository.
+    let package = dir.path().join("ticket-route");
+    std::fs::create_dir_all(&package).unwrap();
+    for f in ["plugin.yaml", "plugin.wasm"] {
+        std::fs::copy(root().join("plugins/ticket-route").join(f), package.join(f)).unwrap();
+    }
+    let package = package.display().to_string();
+    let key_file = dir.path().join("beichen.key").display().to_string();
+    let out = civicflow(&["plugin", "keygen", &key_file]);
+    let public = stdout(&out).trim().to_string();
+    let (ok, text) = run(&["plugin", "trust", "--unit", "beichen", "--key", &public, "--db", &db]);
+    assert!(ok, "{text}");
+
+    let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
+    assert!(!ok && text.contains("must be signed"), "unsigned is refused once the district trusts a key: {text}");
+    let (ok, text) = run(&["plugin", "sign", &package, "--key", &key_file]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
+    assert!(ok && text.contains("ticket-route-beichen@1.0.0: published"), "{text}");
+
+    let (ok, text) = run(&["plugin", "bind", "--unit", "beichen", "--workflow", "ticket", "--hook", "vote.threshold", "--plugin", "ticket-route-beichen@1.0.0", "--db", &db]);
+    assert!(!ok && text.contains("does not implement the hook \"vote.threshold\""), "{text}");
+    let (ok, text) = run(&["plugin", "bind", "--unit", "beichen", "--workflow", "ticket", "--hook", "ticket.route", "--plugin", "ticket-route-beichen@1.0.0", "--db", &db]);
+    assert!(ok, "{text}");
+}

@@ -16,14 +16,19 @@
 //!       - complete: {state: accept, as: zhou, data: {}}
 //!         error: forbidden            # the step must fail with this code
 //! ```
+//!
+//! A file may also load plugin packages and bind them, to test a locality's rule:
+//! `plugins: [../../plugins/ticket-route]` and
+//! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.0.0}]`.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use civicflow_engine::ManualClock;
 use civicflow_engine::duration::Span;
 use civicflow_engine::files::{load_all, scenario_files};
-use civicflow_engine::machine::ExpressionRules;
 use civicflow_engine::yaml::SourceDoc;
+use civicflow_plugin_host::{Binding, BindingTable, Host, PluginRules};
+use civicflow_server::plugins::Package;
 use civicflow_store::org_files::{read_people, read_units};
 use civicflow_store::{Runtime, Store, StoreError};
 use serde_json::Value;
@@ -109,6 +114,8 @@ struct Setup {
     units: Option<PathBuf>,
     people: Option<PathBuf>,
     start: DateTime<Utc>,
+    /// Plugins the file loads and the bindings it makes, shared by its scenarios.
+    rules: Arc<PluginRules>,
 }
 
 impl Setup {
@@ -147,7 +154,42 @@ impl Setup {
                 .map(|d| d.with_timezone(&Utc))
                 .ok_or_else(|| fail("/start_time", "start_time must be an RFC 3339 time"))?,
         };
+        let rules = Arc::new(PluginRules::new(Arc::new(
+            Host::new(None).map_err(|e| fail("", e.to_string()))?,
+        )));
+        for (i, v) in doc
+            .value
+            .get("plugins")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("/plugins/{i}");
+            let package = Package::read(&rel(v, &at)?).map_err(|e| fail(&at, e.to_string()))?;
+            let m = &package.manifest;
+            rules.add_plugin(
+                rules
+                    .host()
+                    .load(&m.id, &m.version, &package.wasm)
+                    .map_err(|e| fail(&at, e.to_string()))?,
+            );
+        }
+        if let Some(b) = doc.value.get("bindings") {
+            let bindings: Vec<Binding> =
+                serde_json::from_value(b.clone()).map_err(|e| fail("/bindings", format!("bindings: {e}")))?;
+            for (i, b) in bindings.iter().enumerate() {
+                if !rules.has_plugin(&b.plugin_ref()) {
+                    return Err(fail(
+                        &format!("/bindings/{i}/plugin"),
+                        format!("plugin {} is not among this file's `plugins`", b.plugin_ref()),
+                    ));
+                }
+            }
+            rules.set_bindings(BindingTable::new(bindings));
+        }
         Ok(Self {
+            rules,
             workflow_paths,
             units,
             people,
@@ -178,7 +220,7 @@ impl Setup {
             .import_org(&units, &people, &|_| {})
             .await
             .map_err(|e| fail("/org", format!("{e}: {}", describe_import(&e))))?;
-        let runtime = Runtime::new(store, clock.clone(), Arc::new(ExpressionRules))
+        let runtime = Runtime::new(store, clock.clone(), self.rules.clone())
             .await
             .map_err(|e| fail("", e.to_string()))?;
         let (workflows, diagnostics) = load_all(&self.workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
