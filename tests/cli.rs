@@ -201,9 +201,20 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
     let run = |args: &[&str]| {
         let out = civicflow(args);
-        (out.status.success(), format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)),
+        )
     };
-    let (ok, text) = run(&["import", "--units", "workflows/org/units.csv", "--people", "workflows/org/people.csv", "--db", &db]);
+    let (ok, text) = run(&[
+        "import",
+        "--units",
+        "workflows/org/units.csv",
+        "--people",
+        "workflows/org/people.csv",
+        "--db",
+        &db,
+    ]);
     assert!(ok, "{text}");
 
     // A copy of the package, so signing does not touch the repository.
@@ -220,14 +231,46 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     assert!(ok, "{text}");
 
     let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
-    assert!(!ok && text.contains("must be signed"), "unsigned is refused once the district trusts a key: {text}");
+    assert!(
+        !ok && text.contains("must be signed"),
+        "unsigned is refused once the district trusts a key: {text}"
+    );
     let (ok, text) = run(&["plugin", "sign", &package, "--key", &key_file]);
     assert!(ok, "{text}");
     let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
     assert!(ok && text.contains("ticket-route-beichen@1.0.0: published"), "{text}");
 
-    let (ok, text) = run(&["plugin", "bind", "--unit", "beichen", "--workflow", "ticket", "--hook", "vote.threshold", "--plugin", "ticket-route-beichen@1.0.0", "--db", &db]);
-    assert!(!ok && text.contains("does not implement the hook \"vote.threshold\""), "{text}");
-    let (ok, text) = run(&["plugin", "bind", "--unit", "beichen", "--workflow", "ticket", "--hook", "ticket.route", "--plugin", "ticket-route-beichen@1.0.0", "--db", &db]);
+    let (ok, text) = run(&[
+        "plugin",
+        "bind",
+        "--unit",
+        "beichen",
+        "--workflow",
+        "ticket",
+        "--hook",
+        "vote.threshold",
+        "--plugin",
+        "ticket-route-beichen@1.0.0",
+        "--db",
+        &db,
+    ]);
+    assert!(
+        !ok && text.contains("does not implement the hook \"vote.threshold\""),
+        "{text}"
+    );
+    let (ok, text) = run(&[
+        "plugin",
+        "bind",
+        "--unit",
+        "beichen",
+        "--workflow",
+        "ticket",
+        "--hook",
+        "ticket.route",
+        "--plugin",
+        "ticket-route-beichen@1.0.0",
+        "--db",
+        &db,
+    ]);
     assert!(ok, "{text}");
 }
