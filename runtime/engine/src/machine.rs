@@ -188,18 +188,26 @@ pub struct Step {
 }
 
 impl Step {
-    /// A step that changes nothing but appends one event (e.g. a rule that failed while
-    /// the action it belonged to was refused).
-    pub fn note(instance: Instance, event: NewEvent) -> Self {
+    /// A step that changes nothing yet.
+    fn unchanged(instance: Instance) -> Self {
         Self {
             instance,
-            events: vec![event],
+            events: Vec::new(),
             tasks_created: Vec::new(),
             task_completed: None,
             task_claimed: None,
             states_left: Vec::new(),
             timers_created: Vec::new(),
             escalations: Vec::new(),
+        }
+    }
+
+    /// A step that changes nothing but appends one event (e.g. a rule that failed while
+    /// the action it belonged to was refused).
+    pub fn note(instance: Instance, event: NewEvent) -> Self {
+        Self {
+            events: vec![event],
+            ..Self::unchanged(instance)
         }
     }
 }
@@ -371,16 +379,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(wf: &'a Workflow, instance: Instance, actor: &'a Actor, now: DateTime<Utc>, rules: &'a dyn Rules) -> Self {
-        let out = Step {
-            instance,
-            events: Vec::new(),
-            tasks_created: Vec::new(),
-            task_completed: None,
-            task_claimed: None,
-            states_left: Vec::new(),
-            timers_created: Vec::new(),
-            escalations: Vec::new(),
-        };
+        let out = Step::unchanged(instance);
         Self {
             wf,
             actor,
