@@ -230,6 +230,10 @@ pub enum EngineError {
     InvalidForm(Vec<(String, String)>),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// What the action refers to no longer exists in the instance (it completed, or left
+    /// the state a timer belonged to).
+    #[error("gone: {0}")]
+    Gone(String),
     #[error("no transition applies from \"{0}\": no guard matched the data")]
     NoTransition(String),
     #[error("{0}")]
@@ -249,6 +253,7 @@ impl EngineError {
             EngineError::Forbidden(_) => "forbidden",
             EngineError::InvalidForm(_) => "invalid_form",
             EngineError::Conflict(_) => "conflict",
+            EngineError::Gone(_) => "gone",
             EngineError::NoTransition(_) => "no_transition",
             EngineError::Evaluation(_) => "evaluation",
             EngineError::Rule { .. } => "rule_failed",
@@ -349,7 +354,7 @@ pub fn step(
         }
         (_, Some(instance)) => {
             if instance.status != Status::Running {
-                return Err(EngineError::Conflict(format!(
+                return Err(EngineError::Gone(format!(
                     "instance {} has already completed",
                     instance.id
                 )));
@@ -473,7 +478,10 @@ impl<'a> Run<'a> {
 
     fn fire(&mut self, timer: Timer) -> Result<(), EngineError> {
         if !self.out.instance.position.tokens.contains(&timer.state) {
-            return Err(EngineError::Conflict(format!("timer {} is stale", timer.id)));
+            return Err(EngineError::Gone(format!(
+                "timer {} belongs to a state the instance has left",
+                timer.id
+            )));
         }
         let wf = self.wf;
         let state = wf

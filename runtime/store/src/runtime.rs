@@ -351,9 +351,7 @@ impl Shared {
                     tx.commit().await?;
                     fired += 1;
                 }
-                Err(StoreError::Engine(EngineError::Conflict(reason)))
-                    if reason.contains("stale") || reason.contains("completed") =>
-                {
+                Err(StoreError::Engine(EngineError::Gone(_))) => {
                     // The state it belonged to is gone: the timer has nothing left to do.
                     sqlx::query("DELETE FROM timers WHERE id = $1")
                         .bind(&id)
