@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// API bearer tokens for integrations and admin tools.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -107,6 +112,19 @@ enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token for a person (shown once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        person: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+        #[command(flatten)]
+        db: DbArg,
     },
 }
 
@@ -166,6 +184,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import { units, people, db } => import::run(&db.db, units.as_deref(), people.as_deref()).await,
         Command::Publish { paths, db } => validate::publish(&db.db, &paths).await,
         Command::Plugin { command } => plugin::run(command).await,
+        Command::Token {
+            command: TokenCommand::Create { person, label, db },
+        } => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let token = civicflow_store::Store::connect(&db.db, None)
+                .await?
+                .create_token(&person, &label, secret)
+                .await?;
+            println!("{token}");
+            eprintln!("use it as `Authorization: Bearer {token}`; it is not shown again");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

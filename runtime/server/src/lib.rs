@@ -1,12 +1,15 @@
 //! The server: HTTP (axum) and the scheduler loop that fires timers and schedules. The only
 //! crate that knows HTTP.
 
+pub mod api;
 mod demo;
+mod plugin_api;
 pub mod plugins;
 mod scheduler;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use civicflow_engine::{SystemClock, definition::localize};
 use civicflow_plugin_host::{Host, PluginRules};
@@ -38,17 +41,40 @@ pub enum ServeError {
     Plugins(#[from] civicflow_plugin_host::PluginError),
 }
 
-pub type AppState = Arc<Runtime>;
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    pub rules: Arc<PluginRules>,
+}
 
-pub fn router(runtime: AppState) -> Router {
+impl AppState {
+    /// Reload plugins and bindings now (after this server changed them).
+    pub async fn stamp_changed(&self) {
+        if let Err(e) = plugins::sync(&self.runtime.store, &self.rules, "").await {
+            tracing::error!(error = %e, "reloading plugins failed");
+        }
+    }
+}
+
+/// A module's base64 plus its manifest, with room to spare.
+const UPLOAD_LIMIT: usize = civicflow_plugin_host::manifest::MAX_MODULE_BYTES * 4 / 3 + (256 << 10);
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/workflows", get(list_workflows))
-        .with_state(runtime)
+        .route(
+            "/api/plugins",
+            post(plugin_api::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/api/bindings", post(plugin_api::bind))
+        .with_state(state)
 }
 
-async fn list_workflows(State(rt): State<AppState>) -> Json<Value> {
-    let items: Vec<Value> = rt
+async fn list_workflows(State(state): State<AppState>) -> Json<Value> {
+    let items: Vec<Value> = state
+        .runtime
         .registry
         .all_latest()
         .iter()
@@ -70,9 +96,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Listen(opts.listen.clone(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(runtime.clone(), rules, stamp, stop_rx));
+    let state = AppState {
+        runtime: runtime.clone(),
+        rules: rules.clone(),
+    };
+    let scheduler = tokio::spawn(scheduler::run(runtime, rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
-    let served = axum::serve(listener, router(runtime))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

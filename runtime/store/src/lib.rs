@@ -14,6 +14,7 @@ pub mod plugins;
 mod queries;
 pub mod registry;
 pub mod runtime;
+mod tokens;
 mod writes;
 
 pub use audit::BrokenChain;

@@ -133,4 +133,16 @@ CREATE TABLE trusted_keys (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE api_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL REFERENCES people(id),
+    label TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+"#,
+    ),
 ];

@@ -1,0 +1,99 @@
+//! The JSON API's shared parts: errors as `{"error": {code, message, fields}}` with the right
+//! status, and the caller from `Authorization: Bearer <token>`.
+
+use crate::AppState;
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use civicflow_engine::{Actor, EngineError};
+use civicflow_store::StoreError;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// JSON pointer of the offending field → what is wrong with it.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_field(mut self, pointer: &str, message: impl Into<String>) -> Self {
+        self.fields.insert(pointer.to_string(), message.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "fields": self.fields}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Engine(EngineError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            StoreError::Engine(EngineError::Conflict(_) | EngineError::Gone(_)) => StatusCode::CONFLICT,
+            StoreError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Db(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "request failed");
+            return ApiError::new(status, "internal", "the server could not complete the request");
+        }
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        if let StoreError::Engine(EngineError::InvalidForm(fields)) = &e {
+            for (pointer, message) in fields {
+                err = err.with_field(pointer, message.clone());
+            }
+        }
+        err
+    }
+}
+
+/// The person behind the request's bearer token.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <token>",
+            )
+        };
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(unauthorized)?;
+        let person = state
+            .runtime
+            .store
+            .person_for_token(token.trim())
+            .await
+            .map_err(|_| unauthorized())?;
+        Ok(Caller(state.runtime.store.actor(&person).await?))
+    }
+}

@@ -1,0 +1,106 @@
+//! `POST /api/plugins` and `POST /api/bindings`: a locality admin uploads and binds rule
+//! plugins. Both need the `plugin_admin` role over the unit concerned (the plugin's author
+//! unit, or the unit the binding is made at).
+
+use crate::AppState;
+use crate::api::{ApiError, Caller};
+use crate::plugins::{self, Package, PublishError};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use civicflow_engine::Actor;
+use civicflow_plugin_host::{Binding, Manifest};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub const PLUGIN_ADMIN: &str = "plugin_admin";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    /// The text of `plugin.yaml`.
+    pub manifest: String,
+    pub wasm_base64: String,
+    /// Base64 ed25519 signature of the module bytes.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+async fn require_admin(state: &AppState, actor: &Actor, unit: &str) -> Result<(), ApiError> {
+    let path = state.runtime.store.unit_path(unit).await?;
+    if actor.has_role_over(PLUGIN_ADMIN, &path) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("managing plugins for unit \"{unit}\" needs the {PLUGIN_ADMIN} role there or above"),
+        ))
+    }
+}
+
+fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::Manifest(diags) => {
+            let text = diags
+                .iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+                .collect::<Vec<_>>()
+                .join("\n");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest", "plugin.yaml is not valid")
+                .with_field("/manifest", text)
+        }
+        PublishError::Plugin(p) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, p.code(), p.to_string())
+            .with_field("/wasm_base64", p.to_string()),
+        PublishError::Store(s) => s.into(),
+        PublishError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        PublishError::Read(what, e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("{what}: {e}")),
+    }
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Json(body): Json<Upload>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let manifest =
+        Manifest::parse("plugin.yaml", &body.manifest).map_err(|d| publish_error(PublishError::Manifest(d)))?;
+    require_admin(&state, &actor, &manifest.author_unit).await?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(body.wasm_base64.trim())
+        .map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the module is not base64")
+                .with_field("/wasm_base64", e.to_string())
+        })?;
+    let package = Package {
+        manifest,
+        wasm,
+        signature: body.signature,
+    };
+    let fresh = plugins::publish(&state.runtime.store, &state.rules, &package)
+        .await
+        .map_err(publish_error)?;
+    let m = &package.manifest;
+    let status = if fresh { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(json!({"id": m.id, "version": m.version, "hooks": m.hooks, "published": fresh})),
+    ))
+}
+
+pub async fn bind(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Json(binding): Json<Binding>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &actor, &binding.unit_id).await?;
+    plugins::bind(&state.runtime.store, &binding)
+        .await
+        .map_err(publish_error)?;
+    // This server answers with the new binding at once; others pick it up on their next tick.
+    state.stamp_changed().await;
+    Ok(Json(
+        json!({"bound": binding.plugin_ref(), "unit": binding.unit_id, "workflow": binding.workflow, "hook": binding.hook}),
+    ))
+}

@@ -1,0 +1,115 @@
+//! Uploading and binding plugins over HTTP: who may, what is refused and why, and the bound
+//! plugin then deciding an instance.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use civicflow_engine::SystemClock;
+use civicflow_engine::files::load_all;
+use civicflow_plugin_host::{Host, PluginRules};
+use civicflow_server::{AppState, router};
+use civicflow_store::org_files::{read_people, read_units};
+use civicflow_store::{Runtime, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+struct App {
+    state: AppState,
+    admin: String,
+    grid_worker: String,
+}
+
+async fn app() -> App {
+    let store = Store::connect("sqlite::memory:", None).await.unwrap();
+    let units = read_units(&repo("workflows/org/units.csv")).unwrap();
+    let people = read_people(&repo("workflows/org/people.csv")).unwrap();
+    store.import_org(&units, &people, &|_| {}).await.unwrap();
+    let admin = store.create_token("he", "test", [1; 32]).await.unwrap();
+    let grid_worker = store.create_token("wang", "test", [2; 32]).await.unwrap();
+    let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
+    let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
+    let (workflows, _) = load_all(&[repo("workflows/ticket.yaml")]).unwrap();
+    for wf in workflows {
+        runtime.publish(wf).await.unwrap();
+    }
+    App { state: AppState { runtime, rules }, admin, grid_worker }
+}
+
+async fn post(app: &App, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = router(app.state.clone()).oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn upload_body(manifest: &str) -> Value {
+    let wasm = std::fs::read(repo("plugins/ticket-route/plugin.wasm")).unwrap();
+    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
+}
+
+fn manifest() -> String {
+    std::fs::read_to_string(repo("plugins/ticket-route/plugin.yaml")).unwrap()
+}
+
+fn binding(unit: &str) -> Value {
+    json!({"unit_id": unit, "workflow": "ticket", "hook": "ticket.route", "plugin": "ticket-route-beichen", "version": "1.0.0"})
+}
+
+#[tokio::test]
+async fn only_a_plugin_admin_of_the_author_unit_may_upload() {
+    let app = app().await;
+    let (status, body) = post(&app, "/api/plugins", None, upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = post(&app, "/api/plugins", Some("cf_wrong"), upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = post(&app, "/api/plugins", Some(&app.grid_worker), upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["id"], "ticket-route-beichen");
+    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
+    assert_eq!((status, &body["published"]), (StatusCode::OK, &json!(false)), "the same bytes again change nothing");
+}
+
+#[tokio::test]
+async fn bad_uploads_say_where_and_why_and_store_nothing() {
+    let app = app().await;
+    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest().replace("abi: 1", "abi: 2"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["fields"]["/manifest"].as_str().unwrap().starts_with("3:6: abi:"), "{body}");
+    let mut junk = upload_body(&manifest());
+    junk["wasm_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(b"not wasm"));
+    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), junk).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_module")), "{body}");
+    let (status, _) = post(&app, "/api/plugins", Some(&app.admin), json!({"manifest": manifest()})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a missing field is refused by the JSON extractor");
+    assert!(app.state.runtime.store.plugins().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_binding_made_over_http_decides_the_next_ticket() {
+    let app = app().await;
+    let (status, _) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = post(&app, "/api/bindings", Some(&app.admin), binding("demo-city")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "above the admin's own district: {body}");
+    let (status, body) = post(&app, "/api/bindings", Some(&app.admin), binding("beichen")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let data = json!({"category": "water", "description": "供水管道破裂漏水", "location": "果园社区6号楼"});
+    let ticket = app.state.runtime.start("wang", "ticket", "guoyuan-c1-g1", data).await.unwrap();
+    assert_eq!(ticket.data["department"], "beichen-swj");
+    assert_eq!(ticket.position.tokens, vec!["accept"]);
+}
