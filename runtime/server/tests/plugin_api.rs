@@ -39,7 +39,11 @@ async fn app() -> App {
     for wf in workflows {
         runtime.publish(wf).await.unwrap();
     }
-    App { state: AppState { runtime, rules }, admin, grid_worker }
+    App {
+        state: AppState { runtime, rules },
+        admin,
+        grid_worker,
+    }
 }
 
 async fn post(app: &App, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -47,7 +51,10 @@ async fn post(app: &App, path: &str, token: Option<&str>, body: Value) -> (Statu
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = router(app.state.clone()).oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let res = router(app.state.clone())
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -80,21 +87,45 @@ async fn only_a_plugin_admin_of_the_author_unit_may_upload() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["id"], "ticket-route-beichen");
     let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
-    assert_eq!((status, &body["published"]), (StatusCode::OK, &json!(false)), "the same bytes again change nothing");
+    assert_eq!(
+        (status, &body["published"]),
+        (StatusCode::OK, &json!(false)),
+        "the same bytes again change nothing"
+    );
 }
 
 #[tokio::test]
 async fn bad_uploads_say_where_and_why_and_store_nothing() {
     let app = app().await;
-    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest().replace("abi: 1", "abi: 2"))).await;
+    let (status, body) = post(
+        &app,
+        "/api/plugins",
+        Some(&app.admin),
+        upload_body(&manifest().replace("abi: 1", "abi: 2")),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["error"]["fields"]["/manifest"].as_str().unwrap().starts_with("3:6: abi:"), "{body}");
+    assert!(
+        body["error"]["fields"]["/manifest"]
+            .as_str()
+            .unwrap()
+            .starts_with("3:6: abi:"),
+        "{body}"
+    );
     let mut junk = upload_body(&manifest());
     junk["wasm_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(b"not wasm"));
     let (status, body) = post(&app, "/api/plugins", Some(&app.admin), junk).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_module")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_module")),
+        "{body}"
+    );
     let (status, _) = post(&app, "/api/plugins", Some(&app.admin), json!({"manifest": manifest()})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a missing field is refused by the JSON extractor");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a missing field is refused by the JSON extractor"
+    );
     assert!(app.state.runtime.store.plugins().await.unwrap().is_empty());
 }
 
@@ -109,7 +140,12 @@ async fn a_binding_made_over_http_decides_the_next_ticket() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let data = json!({"category": "water", "description": "供水管道破裂漏水", "location": "果园社区6号楼"});
-    let ticket = app.state.runtime.start("wang", "ticket", "guoyuan-c1-g1", data).await.unwrap();
+    let ticket = app
+        .state
+        .runtime
+        .start("wang", "ticket", "guoyuan-c1-g1", data)
+        .await
+        .unwrap();
     assert_eq!(ticket.data["department"], "beichen-swj");
     assert_eq!(ticket.position.tokens, vec!["accept"]);
 }
