@@ -95,13 +95,7 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 &std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?,
             )
             .with_context(|| format!("{} is not JSON", input.display()))?;
-            let defaults = Limits::default();
-            let limits = Limits {
-                fuel: fuel.unwrap_or(defaults.fuel),
-                memory_bytes: memory_bytes.unwrap_or(defaults.memory_bytes),
-                wall_ms: wall_ms.unwrap_or(defaults.wall_ms),
-                ..defaults
-            };
+            let limits = Limits::default().overridden(fuel, wall_ms, memory_bytes);
             let host = Host::new(None)?;
             let plugin = host.load("local", "0", &wasm)?;
             match host.call(&plugin, &hook, &input, &limits) {
@@ -157,13 +151,9 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 .into_iter()
                 .find(|p| p.id == id && p.version == version)
                 .and_then(|p| serde_json::from_value::<Limits>(p.manifest["limits"].clone()).ok());
-            let base = manifest_limits.unwrap_or_default();
-            let limits = Limits {
-                fuel: fuel.unwrap_or(base.fuel),
-                wall_ms: wall_ms.unwrap_or(base.wall_ms),
-                memory_bytes: memory_bytes.unwrap_or(base.memory_bytes),
-                ..base
-            };
+            let limits = manifest_limits
+                .unwrap_or_default()
+                .overridden(fuel, wall_ms, memory_bytes);
             let binding = Binding {
                 unit_id: unit,
                 workflow,

@@ -52,10 +52,6 @@ impl Expr {
         })
     }
 
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     pub fn eval(&self, ctx: &minijinja::Value) -> Result<Value, String> {
         let v = self
             .compiled

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const UNIT_KINDS: [&str; 6] = ["city", "district", "street", "community", "grid", "building"];
-
 /// A role held by a person at a unit; it covers that unit's whole subtree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleGrant {

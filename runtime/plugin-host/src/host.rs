@@ -53,6 +53,18 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits with the given ones replaced (command-line overrides).
+    pub fn overridden(self, fuel: Option<u64>, wall_ms: Option<u64>, memory_bytes: Option<usize>) -> Self {
+        Self {
+            fuel: fuel.unwrap_or(self.fuel),
+            wall_ms: wall_ms.unwrap_or(self.wall_ms),
+            memory_bytes: memory_bytes.unwrap_or(self.memory_bytes),
+            ..self
+        }
+    }
+}
+
 /// What one call did, for authors (`civicflow plugin run`) and for metrics.
 #[derive(Debug, Clone)]
 pub struct CallReport {

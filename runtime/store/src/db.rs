@@ -142,6 +142,19 @@ impl Store {
     }
 }
 
+/// Published versions never change. Given the SHA-256 already stored for a version (if
+/// any): `Ok(true)` to publish it now, `Ok(false)` when these exact bytes are already
+/// there, an error when different content claims the same version.
+pub(crate) fn first_publication(stored: Option<String>, sha256: &str, what: &str) -> Result<bool> {
+    match stored {
+        None => Ok(true),
+        Some(s) if s == sha256 => Ok(false),
+        Some(_) => Err(StoreError::Invalid(format!(
+            "{what} is already published with different content; published versions are immutable, so raise the version"
+        ))),
+    }
+}
+
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -20,6 +20,6 @@ mod writes;
 pub use audit::BrokenChain;
 pub use db::{Backend, Store};
 pub use error::StoreError;
-pub use queries::{EventRow, InstanceView, TaskView};
+pub use queries::{EventRow, TaskView};
 pub use registry::Registry;
 pub use runtime::{Applied, Runtime, Shared};

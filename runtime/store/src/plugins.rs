@@ -1,7 +1,7 @@
 //! Stored plugin versions (immutable), bindings along the org tree, and the signing keys
 //! each unit trusts. The store keeps bytes and JSON; the plugin host gives them meaning.
 
-use crate::db::{Store, millis};
+use crate::db::{Store, first_publication, millis};
 use crate::error::{Result, StoreError};
 use chrono::Utc;
 use sqlx::Row;
@@ -43,26 +43,20 @@ impl Store {
             .bind(&p.version)
             .fetch_optional(&self.pool)
             .await?;
-        match existing {
-            Some(sha) if sha == p.sha256 => Ok(false),
-            Some(_) => Err(StoreError::Invalid(format!(
-                "plugin {}@{} is already published with different content; published versions are immutable, so raise the version",
-                p.id, p.version
-            ))),
-            None => {
-                sqlx::query("INSERT INTO plugins (id, version, sha256, manifest, wasm_base64, signed_with, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&p.id)
-                    .bind(&p.version)
-                    .bind(&p.sha256)
-                    .bind(p.manifest.to_string())
-                    .bind(b64().encode(&p.wasm))
-                    .bind(&p.signed_with)
-                    .bind(millis(Utc::now()))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(true)
-            }
+        if !first_publication(existing, &p.sha256, &format!("plugin {}@{}", p.id, p.version))? {
+            return Ok(false);
         }
+        sqlx::query("INSERT INTO plugins (id, version, sha256, manifest, wasm_base64, signed_with, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&p.id)
+            .bind(&p.version)
+            .bind(&p.sha256)
+            .bind(p.manifest.to_string())
+            .bind(b64().encode(&p.wasm))
+            .bind(&p.signed_with)
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     pub async fn plugins(&self) -> Result<Vec<PluginRecord>> {

@@ -126,37 +126,6 @@ pub struct EventRow {
     pub payload: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct InstanceView {
-    pub id: String,
-    pub workflow: String,
-    pub workflow_version: u32,
-    pub unit_id: String,
-    pub status: String,
-    pub states: Vec<String>,
-    pub data: Value,
-    pub rev: i64,
-    pub created_by: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<&Instance> for InstanceView {
-    fn from(i: &Instance) -> Self {
-        Self {
-            id: i.id.clone(),
-            workflow: i.workflow.clone(),
-            workflow_version: i.workflow_version,
-            unit_id: i.unit_id.clone(),
-            status: i.status.as_str().to_string(),
-            states: i.position.tokens.clone(),
-            data: i.data.clone(),
-            rev: i.rev,
-            created_by: i.created_by.clone(),
-            created_at: i.created_at,
-        }
-    }
-}
-
 impl Store {
     pub async fn instance(&self, id: &str) -> Result<Instance> {
         let mut conn = self.pool.acquire().await?;

@@ -2,7 +2,7 @@
 //! A published (id, version) is immutable: publishing different content under the same
 //! version is refused; a change is a new version.
 
-use crate::db::{Store, millis};
+use crate::db::{Store, first_publication, millis};
 use crate::error::{Result, StoreError};
 use chrono::Utc;
 use civicflow_engine::Workflow;
@@ -61,25 +61,19 @@ impl Store {
                 .bind(i64::from(wf.version()))
                 .fetch_optional(&self.pool)
                 .await?;
-        match existing {
-            Some(sha) if sha == wf.sha256 => Ok(false),
-            Some(_) => Err(StoreError::Invalid(format!(
-                "workflow \"{}\" version {} is already published with different content; published versions are immutable, so raise `version`",
-                wf.id(),
-                wf.version()
-            ))),
-            None => {
-                sqlx::query("INSERT INTO workflows (id, version, source, sha256, published_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                    .bind(wf.id())
-                    .bind(i64::from(wf.version()))
-                    .bind(&wf.source)
-                    .bind(&wf.sha256)
-                    .bind(millis(Utc::now()))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(true)
-            }
+        let what = format!("workflow \"{}\" version {}", wf.id(), wf.version());
+        if !first_publication(existing, &wf.sha256, &what)? {
+            return Ok(false);
         }
+        sqlx::query("INSERT INTO workflows (id, version, source, sha256, published_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(wf.id())
+            .bind(i64::from(wf.version()))
+            .bind(&wf.source)
+            .bind(&wf.sha256)
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     /// Every published version, compiled again from its stored source.
