@@ -126,6 +126,13 @@ enum TokenCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Revoke a token at once (e.g. one that leaked).
+    Revoke {
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +202,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             println!("{token}");
             eprintln!("use it as `Authorization: Bearer {token}`; it is not shown again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { token, db },
+        } => {
+            let store = civicflow_store::Store::connect(&db.db, None).await?;
+            store
+                .person_for_token(token.trim())
+                .await
+                .map_err(|_| anyhow::anyhow!("no live token matches"))?;
+            store.revoke_token(token.trim()).await?;
+            println!("revoked");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

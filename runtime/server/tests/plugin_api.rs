@@ -149,3 +149,11 @@ async fn a_binding_made_over_http_decides_the_next_ticket() {
     assert_eq!(ticket.data["department"], "beichen-swj");
     assert_eq!(ticket.position.tokens, vec!["accept"]);
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused() {
+    let app = app().await;
+    app.state.runtime.store.revoke_token(&app.admin).await.unwrap();
+    let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
