@@ -34,17 +34,28 @@ states:
   done: {type: end}
 "#;
 
-/// A plugin that answers `{"ok": answer}` whatever it is asked, or loops forever.
+/// A plugin that answers `{"ok": answer}` whatever it is asked, or loops forever, or
+/// ("slow") counts to 10,000 before answering 5.
 fn plugin(answer: &str) -> Vec<u8> {
-    let json = format!("{{\"ok\":{answer}}}");
-    let body = if answer == "loop" {
-        "(loop (br 0)) (i64.const 0)".to_string()
-    } else {
+    let answer_ok = |a: &str| {
         format!(
             "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
-            json.len()
+            format!("{{\"ok\":{a}}}").len()
         )
     };
+    let (answer, body) = match answer {
+        "loop" => (answer, "(loop (br 0)) (i64.const 0)".to_string()),
+        "slow" => (
+            "5",
+            format!(
+                "(local $n i32) (loop (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                   (br_if 0 (i32.lt_u (local.get $n) (i32.const 10000)))) {}",
+                answer_ok("5")
+            ),
+        ),
+        _ => (answer, answer_ok(answer)),
+    };
+    let json = format!("{{\"ok\":{answer}}}");
     wat::parse_str(format!(
         r#"(module (memory (export "memory") 1) (data (i32.const 16) "{}")
             (func (export "civicflow_abi_version") (result i32) (i32.const 1))
@@ -112,8 +123,17 @@ async fn setup() -> (Runtime, Arc<PluginRules>) {
         ("rural", "1", "3"),
         ("looping", "1", "loop"),
     ] {
-        rules.add_plugin(rules.host().load(id, version, &plugin(answer)).unwrap());
+        rules.add_plugin(
+            rules.host().load(id, version, &plugin(answer)).unwrap(),
+            Limits::default(),
+        );
     }
+    // Its manifest allows 1,000 instructions; a binding may allow more.
+    let tight = Limits {
+        fuel: 1_000,
+        ..Limits::default()
+    };
+    rules.add_plugin(rules.host().load("slow", "1", &plugin("slow")).unwrap(), tight);
     let rt = Runtime::new(store, Arc::new(ManualClock::new(chrono::Utc::now())), rules.clone())
         .await
         .unwrap();
@@ -186,4 +206,21 @@ async fn a_failing_plugin_is_recorded_on_the_instance_and_changes_nothing_else()
     assert_eq!(done.data["second_rate"], 3);
     let (_, broken) = rt.store.verify_chains().await.unwrap();
     assert!(broken.is_empty());
+}
+
+#[tokio::test]
+async fn a_pinned_version_no_longer_bound_runs_under_its_own_manifest_limits() {
+    let (rt, rules) = setup().await;
+    rules.set_bindings(BindingTable::new([bind("c1", "slow", "1")]));
+    let i = rt.start("m1", "dues", "c1", json!({})).await.unwrap();
+    assert_eq!(i.data["first_rate"], 5, "the binding's default limits let it finish");
+
+    // The community moves on; the running instance keeps slow@1, now under the 1,000
+    // instructions its manifest asks for rather than the old binding's limits.
+    rules.set_bindings(BindingTable::new([bind("c1", "rural", "1")]));
+    let err = rt.complete("m1", &i.new_tasks[0].id, json!({})).await.unwrap_err();
+    assert!(
+        err.to_string().contains("slow@1") && err.to_string().contains("out_of_fuel"),
+        "{err}"
+    );
 }

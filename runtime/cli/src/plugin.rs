@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use civicflow_plugin_host::{Binding, Host, Limits, PluginRules};
+use civicflow_plugin_host::{Binding, Host, Limits, PluginRules, stored_limits};
 use civicflow_server::plugins::{self, Package};
 use civicflow_store::Store;
 use clap::Subcommand;
@@ -145,13 +145,12 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 bail!("--plugin takes id@version, e.g. dues-rate-national@1.0.0")
             };
             let store = Store::connect(&db, None).await?;
-            let manifest_limits = store
+            let limits = store
                 .plugins()
                 .await?
                 .into_iter()
                 .find(|p| p.id == id && p.version == version)
-                .and_then(|p| serde_json::from_value::<Limits>(p.manifest["limits"].clone()).ok());
-            let limits = manifest_limits
+                .map(|p| stored_limits(&p.manifest))
                 .unwrap_or_default()
                 .overridden(fuel, wall_ms, memory_bytes);
             let binding = Binding {

@@ -168,12 +168,11 @@ impl Setup {
             let at = format!("/plugins/{i}");
             let package = Package::read(&rel(v, &at)?).map_err(|e| fail(&at, e.to_string()))?;
             let m = &package.manifest;
-            rules.add_plugin(
-                rules
-                    .host()
-                    .load(&m.id, &m.version, &package.wasm)
-                    .map_err(|e| fail(&at, e.to_string()))?,
-            );
+            let plugin = rules
+                .host()
+                .load(&m.id, &m.version, &package.wasm)
+                .map_err(|e| fail(&at, e.to_string()))?;
+            rules.add_plugin(plugin, m.limits());
         }
         if let Some(b) = doc.value.get("bindings") {
             let bindings: Vec<Binding> =

@@ -57,7 +57,8 @@ impl BindingTable {
 pub struct PluginRules {
     host: Arc<Host>,
     bindings: RwLock<BindingTable>,
-    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    /// Each loaded version with the limits its manifest asks for.
+    plugins: RwLock<HashMap<String, (Arc<Plugin>, Limits)>>,
 }
 
 impl PluginRules {
@@ -77,19 +78,20 @@ impl PluginRules {
         *self.bindings.write().expect("bindings lock") = table;
     }
 
-    pub fn add_plugin(&self, plugin: Plugin) {
+    /// Load a version; `limits` (its manifest's) apply when no binding names it any more.
+    pub fn add_plugin(&self, plugin: Plugin, limits: Limits) {
         let key = format!("{}@{}", plugin.id, plugin.version);
         self.plugins
             .write()
             .expect("plugins lock")
-            .insert(key, Arc::new(plugin));
+            .insert(key, (Arc::new(plugin), limits));
     }
 
     pub fn has_plugin(&self, plugin_ref: &str) -> bool {
         self.plugins.read().expect("plugins lock").contains_key(plugin_ref)
     }
 
-    fn plugin(&self, plugin_ref: &str) -> Option<Arc<Plugin>> {
+    fn plugin(&self, plugin_ref: &str) -> Option<(Arc<Plugin>, Limits)> {
         self.plugins.read().expect("plugins lock").get(plugin_ref).cloned()
     }
 }
@@ -109,17 +111,14 @@ impl Rules for PluginRules {
             .expect("bindings lock")
             .resolve(&instance.unit_path, wf.id(), hook)
             .cloned();
-        let (plugin_ref, limits) = match (pinned, &binding) {
-            // Pinned: the same version as before, with the current binding's limits if it
-            // still names that plugin.
+        // Pinned: the same version as before, with the current binding's limits if it still
+        // names that version, else the version's own manifest limits.
+        let (plugin_ref, bound_limits) = match (pinned, &binding) {
             (Some(p), b) => (
                 p.to_string(),
-                b.as_ref()
-                    .filter(|b| b.plugin_ref() == p)
-                    .map(|b| b.limits)
-                    .unwrap_or_default(),
+                b.as_ref().filter(|b| b.plugin_ref() == p).map(|b| b.limits),
             ),
-            (None, Some(b)) => (b.plugin_ref(), b.limits),
+            (None, Some(b)) => (b.plugin_ref(), Some(b.limits)),
             (None, None) => {
                 let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
                 return Ok(RuleAnswer { value, plugin: None });
@@ -129,9 +128,10 @@ impl Rules for PluginRules {
             plugin: Some(plugin_ref.clone()),
             message,
         };
-        let plugin = self
+        let (plugin, own_limits) = self
             .plugin(&plugin_ref)
             .ok_or_else(|| failure("plugin is not loaded on this server".into()))?;
+        let limits = bound_limits.unwrap_or(own_limits);
         match self.host.call(&plugin, hook, input, &limits) {
             Ok(report) => Ok(RuleAnswer {
                 value: report.output,

@@ -21,8 +21,9 @@ const TICK: Duration = Duration::from_millis(10);
 const MAX_MEMORY: usize = 64 << 20;
 /// Deep recursion traps cleanly at this wasm stack depth.
 const MAX_WASM_STACK: usize = 512 << 10;
-/// Bytes of each memory slot kept mapped between calls (a Rust plugin starts at ~1.1 MiB).
-const KEEP_RESIDENT: usize = 256 << 10;
+/// Bytes of each memory slot kept mapped between calls and reset by memset: a Rust plugin
+/// built with the SDK uses one or two 64 KiB pages.
+const KEEP_RESIDENT: usize = 128 << 10;
 /// Instances alive at once (one per call in flight).
 const POOL_INSTANCES: u32 = 128;
 

@@ -19,4 +19,4 @@ pub use abi::ABI_VERSION;
 pub use bindings::{Binding, BindingTable, PluginRules};
 pub use error::PluginError;
 pub use host::{CallReport, Host, Limits, Plugin};
-pub use manifest::{Manifest, verify_signature};
+pub use manifest::{Manifest, stored_limits, verify_signature};

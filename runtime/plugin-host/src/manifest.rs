@@ -77,6 +77,11 @@ impl Manifest {
     }
 }
 
+/// The limits a stored manifest (as JSON) asks for; the defaults where it names none.
+pub fn stored_limits(manifest: &Value) -> Limits {
+    serde_json::from_value(manifest["limits"].clone()).unwrap_or_default()
+}
+
 /// Check an ed25519 signature (base64) of the module bytes against the keys (base64) the
 /// author unit trusts. Returns the key that verified it. A unit that trusts keys accepts
 /// only signed plugins; a unit that trusts none accepts unsigned ones.

@@ -29,6 +29,13 @@ use serde_json::json;
 pub use serde;
 pub use serde_json;
 
+#[cfg(target_arch = "wasm32")]
+mod arena;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ARENA: arena::Arena = arena::Arena::new();
+
 /// The ABI version this SDK speaks.
 pub const ABI_VERSION: i32 = 1;
 

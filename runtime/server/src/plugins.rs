@@ -3,7 +3,7 @@
 //! database, which several servers may share.
 
 use civicflow_plugin_host::manifest::MAX_MODULE_BYTES;
-use civicflow_plugin_host::{Binding, BindingTable, Limits, Manifest, PluginRules, verify_signature};
+use civicflow_plugin_host::{Binding, BindingTable, Manifest, PluginRules, stored_limits, verify_signature};
 use civicflow_store::Store;
 use civicflow_store::plugins::{BindingRecord, PluginRecord};
 use sha2::{Digest, Sha256};
@@ -71,7 +71,7 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
         signed_with,
     };
     let fresh = store.publish_plugin(&record).await?;
-    rules.add_plugin(plugin);
+    rules.add_plugin(plugin, m.limits());
     Ok(fresh)
 }
 
@@ -116,12 +116,12 @@ pub async fn sync(store: &Store, rules: &PluginRules, stamp: &str) -> Result<Str
             continue;
         }
         match rules.host().load(&p.id, &p.version, &p.wasm) {
-            Ok(plugin) => rules.add_plugin(plugin),
+            Ok(plugin) => rules.add_plugin(plugin, stored_limits(&p.manifest)),
             Err(e) => tracing::error!(plugin = %plugin_ref, error = %e, "stored plugin does not load"),
         }
     }
     let bindings = store.bindings().await?.into_iter().map(|b| Binding {
-        limits: serde_json::from_value::<Limits>(b.limits).unwrap_or_default(),
+        limits: serde_json::from_value(b.limits).unwrap_or_default(),
         unit_id: b.unit_id,
         workflow: b.workflow,
         hook: b.hook,
