@@ -15,7 +15,11 @@
 //!       - expect: {states: [accept], status: running, data: {...}, tasks: [accept], events: [escalated]}
 //!       - complete: {state: accept, as: zhou, data: {}}
 //!         error: forbidden            # the step must fail with this code
+//!       - withdraw: {state: signup, as: wu}   # take back an entry in a collect state
 //! ```
+//!
+//! Steps under a top-level `background:` run before each scenario's own steps (YAML anchors
+//! are not supported, so this is how scenarios share a long start).
 //!
 //! A file may also load plugin packages and bind them, to test a locality's rule:
 //! `plugins: [../../plugins/ticket-route]` and
@@ -94,7 +98,7 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
             .and_then(Value::as_str)
             .unwrap_or("(unnamed)")
             .to_string();
-        match run_scenario(&setup, scenario, &format!("/scenarios/{i}")).await {
+        match run_scenario(&setup, &doc.value, scenario, &format!("/scenarios/{i}")).await {
             Ok(()) => {
                 println!("ok   {name}: {title}");
                 passed += 1;
@@ -245,16 +249,21 @@ fn describe_import(e: &civicflow_store::org::ImportError) -> String {
     }
 }
 
-async fn run_scenario(setup: &Setup, scenario: &Value, at: &str) -> Result<(), Failure> {
+/// Run the file's `background` steps, then the scenario's own, on a fresh store.
+async fn run_scenario(setup: &Setup, file: &Value, scenario: &Value, at: &str) -> Result<(), Failure> {
     let (runtime, clock) = setup.runtime().await?;
     let steps = scenario
         .get("steps")
         .and_then(Value::as_array)
         .ok_or_else(|| fail(at, "a scenario needs `steps`"))?;
+    let background = file.get("background").and_then(Value::as_array).into_iter().flatten();
+    let located = background
+        .enumerate()
+        .map(|(i, s)| (format!("/background/{i}"), s))
+        .chain(steps.iter().enumerate().map(|(i, s)| (format!("{at}/steps/{i}"), s)));
     let mut current: Option<String> = None;
     let mut named: std::collections::HashMap<String, String> = Default::default();
-    for (i, step) in steps.iter().enumerate() {
-        let sat = format!("{at}/steps/{i}");
+    for (sat, step) in located {
         let expected_error = step.get("error").and_then(Value::as_str);
         let outcome = perform(&runtime, &clock, step, &sat, &mut current, &mut named).await?;
         match (outcome, expected_error) {
@@ -328,7 +337,7 @@ async fn perform(
             Err(e) => Err(e),
         });
     }
-    for verb in ["complete", "claim"] {
+    for verb in ["complete", "claim", "withdraw"] {
         if let Some(s) = step.get(verb) {
             let at = format!("{at}/{verb}");
             if let Some(n) = s.get("instance").and_then(Value::as_str) {
@@ -347,7 +356,10 @@ async fn perform(
                 .instance_tasks(id)
                 .await
                 .map_err(|e| fail(&at, e.to_string()))?;
-            let Some(task) = tasks.iter().rev().find(|t| t.task.state == state && t.status == "open") else {
+            // The open task of the state, else its latest closed one, so that acting after
+            // the state closed is refused by the runtime for its own reason.
+            let open = tasks.iter().rev().find(|t| t.task.state == state && t.status == "open");
+            let Some(task) = open.or_else(|| tasks.iter().rev().find(|t| t.task.state == state)) else {
                 let open: Vec<&str> = tasks
                     .iter()
                     .filter(|t| t.status == "open")
@@ -358,12 +370,14 @@ async fn perform(
                     format!("no open task in state \"{state}\"; open tasks: {open:?}"),
                 ));
             };
-            let result = if verb == "claim" {
-                runtime.claim(person, &task.task.id).await
-            } else {
-                runtime
-                    .complete(person, &task.task.id, s.get("data").cloned().unwrap_or(Value::Null))
-                    .await
+            let result = match verb {
+                "claim" => runtime.claim(person, &task.task.id).await,
+                "withdraw" => runtime.withdraw(person, &task.task.id).await,
+                _ => {
+                    runtime
+                        .complete(person, &task.task.id, s.get("data").cloned().unwrap_or(Value::Null))
+                        .await
+                }
             };
             return Ok(result.map(|_| ()));
         }
@@ -394,7 +408,10 @@ async fn perform(
     if step.get("expect").is_some() {
         return Ok(Ok(()));
     }
-    Err(fail(at, "a step needs one of start, complete, claim, advance, expect"))
+    Err(fail(
+        at,
+        "a step needs one of start, complete, claim, withdraw, advance, expect",
+    ))
 }
 
 async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> Result<(), Failure> {
@@ -466,9 +483,20 @@ fn string_set(v: &Value, at: &str) -> Result<BTreeSet<String>, Failure> {
         .ok_or_else(|| fail(at, "expected a list of names"))
 }
 
-/// Every key in `want` has the same value in `got` (objects compared recursively).
+/// Every key in `want` has the same value in `got` (objects compared recursively). A list
+/// matches when each wanted item matches some item of it (`[]` wants an empty list), so a
+/// scenario can look for one ballot among many.
 fn subset(want: &Value, got: &Value, path: &str) -> Option<String> {
     match (want, got) {
+        (Value::Array(w), Value::Array(g)) => {
+            if w.is_empty() && !g.is_empty() {
+                return Some(format!("{path} has {} item(s), expected none", g.len()));
+            }
+            w.iter().enumerate().find_map(|(i, wv)| {
+                let found = g.iter().any(|gv| subset(wv, gv, path).is_none());
+                (!found).then(|| format!("{path} has no item like {wv} (wanted item {i}); it is {got}"))
+            })
+        }
         (Value::Object(w), Value::Object(g)) => w.iter().find_map(|(k, wv)| match g.get(k) {
             None => Some(format!("{path}.{k} is missing (expected {wv})")),
             Some(gv) => subset(wv, gv, &format!("{path}.{k}")),

@@ -76,6 +76,9 @@ pub enum StateKind {
     Wait,
     /// Waits until every state in `from` has arrived (parallel branches).
     Join,
+    /// Takes many entries, one per key (ballots, sign-ups, check-ins), until a guard of
+    /// its transitions holds or a timer closes it.
+    Collect,
     End,
 }
 
@@ -104,6 +107,32 @@ pub struct State {
     pub timers: Vec<Timer>,
     #[serde(default)]
     pub from: Vec<String>,
+    /// For `collect` states: where entries go and which are accepted.
+    #[serde(default)]
+    pub collect: Option<Collect>,
+}
+
+/// How a `collect` state takes entries: each completion of its task by an eligible person
+/// appends the form, with its key, who and when, to the list at `into`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Collect {
+    /// Data path of the list of accepted entries.
+    pub into: String,
+    /// Expression naming what an entry is for (a household, a person); one entry per key.
+    pub key: String,
+    /// Guard that must hold for the actor to submit for that key.
+    #[serde(default)]
+    pub allow: Option<String>,
+    /// Expression giving how many entries `into` takes.
+    #[serde(default)]
+    pub capacity: Option<String>,
+    /// Data path of a waiting list for entries beyond capacity; without it they are refused.
+    #[serde(default)]
+    pub waitlist: Option<String>,
+    /// Whether a person may withdraw their entry while the state is open; the first on the
+    /// waiting list then moves up.
+    #[serde(default)]
+    pub withdraw: bool,
 }
 
 /// A value is an expression, or a rule hook answered by an expression or a plugin.
@@ -181,6 +210,10 @@ pub struct Assign {
     /// Open for any eligible person to claim.
     #[serde(default)]
     pub pool: bool,
+    /// Holders of `role` in the task's unit or any unit below it may act, not only those
+    /// holding it there or above: every owner of a compound votes, wherever their grid.
+    #[serde(default)]
+    pub below: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

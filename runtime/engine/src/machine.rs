@@ -3,7 +3,7 @@
 //! nothing. It performs no IO and never reads the clock; the caller commits a [`Step`] in
 //! one transaction.
 
-use crate::definition::{Notify, StateKind, Target, ValueExpr, Workflow, localize};
+use crate::definition::{Collect, Notify, State, StateKind, Target, ValueExpr, Workflow, localize};
 use crate::expr::{context, render};
 use crate::org::{RoleGrant, within};
 use chrono::{DateTime, Utc};
@@ -76,6 +76,8 @@ pub struct Task {
     /// Filled in by the store from `unit_id`.
     pub unit_path: String,
     pub pool: bool,
+    /// Holders of the role below the task's unit may act too.
+    pub below: bool,
     pub claimed_by: Option<String>,
     pub escalated_to: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
@@ -133,10 +135,14 @@ impl Actor {
         if let Some(c) = &task.claimed_by {
             return *c == self.person;
         }
-        let role_ok = task
-            .role
-            .as_deref()
-            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        let role_ok = task.role.as_deref().is_some_and(|r| {
+            self.has_role_over(r, &task.unit_path)
+                || (task.below
+                    && self
+                        .roles
+                        .iter()
+                        .any(|g| g.role == r && within(&g.unit_path, &task.unit_path)))
+        });
         let escalated_ok = task
             .escalated_to
             .as_deref()
@@ -158,6 +164,10 @@ pub enum Action {
         form: Value,
     },
     Claim {
+        task: Task,
+    },
+    /// Take back one's entry in a collect state.
+    Withdraw {
         task: Task,
     },
     Fire {
@@ -234,6 +244,12 @@ pub enum EngineError {
     /// the state a timer belonged to).
     #[error("gone: {0}")]
     Gone(String),
+    /// A collect state already holds an entry for this key (a second ballot).
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    /// A collect state is at capacity and keeps no waiting list.
+    #[error("full: {0}")]
+    Full(String),
     #[error("no transition applies from \"{0}\": no guard matched the data")]
     NoTransition(String),
     #[error("{0}")]
@@ -254,6 +270,8 @@ impl EngineError {
             EngineError::InvalidForm(_) => "invalid_form",
             EngineError::Conflict(_) => "conflict",
             EngineError::Gone(_) => "gone",
+            EngineError::Duplicate(_) => "duplicate",
+            EngineError::Full(_) => "full",
             EngineError::NoTransition(_) => "no_transition",
             EngineError::Evaluation(_) => "evaluation",
             EngineError::Rule { .. } => "rule_failed",
@@ -367,6 +385,7 @@ pub fn step(
         Action::Start { data, .. } => run.start(data)?,
         Action::Complete { task, form } => run.complete(task, form)?,
         Action::Claim { task } => run.claim(task)?,
+        Action::Withdraw { task } => run.withdraw(task)?,
         Action::Fire { timer } => run.fire(timer)?,
     }
     Ok(run.out)
@@ -463,6 +482,9 @@ impl<'a> Run<'a> {
             self.check_form(name, &form)?;
         }
         self.form = form.clone();
+        if let Some(c) = &state.collect {
+            return self.submit(&task.state, state, c, form);
+        }
         let index = self
             .choose(&task.state, &state.transitions)?
             .ok_or_else(|| EngineError::NoTransition(task.state.clone()))?;
@@ -474,6 +496,126 @@ impl<'a> Run<'a> {
         self.out.task_completed = Some(task.id);
         let t = &state.transitions[index];
         self.follow(&task.state, &t.to, &t.set, t.notify.as_ref())
+    }
+
+    /// An entry into a collect state: checked for its key, the actor's right to it and the
+    /// capacity, appended (or put on the waiting list), then the state's guards are tried.
+    fn submit(&mut self, name: &str, state: &State, c: &Collect, form: Value) -> Result<(), EngineError> {
+        let ctx = context(&self.context_json());
+        let key = match self.wf.expr(&c.key).eval(&ctx).map_err(EngineError::Evaluation)? {
+            Value::String(s) if !s.is_empty() => s,
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(EngineError::InvalidForm(vec![(
+                    String::new(),
+                    format!("`{}` gave {other}: the form does not say what the entry is for", c.key),
+                )]));
+            }
+        };
+        if let Some(allow) = &c.allow
+            && !self.wf.expr(allow).is_true(&ctx).map_err(EngineError::Evaluation)?
+        {
+            return Err(EngineError::Forbidden(format!(
+                "you may not submit an entry for \"{key}\""
+            )));
+        }
+        let lists = [Some(&c.into), c.waitlist.as_ref()];
+        if lists
+            .into_iter()
+            .flatten()
+            .any(|l| entries(&self.out.instance.data, l).iter().any(|e| e["key"] == key))
+        {
+            return Err(EngineError::Duplicate(format!(
+                "\"{key}\" already has an entry; a second one is refused"
+            )));
+        }
+        let capacity = match &c.capacity {
+            None => None,
+            Some(src) => Some(
+                self.wf
+                    .expr(src)
+                    .eval(&ctx)
+                    .ok()
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| EngineError::Evaluation(format!("capacity `{src}` is not a whole number")))?,
+            ),
+        };
+        let taken = entries(&self.out.instance.data, &c.into).len() as u64;
+        let list = match (capacity, &c.waitlist) {
+            (Some(cap), Some(waitlist)) if taken >= cap => waitlist.clone(),
+            (Some(cap), None) if taken >= cap => {
+                return Err(EngineError::Full(format!("all {cap} places are taken")));
+            }
+            _ => c.into.clone(),
+        };
+        let mut entry = match form {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        entry.insert("key".into(), json!(key));
+        entry.insert("submitted_by".into(), json!(self.actor.person));
+        entry.insert("submitted_at".into(), json!(self.now.to_rfc3339()));
+        push_entry(&mut self.out.instance.data, &list, Value::Object(entry));
+        let kind = if list == c.into {
+            "entry_submitted"
+        } else {
+            "entry_waitlisted"
+        };
+        self.event(kind, json!({"state": name, "key": key, "list": list}));
+        self.close_if_done(name, state)
+    }
+
+    /// Take back the actor's own entry; the first on the waiting list moves up.
+    fn withdraw(&mut self, task: Task) -> Result<(), EngineError> {
+        self.still_open(&task)?;
+        let wf = self.wf;
+        let state = wf
+            .state(&task.state)
+            .ok_or_else(|| EngineError::Conflict(format!("state \"{}\" not in this version", task.state)))?;
+        let Some(c) = state.collect.as_ref().filter(|c| c.withdraw) else {
+            return Err(EngineError::Forbidden(format!(
+                "entries in \"{}\" cannot be withdrawn",
+                task.state
+            )));
+        };
+        let me = &self.actor.person;
+        let data = &mut self.out.instance.data;
+        let mut removed = None;
+        for list in [Some(&c.into), c.waitlist.as_ref()].into_iter().flatten() {
+            let items = entries_mut(data, list);
+            if let Some(i) = items.iter().position(|e| e["submitted_by"] == *me) {
+                removed = Some((list.clone(), items.remove(i)));
+                break;
+            }
+        }
+        let Some((list, entry)) = removed else {
+            return Err(EngineError::Gone(format!("you have no entry in \"{}\"", task.state)));
+        };
+        let promoted = match &c.waitlist {
+            Some(waitlist) if list == c.into && !entries(data, waitlist).is_empty() => {
+                let first = entries_mut(data, waitlist).remove(0);
+                push_entry(data, &c.into, first.clone());
+                Some(first["key"].clone())
+            }
+            _ => None,
+        };
+        self.event(
+            "entry_withdrawn",
+            json!({"state": task.state, "key": entry["key"], "list": list}),
+        );
+        if let Some(key) = promoted {
+            self.event("entry_promoted", json!({"state": task.state, "key": key}));
+        }
+        Ok(())
+    }
+
+    /// After an entry: leave the collect state by the first transition whose guard holds.
+    fn close_if_done(&mut self, name: &str, state: &State) -> Result<(), EngineError> {
+        if let Some(i) = self.choose(name, &state.transitions)? {
+            let t = &state.transitions[i];
+            return self.follow(name, &t.to, &t.set, t.notify.as_ref());
+        }
+        Ok(())
     }
 
     fn fire(&mut self, timer: Timer) -> Result<(), EngineError> {
@@ -621,7 +763,12 @@ impl<'a> Run<'a> {
         let completed_here = self.out.task_completed.is_some() && self.out.states_left.is_empty();
         self.out.states_left.push(Left {
             state: state.to_string(),
-            cancel_tasks: def.is_some_and(|d| d.kind == StateKind::Task) && !completed_here,
+            cancel_tasks: def.is_some_and(|d| match d.kind {
+                StateKind::Task => !completed_here,
+                // Its task stays open for every entry and is closed with the state.
+                StateKind::Collect => true,
+                _ => false,
+            }),
             drop_timers: def.is_some_and(|d| !d.timers.is_empty() || !d.escalate.is_empty()),
         });
     }
@@ -703,6 +850,17 @@ impl<'a> Run<'a> {
         }
         match state.kind {
             StateKind::Task => self.create_task(name)?,
+            StateKind::Collect => {
+                // The lists exist from the start, so guards and templates can count them.
+                let c = state
+                    .collect
+                    .as_ref()
+                    .expect("validated: collect states have `collect`");
+                for list in [Some(&c.into), c.waitlist.as_ref()].into_iter().flatten() {
+                    entries_mut(&mut self.out.instance.data, list);
+                }
+                self.create_task(name)?
+            }
             StateKind::Auto | StateKind::Join => {
                 let index = self
                     .choose(name, &state.transitions)?
@@ -775,6 +933,7 @@ impl<'a> Run<'a> {
             },
             unit_id,
             pool: assign.pool,
+            below: assign.below,
             claimed_by: None,
             escalated_to: None,
             due_at,
@@ -800,6 +959,35 @@ fn truthy(v: &Value) -> bool {
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
     }
+}
+
+/// The list at a data path (empty when absent).
+fn entries<'v>(data: &'v Value, path: &str) -> &'v [Value] {
+    path.split('.')
+        .try_fold(data, |v, part| v.get(part))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The list at a data path, created when absent.
+fn entries_mut<'v>(data: &'v mut Value, path: &str) -> &'v mut Vec<Value> {
+    let present = path
+        .split('.')
+        .try_fold(&*data, |v, p| v.get(p))
+        .is_some_and(Value::is_array);
+    if !present {
+        set_path(data, path, json!([]));
+    }
+    let mut cur = data;
+    for part in path.split('.') {
+        cur = cur.get_mut(part).expect("made above");
+    }
+    cur.as_array_mut().expect("made above")
+}
+
+fn push_entry(data: &mut Value, path: &str, entry: Value) {
+    entries_mut(data, path).push(entry);
 }
 
 /// Set `a.b.c` in an object, creating objects on the way.

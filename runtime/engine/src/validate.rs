@@ -159,7 +159,9 @@ impl Checker<'_> {
     fn check_forms(&mut self) {
         for (name, form) in &self.def.forms {
             let at = format!("/forms/{}/schema", pointer_segment(name));
-            match jsonschema::validator_for(&form.schema) {
+            // `format` (date-time, email...) is checked, not just noted: a deadline a form
+            // accepts must be a time the engine can arm a timer on.
+            match jsonschema::options().should_validate_formats(true).build(&form.schema) {
                 Ok(v) => {
                     self.forms.insert(name.clone(), v);
                 }
@@ -179,7 +181,7 @@ impl Checker<'_> {
             self.template_ref(&format!("{at}/notify/template"), &n.template);
         }
         match state.kind {
-            StateKind::Task => {
+            StateKind::Task | StateKind::Collect => {
                 match &state.assign {
                     None => self.error(
                         at,
@@ -197,6 +199,12 @@ impl Checker<'_> {
                         }
                         if a.role.is_none() && a.person.is_none() {
                             self.error(&format!("{at}/assign"), "assign needs a role or a person".into());
+                        }
+                        if a.below && a.role.is_none() {
+                            self.error(
+                                &format!("{at}/assign/below"),
+                                "`below` opens the task to a role's holders below the unit; it needs `role`".into(),
+                            );
                         }
                         if a.pool && a.role.is_none() {
                             self.error(
@@ -235,13 +243,17 @@ impl Checker<'_> {
             }
             StateKind::Auto | StateKind::Wait => {}
         }
-        if state.kind != StateKind::Task {
+        if !matches!(state.kind, StateKind::Task | StateKind::Collect) {
             for key in ["form", "assign", "due", "escalate"] {
                 if self.doc.value["states"][name].get(key).is_some() {
-                    self.error(&format!("{at}/{key}"), format!("`{key}` only applies to task states"));
+                    self.error(
+                        &format!("{at}/{key}"),
+                        format!("`{key}` only applies to task and collect states"),
+                    );
                 }
             }
         }
+        self.check_collect(at, name, state);
         if state.kind != StateKind::End && state.transitions.is_empty() && state.timers.is_empty() {
             self.error(
                 at,
@@ -290,6 +302,54 @@ impl Checker<'_> {
             }
             if let Some(n) = &t.notify {
                 self.template_ref(&format!("{tat}/notify/template"), &n.template);
+            }
+        }
+    }
+
+    fn check_collect(&mut self, at: &str, name: &str, state: &crate::definition::State) {
+        let Some(c) = &state.collect else {
+            if state.kind == StateKind::Collect {
+                self.error(
+                    at,
+                    format!("collect state \"{name}\" needs `collect` (at least `into` and `key`)"),
+                );
+            }
+            return;
+        };
+        if state.kind != StateKind::Collect {
+            self.error(
+                &format!("{at}/collect"),
+                "`collect` only applies to collect states".into(),
+            );
+            return;
+        }
+        if state.form.is_none() {
+            self.error(
+                at,
+                format!("collect state \"{name}\" needs the `form` each entry fills in"),
+            );
+        }
+        self.expr(&format!("{at}/collect/key"), &c.key);
+        if let Some(allow) = &c.allow {
+            self.expr(&format!("{at}/collect/allow"), allow);
+        }
+        if let Some(capacity) = &c.capacity {
+            self.expr(&format!("{at}/collect/capacity"), capacity);
+        }
+        if c.waitlist.is_some() && c.capacity.is_none() {
+            self.error(
+                &format!("{at}/collect/waitlist"),
+                "a waiting list needs a `capacity` to overflow".into(),
+            );
+        }
+        // Transitions are tried after every entry: one without a guard would close the
+        // state on the first entry, which is never what an author means.
+        for (i, t) in state.transitions.iter().enumerate() {
+            if t.when.is_none() {
+                self.error(
+                    &format!("{at}/transitions/{i}"),
+                    "a collect state's transitions are tried after each entry and need `when`; close it with a timer or a guard".into(),
+                );
             }
         }
     }

@@ -145,4 +145,11 @@ CREATE TABLE api_tokens (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE tasks ADD COLUMN below BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tasks_open_below ON tasks (status, below);
+"#,
+    ),
 ];

@@ -18,7 +18,7 @@ pub(crate) struct StoredInstance {
 }
 
 const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash";
-const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at";
+const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, status, due_at, created_at";
 
 fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
     let status: String = r.try_get("status")?;
@@ -53,6 +53,7 @@ fn task_from(r: &AnyRow) -> Result<(Task, String)> {
 fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
     let col = |name: &str| format!("{prefix}{name}");
     let pool: i64 = r.try_get(col("pool").as_str())?;
+    let below: i64 = r.try_get(col("below").as_str())?;
     let due: Option<i64> = r.try_get(col("due_at").as_str())?;
     Ok((
         Task {
@@ -65,6 +66,7 @@ fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
             unit_id: r.try_get(col("unit_id").as_str())?,
             unit_path: r.try_get(col("unit_path").as_str())?,
             pool: pool != 0,
+            below: below != 0,
             claimed_by: r.try_get(col("claimed_by").as_str())?,
             escalated_to: r.try_get(col("escalated_to").as_str())?,
             due_at: due.map(from_millis),
@@ -94,8 +96,12 @@ pub(crate) async fn load_action(
         .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
     let actor = actor_from(&rows, person)?;
     let (task, status) = task_from_prefixed(first, "t_")?;
-    if status != "open" {
-        return Err(civicflow_engine::EngineError::Conflict(format!("task {task_id} is already {status}")).into());
+    use civicflow_engine::EngineError::{Conflict, Gone};
+    match status.as_str() {
+        "open" => {}
+        // Its step ended without it (a voting window closed, a timer moved on).
+        "cancelled" => return Err(Gone(format!("task {task_id} is closed: its step has ended")).into()),
+        _ => return Err(Conflict(format!("task {task_id} is already {status}")).into()),
     }
     Ok((actor, task, instance_from(first)?))
 }
@@ -177,6 +183,16 @@ impl Store {
         for root in covered {
             let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.unit_path LIKE $1"))
                 .bind(format!("{root}%"))
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                out.push(task_view(r)?);
+            }
+        }
+        // Tasks open to a role's holders below their unit: the task's unit is above a grant.
+        for root in &roots {
+            let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.below = 1 AND $1 LIKE t.unit_path || '%'"))
+                .bind(*root)
                 .fetch_all(&self.pool)
                 .await?;
             for r in &rows {

@@ -56,6 +56,10 @@ enum Op {
         person: String,
         task: String,
     },
+    Withdraw {
+        person: String,
+        task: String,
+    },
 }
 
 type Job = (Op, oneshot::Sender<Result<Applied>>);
@@ -130,9 +134,18 @@ impl Runtime {
         .await
     }
 
+    /// Take back `person`'s entry in the collect state of `task_id`.
+    pub async fn withdraw(&self, person: &str, task_id: &str) -> Result<Applied> {
+        self.submit(Op::Withdraw {
+            person: person.into(),
+            task: task_id.into(),
+        })
+        .await
+    }
+
     async fn submit(&self, op: Op) -> Result<Applied> {
         let result = match &self.writer {
-            None => self.shared.run_alone(&op).await,
+            None => self.shared.run_retrying(&op).await,
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
                 let closed = || StoreError::Invalid("the runtime is shutting down".into());
@@ -142,7 +155,7 @@ impl Runtime {
         };
         if let (
             Err(StoreError::Engine(failure @ EngineError::Rule { .. })),
-            Op::Complete { person, task, .. } | Op::Claim { person, task },
+            Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task },
         ) = (&result, &op)
         {
             let instance: Option<String> = sqlx::query_scalar("SELECT instance_id FROM tasks WHERE id = $1")
@@ -222,7 +235,7 @@ impl Shared {
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
                 plan(s, None, now)
             }
-            Op::Complete { person, task, .. } | Op::Claim { person, task } => {
+            Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
                 let (actor, task, stored) = load_action(conn, task, person).await?;
                 let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
                 let action = match op {
@@ -230,6 +243,7 @@ impl Shared {
                         task,
                         form: form.clone(),
                     },
+                    Op::Withdraw { .. } => Action::Withdraw { task },
                     _ => Action::Claim { task },
                 };
                 let s = step(
@@ -277,6 +291,21 @@ impl Shared {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One action in its own transaction, read again and retried when another action on the
+    /// same instance committed first: entries into a collect state (ballots, sign-ups) arrive
+    /// together and each is independent of the others. A task someone else completed fails
+    /// on the retry with its own reason.
+    async fn run_retrying(&self, op: &Op) -> Result<Applied> {
+        const ATTEMPTS: usize = 4;
+        let mut attempt = 1;
+        loop {
+            match self.run_alone(op).await {
+                Err(StoreError::Engine(EngineError::Conflict(_))) if attempt < ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
     }
 
     /// One action in its own transaction.

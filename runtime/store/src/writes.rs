@@ -247,8 +247,8 @@ pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) 
     }
     for t in &s.tasks_created {
         w.push(Write::new(
-            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10 FROM units u WHERE u.id = $7",
-            vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at))],
+            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at, below) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10, $11 FROM units u WHERE u.id = $7",
+            vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below))],
         ).exactly(1, unknown_unit, &format!("task \"{}\" (unit \"{}\")", t.state, t.unit_id)));
     }
     for t in &s.timers_created {
