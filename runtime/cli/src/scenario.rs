@@ -16,6 +16,9 @@
 //!       - complete: {state: accept, as: zhou, data: {}}
 //!         error: forbidden            # the step must fail with this code
 //!       - withdraw: {state: signup, as: wu}   # take back an entry in a collect state
+//!       - find: {workflow: volunteer-stars, data: {person: wu}}   # an instance a schedule started
+//!       - code: {state: check_in, as: feng}   # the organiser shows a check-in code...
+//!       - complete: {state: check_in, as: wu, data: {code: $code}}   # ...a volunteer scans it
 //! ```
 //!
 //! Steps under a top-level `background:` run before each scenario's own steps (YAML anchors
@@ -274,7 +277,8 @@ async fn run_scenario(setup: &Setup, file: &Value, scenario: &Value, at: &str) -
                     format!("expected the step to fail with \"{code}\", but it succeeded"),
                 ));
             }
-            (Err(e), Some(code)) if e.code() == code || e.to_string().contains(code) => {}
+            // The code, or words of the message (a form error's field messages included).
+            (Err(e), Some(code)) if e.code() == code || detail(&e).contains(code) => {}
             (Err(e), Some(code)) => {
                 return Err(fail(
                     &format!("{sat}/error"),
@@ -374,13 +378,53 @@ async fn perform(
                 "claim" => runtime.claim(person, &task.task.id).await,
                 "withdraw" => runtime.withdraw(person, &task.task.id).await,
                 _ => {
-                    runtime
-                        .complete(person, &task.task.id, s.get("data").cloned().unwrap_or(Value::Null))
-                        .await
+                    let mut data = s.get("data").cloned().unwrap_or(Value::Null);
+                    if let Some(code) = data.get_mut("code")
+                        && code == "$code"
+                    {
+                        *code = Value::String(named.get("$code").cloned().unwrap_or_default());
+                    }
+                    runtime.complete(person, &task.task.id, data).await
                 }
             };
             return Ok(result.map(|_| ()));
         }
+    }
+    if let Some(s) = step.get("find") {
+        // Switch to an instance a schedule started: the newest of `workflow` whose data
+        // contains `data`.
+        let at = format!("{at}/find");
+        let workflow = str_field(s, "workflow", &at)?;
+        let want = s
+            .get("data")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let all = runtime
+            .store
+            .instances_of(workflow, 10_000)
+            .await
+            .map_err(|e| fail(&at, e.to_string()))?;
+        let found = all.iter().rev().find(|i| subset(&want, &i.data, "data").is_none());
+        *current = Some(
+            found
+                .ok_or_else(|| fail(&at, format!("no instance of \"{workflow}\" has data like {want}")))?
+                .id
+                .clone(),
+        );
+        return Ok(Ok(()));
+    }
+    if let Some(s) = step.get("code") {
+        let at = format!("{at}/code");
+        let id = current.as_deref().ok_or_else(|| fail(&at, "no instance started yet"))?;
+        let person = str_field(s, "as", &at)?;
+        let state = str_field(s, "state", &at)?;
+        return Ok(match runtime.check_in_code(person, id, state).await {
+            Ok((code, _)) => {
+                named.insert("$code".into(), code);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        });
     }
     if let Some(d) = step.get("advance") {
         let at = format!("{at}/advance");
@@ -410,7 +454,7 @@ async fn perform(
     }
     Err(fail(
         at,
-        "a step needs one of start, complete, claim, withdraw, advance, expect",
+        "a step needs one of start, complete, claim, withdraw, code, find, advance, expect",
     ))
 }
 

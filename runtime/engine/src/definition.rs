@@ -110,6 +110,19 @@ pub struct State {
     /// For `collect` states: where entries go and which are accepted.
     #[serde(default)]
     pub collect: Option<Collect>,
+    /// The form must carry a code shown on site (a QR code), see [`CheckCode`].
+    #[serde(default)]
+    pub code: Option<CheckCode>,
+}
+
+/// Proof of presence: holders of `shown_by` display a code (as a QR code) that the server
+/// signed for this instance and state and that expires after `valid_for`; whoever completes
+/// the task must send it as the form's `code`. A screenshot sent elsewhere stops working
+/// when it expires, and a code for one activity does not work for another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckCode {
+    pub valid_for: String,
+    pub shown_by: String,
 }
 
 /// How a `collect` state takes entries: each completion of its task by an eligible person
@@ -129,6 +142,9 @@ pub struct Collect {
     /// Data path of a waiting list for entries beyond capacity; without it they are refused.
     #[serde(default)]
     pub waitlist: Option<String>,
+    /// Expression giving how many may wait; beyond it entries are refused.
+    #[serde(default)]
+    pub waitlist_capacity: Option<String>,
     /// Whether a person may withdraw their entry while the state is open; the first on the
     /// waiting list then moves up.
     #[serde(default)]
@@ -171,6 +187,18 @@ pub struct Transition {
     pub label: Option<Localized>,
     #[serde(default)]
     pub notify: Option<Notify>,
+    #[serde(default)]
+    pub credit: Vec<Credit>,
+}
+
+/// Credit people's ledger accounts when a transition is taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credit {
+    pub account: String,
+    /// Expression giving a person id or a list of them.
+    pub to: String,
+    /// Expression giving the amount (negative to debit).
+    pub amount: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,6 +214,8 @@ pub struct Timer {
     pub set: BTreeMap<String, ValueExpr>,
     #[serde(default)]
     pub notify: Option<Notify>,
+    #[serde(default)]
+    pub credit: Vec<Credit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +326,25 @@ impl Workflow {
         self.crons.get(id)?.after(&after).next()
     }
 
+    /// Until when a check-in code for `state` signed at `now` works, if the state takes codes.
+    pub fn code_expiry(
+        &self,
+        state: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let code = self.state(state)?.code.as_ref()?;
+        Some(self.span(&code.valid_for).after(now))
+    }
+
+    /// The firing of schedule `id` before `at`, if it has one.
+    pub fn previous_schedule_time(
+        &self,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.crons.get(id)?.after(&at).next_back()
+    }
+
     /// Check form data against the named form: `(json pointer, message)` per problem.
     pub fn check_form(&self, form: &str, data: &Value) -> Vec<(String, String)> {
         let Some(validator) = self.forms.get(form) else {
@@ -332,18 +381,21 @@ impl Workflow {
     }
 
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
-    /// `person`, `unit` and `scheduled_at`.
+    /// `person`, `unit`, `scheduled_at` and `ledger` (the person's account totals since the
+    /// schedule's previous firing).
     pub fn schedule_data(
         &self,
         schedule: &Schedule,
         person: Option<&str>,
         unit: &str,
         at: chrono::DateTime<chrono::Utc>,
+        ledger: &Value,
     ) -> Result<Value, String> {
         let ctx = crate::expr::context(&serde_json::json!({
             "person": {"id": person},
             "unit": {"id": unit},
             "scheduled_at": at.to_rfc3339(),
+            "ledger": ledger,
         }));
         let mut out = serde_json::Map::new();
         for (k, src) in &schedule.data {

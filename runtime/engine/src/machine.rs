@@ -3,7 +3,7 @@
 //! nothing. It performs no IO and never reads the clock; the caller commits a [`Step`] in
 //! one transaction.
 
-use crate::definition::{Collect, Notify, State, StateKind, Target, ValueExpr, Workflow, localize};
+use crate::definition::{Collect, Credit, Notify, State, StateKind, Target, ValueExpr, Workflow, localize};
 use crate::expr::{context, render};
 use crate::org::{RoleGrant, within};
 use chrono::{DateTime, Utc};
@@ -195,6 +195,15 @@ pub struct Step {
     pub timers_created: Vec<Timer>,
     /// `(state, role)`: open tasks of the state may now also be done by the role.
     pub escalations: Vec<(String, String)>,
+    pub credits: Vec<LedgerEntry>,
+}
+
+/// An amount credited to a person's ledger account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub account: String,
+    pub person: String,
+    pub amount: f64,
 }
 
 impl Step {
@@ -209,6 +218,7 @@ impl Step {
             states_left: Vec::new(),
             timers_created: Vec::new(),
             escalations: Vec::new(),
+            credits: Vec::new(),
         }
     }
 
@@ -495,7 +505,7 @@ impl<'a> Run<'a> {
         );
         self.out.task_completed = Some(task.id);
         let t = &state.transitions[index];
-        self.follow(&task.state, &t.to, &t.set, t.notify.as_ref())
+        self.follow(&task.state, &t.to, &t.set, t.notify.as_ref(), &t.credit)
     }
 
     /// An entry into a collect state: checked for its key, the actor's right to it and the
@@ -529,24 +539,29 @@ impl<'a> Run<'a> {
                 "\"{key}\" already has an entry; a second one is refused"
             )));
         }
-        let capacity = match &c.capacity {
-            None => None,
-            Some(src) => Some(
-                self.wf
-                    .expr(src)
-                    .eval(&ctx)
-                    .ok()
-                    .and_then(|v| v.as_u64())
-                    .ok_or_else(|| EngineError::Evaluation(format!("capacity `{src}` is not a whole number")))?,
-            ),
+        let count = |src: &Option<String>| -> Result<Option<u64>, EngineError> {
+            src.as_deref()
+                .map(|src| {
+                    let v = self.wf.expr(src).eval(&ctx).map_err(EngineError::Evaluation)?;
+                    v.as_u64()
+                        .ok_or_else(|| EngineError::Evaluation(format!("`{src}` gave {v}, not a whole number")))
+                })
+                .transpose()
         };
-        let taken = entries(&self.out.instance.data, &c.into).len() as u64;
+        let (capacity, waiting_room) = (count(&c.capacity)?, count(&c.waitlist_capacity)?);
+        let data = &self.out.instance.data;
         let list = match (capacity, &c.waitlist) {
-            (Some(cap), Some(waitlist)) if taken >= cap => waitlist.clone(),
-            (Some(cap), None) if taken >= cap => {
-                return Err(EngineError::Full(format!("all {cap} places are taken")));
+            (Some(cap), _) if (entries(data, &c.into).len() as u64) < cap => c.into.clone(),
+            (Some(cap), None) => return Err(EngineError::Full(format!("all {cap} places are taken"))),
+            (Some(cap), Some(waitlist)) => {
+                if waiting_room.is_some_and(|room| entries(data, waitlist).len() as u64 >= room) {
+                    return Err(EngineError::Full(format!(
+                        "all {cap} places and the waiting list are taken"
+                    )));
+                }
+                waitlist.clone()
             }
-            _ => c.into.clone(),
+            (None, _) => c.into.clone(),
         };
         let mut entry = match form {
             Value::Object(m) => m,
@@ -613,7 +628,7 @@ impl<'a> Run<'a> {
     fn close_if_done(&mut self, name: &str, state: &State) -> Result<(), EngineError> {
         if let Some(i) = self.choose(name, &state.transitions)? {
             let t = &state.transitions[i];
-            return self.follow(name, &t.to, &t.set, t.notify.as_ref());
+            return self.follow(name, &t.to, &t.set, t.notify.as_ref(), &t.credit);
         }
         Ok(())
     }
@@ -639,7 +654,7 @@ impl<'a> Run<'a> {
                     "timer_fired",
                     json!({"state": timer.state, "timer": i, "due": timer.fire_at}),
                 );
-                self.follow(&timer.state, &t.to, &t.set, t.notify.as_ref())
+                self.follow(&timer.state, &t.to, &t.set, t.notify.as_ref(), &t.credit)
             }
             TimerKind::Escalation(i) => {
                 let e = state
@@ -741,6 +756,43 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Points (or any amount) into people's ledger accounts, e.g. volunteer points that a
+    /// yearly schedule later turns into stars.
+    fn credit(&mut self, credits: &[Credit]) -> Result<(), EngineError> {
+        if credits.is_empty() {
+            return Ok(());
+        }
+        let ctx = context(&self.context_json());
+        for c in credits {
+            let eval = |src: &str| self.wf.expr(src).eval(&ctx).map_err(EngineError::Evaluation);
+            let amount = eval(&c.amount)?
+                .as_f64()
+                .ok_or_else(|| EngineError::Evaluation(format!("credit amount `{}` is not a number", c.amount)))?;
+            let people = match eval(&c.to)? {
+                Value::String(p) => vec![p],
+                Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                other => {
+                    return Err(EngineError::Evaluation(format!(
+                        "credit `to: {}` gave {other}, expected a person id or a list of them",
+                        c.to
+                    )));
+                }
+            };
+            for person in people {
+                self.event(
+                    "credited",
+                    json!({"account": c.account, "person": person, "amount": amount}),
+                );
+                self.out.credits.push(LedgerEntry {
+                    account: c.account.clone(),
+                    person,
+                    amount,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn notify(&mut self, n: &Notify) -> Result<(), EngineError> {
         let template = &self.wf.def.templates[&n.template];
         let ctx = context(&self.context_json());
@@ -779,9 +831,11 @@ impl<'a> Run<'a> {
         to: &Target,
         set: &BTreeMap<String, ValueExpr>,
         notify: Option<&Notify>,
+        credit: &[Credit],
     ) -> Result<(), EngineError> {
         self.leave(from);
         self.apply_set(set)?;
+        self.credit(credit)?;
         if let Some(n) = notify {
             self.notify(n)?;
         }
@@ -866,7 +920,7 @@ impl<'a> Run<'a> {
                     .choose(name, &state.transitions)?
                     .ok_or_else(|| EngineError::NoTransition(name.to_string()))?;
                 let t = &state.transitions[index];
-                self.follow(name, &t.to, &t.set, t.notify.as_ref())?;
+                self.follow(name, &t.to, &t.set, t.notify.as_ref(), &t.credit)?;
             }
             StateKind::Wait | StateKind::End => {}
         }

@@ -254,6 +254,16 @@ impl Checker<'_> {
             }
         }
         self.check_collect(at, name, state);
+        if let Some(code) = &state.code {
+            if !matches!(state.kind, StateKind::Task | StateKind::Collect) {
+                self.error(
+                    &format!("{at}/code"),
+                    "`code` only applies to task and collect states".into(),
+                );
+            }
+            self.duration(&format!("{at}/code/valid_for"), &code.valid_for);
+            self.role(&format!("{at}/code/shown_by"), &code.shown_by);
+        }
         if state.kind != StateKind::End && state.transitions.is_empty() && state.timers.is_empty() {
             self.error(
                 at,
@@ -285,6 +295,7 @@ impl Checker<'_> {
             if let Some(n) = &t.notify {
                 self.template_ref(&format!("{tat}/notify/template"), &n.template);
             }
+            self.credits(&tat, &t.credit);
         }
         for (i, t) in state.timers.iter().enumerate() {
             let tat = format!("{at}/timers/{i}");
@@ -303,6 +314,14 @@ impl Checker<'_> {
             if let Some(n) = &t.notify {
                 self.template_ref(&format!("{tat}/notify/template"), &n.template);
             }
+            self.credits(&tat, &t.credit);
+        }
+    }
+
+    fn credits(&mut self, at: &str, credits: &[crate::definition::Credit]) {
+        for (i, c) in credits.iter().enumerate() {
+            self.expr(&format!("{at}/credit/{i}/to"), &c.to);
+            self.expr(&format!("{at}/credit/{i}/amount"), &c.amount);
         }
     }
 
@@ -335,6 +354,15 @@ impl Checker<'_> {
         }
         if let Some(capacity) = &c.capacity {
             self.expr(&format!("{at}/collect/capacity"), capacity);
+        }
+        if let Some(room) = &c.waitlist_capacity {
+            self.expr(&format!("{at}/collect/waitlist_capacity"), room);
+            if c.waitlist.is_none() {
+                self.error(
+                    &format!("{at}/collect/waitlist_capacity"),
+                    "`waitlist_capacity` needs a `waitlist`".into(),
+                );
+            }
         }
         if c.waitlist.is_some() && c.capacity.is_none() {
             self.error(

@@ -4,6 +4,7 @@
 //! driver; the few differences (row locks, pragmas) branch on [`Backend`].
 
 mod audit;
+pub mod codes;
 mod db;
 mod error;
 mod events;

@@ -150,6 +150,20 @@ CREATE TABLE api_tokens (
         r#"
 ALTER TABLE tasks ADD COLUMN below BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tasks_open_below ON tasks (status, below);
+-- Amounts in thousandths, so sums are exact on both databases.
+CREATE TABLE ledger (
+    person_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    amount_milli BIGINT NOT NULL,
+    instance_id TEXT NOT NULL REFERENCES instances(id),
+    at BIGINT NOT NULL
+);
+CREATE INDEX ledger_period ON ledger (at, person_id, account);
+-- Server-wide secrets shared by every server on the database (the check-in code key).
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#,
     ),
 ];

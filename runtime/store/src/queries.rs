@@ -138,6 +138,18 @@ impl Store {
         Ok(load_instance(&mut conn, id).await?.instance)
     }
 
+    /// Instances of a workflow, oldest first, at most `limit`.
+    pub async fn instances_of(&self, workflow: &str, limit: i64) -> Result<Vec<Instance>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = $1 ORDER BY created_at, id LIMIT $2"
+        ))
+        .bind(workflow)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
+    }
+
     pub async fn events(&self, instance_id: &str) -> Result<Vec<EventRow>> {
         let rows = sqlx::query("SELECT seq, at, actor, kind, payload FROM events WHERE instance_id = $1 ORDER BY seq")
             .bind(instance_id)

@@ -7,6 +7,7 @@
 //! back whole and each of its actions runs again alone, so a bad action never takes good
 //! ones with it and nothing is half-applied.
 
+use crate::codes::{CodeError, CodeKey};
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
 use crate::org::{load_actor_at, load_holders, load_unit_path};
@@ -70,6 +71,7 @@ pub struct Shared {
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
     pub rules: Arc<dyn Rules + Send + Sync>,
+    codes: CodeKey,
 }
 
 pub struct Runtime {
@@ -92,11 +94,13 @@ impl Runtime {
             registry.insert(Arc::new(wf));
         }
         let sqlite = store.backend == Backend::Sqlite;
+        let codes = CodeKey::load(&store).await?;
         let shared = Arc::new(Shared {
             store,
             registry,
             clock,
             rules,
+            codes,
         });
         let writer = sqlite.then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -207,6 +211,48 @@ impl Shared {
         Ok((wf, fresh))
     }
 
+    /// A check-in code for `state` of an instance, for `person` to display; with its expiry.
+    pub async fn check_in_code(&self, person: &str, instance_id: &str, state: &str) -> Result<(String, DateTime<Utc>)> {
+        let mut conn = self.store.pool.acquire().await?;
+        let stored = load_instance(&mut conn, instance_id).await?;
+        let i = &stored.instance;
+        let wf = self.workflow(&i.workflow, i.workflow_version)?;
+        let now = self.now();
+        let expires = wf
+            .code_expiry(state, now)
+            .ok_or_else(|| StoreError::Invalid(format!("state \"{state}\" takes no check-in code")))?;
+        if !i.position.tokens.iter().any(|t| t == state) {
+            return Err(EngineError::Gone(format!("instance {instance_id} is not in \"{state}\" now")).into());
+        }
+        let shown_by = &wf
+            .state(state)
+            .and_then(|s| s.code.as_ref())
+            .expect("has a code rule")
+            .shown_by;
+        let (actor, _) = load_actor_at(&mut conn, person, &i.unit_id).await?;
+        if !actor.has_role_over(shown_by, &i.unit_path) {
+            return Err(
+                EngineError::Forbidden(format!("showing check-in codes here needs the role \"{shown_by}\"")).into(),
+            );
+        }
+        Ok((self.codes.sign(instance_id, state, expires), expires))
+    }
+
+    /// A form for a state that takes check-in codes, with its code verified and removed (it
+    /// proves presence; it is not data to keep).
+    fn without_code(&self, wf: &Workflow, task: &Task, mut form: Value, now: DateTime<Utc>) -> Result<Value> {
+        if wf.state(&task.state).and_then(|s| s.code.as_ref()).is_none() {
+            return Ok(form);
+        }
+        let code = form.as_object_mut().and_then(|m| m.remove("code"));
+        let checked = match code.as_ref().and_then(Value::as_str) {
+            None => Err(CodeError::Missing),
+            Some(code) => self.codes.verify(code, &task.instance_id, &task.state, now),
+        };
+        checked.map_err(|e| EngineError::InvalidForm(vec![("/code".into(), e.message().into())]))?;
+        Ok(form)
+    }
+
     fn workflow(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
         self.registry
             .get(id, version)
@@ -240,8 +286,8 @@ impl Shared {
                 let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
+                        form: self.without_code(&wf, &task, form.clone(), now)?,
                         task,
-                        form: form.clone(),
                     },
                     Op::Withdraw { .. } => Action::Withdraw { task },
                     _ => Action::Claim { task },
@@ -475,9 +521,13 @@ impl Shared {
                 (None, Some(unit)) => vec![(None, unit.clone(), load_unit_path(&mut tx, unit).await?)],
                 (None, None) => Vec::new(),
             };
+            let since = wf.previous_schedule_time(&schedule_id, due);
+            let ledgers = ledger_totals(&mut tx, since, due).await?;
+            let none = json!({});
             for (person, unit, path) in targets {
+                let ledger = person.as_ref().and_then(|p| ledgers.get(p)).unwrap_or(&none);
                 let data = wf
-                    .schedule_data(schedule, person.as_deref(), &unit, due)
+                    .schedule_data(schedule, person.as_deref(), &unit, due, ledger)
                     .map_err(EngineError::Evaluation)?;
                 let s = self.start_step(&wf, &Actor::system(), &unit, &path, data)?;
                 commit(&mut tx, s, None, now).await?;
@@ -494,6 +544,28 @@ impl Shared {
         }
         Ok(started)
     }
+}
+
+/// Each person's ledger totals per account for `[since, until)`: `{person: {account: total}}`.
+async fn ledger_totals(
+    conn: &mut AnyConnection,
+    since: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, Value>> {
+    let rows = sqlx::query(
+        "SELECT person_id, account, CAST(SUM(amount_milli) AS BIGINT) AS total FROM ledger WHERE at >= $1 AND at < $2 GROUP BY person_id, account",
+    )
+    .bind(since.map(millis).unwrap_or(i64::MIN))
+    .bind(millis(until))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: std::collections::HashMap<String, Value> = Default::default();
+    for r in rows {
+        let total: i64 = r.try_get("total")?;
+        let account: String = r.try_get("account")?;
+        out.entry(r.try_get("person_id")?).or_insert_with(|| json!({}))[account] = json!(total as f64 / 1000.0);
+    }
+    Ok(out)
 }
 
 /// Execute a step's writes, then fill in the unit paths of tasks placed in another unit.

@@ -251,6 +251,18 @@ pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) 
             vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below))],
         ).exactly(1, unknown_unit, &format!("task \"{}\" (unit \"{}\")", t.state, t.unit_id)));
     }
+    for c in &s.credits {
+        w.push(Write::new(
+            "INSERT INTO ledger (person_id, account, amount_milli, instance_id, at) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                Text(c.person.clone()),
+                Text(c.account.clone()),
+                Int((c.amount * 1000.0).round() as i64),
+                Text(id.clone()),
+                Int(at),
+            ],
+        ));
+    }
     for t in &s.timers_created {
         w.push(
             Write::new(
