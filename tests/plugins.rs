@@ -104,6 +104,7 @@ async fn setup() -> (Runtime, Arc<PluginRules>) {
             roles: vec![("member".into(), None)],
             phone: None,
             locale: None,
+            attributes: Default::default(),
         })
     };
     let units = [

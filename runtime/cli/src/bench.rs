@@ -72,6 +72,7 @@ pub async fn run(db: Option<&str>, instances: usize, concurrency: usize) -> Resu
             roles: vec![("clerk".into(), None)],
             phone: None,
             locale: None,
+            attributes: Default::default(),
         },
     }];
     store.import_org(&units, &people, &|_| {}).await?;

@@ -16,6 +16,8 @@
 //!       - complete: {state: accept, as: zhou, data: {}}
 //!         error: forbidden            # the step must fail with this code
 //!       - withdraw: {state: signup, as: wu}   # take back an entry in a collect state
+//!       - signal: {workflow: dues, name: payment, body: {order: $instance, id: T1}}   # signed
+//!         outcome: applied            # or duplicate, ignored; the file's `secrets:` signs it
 //!       - find: {workflow: volunteer-stars, data: {person: wu}}   # an instance a schedule started
 //!       - code: {state: check_in, as: feng}   # the organiser shows a check-in code...
 //!       - complete: {state: check_in, as: wu, data: {code: $code}}   # ...a volunteer scans it
@@ -39,7 +41,7 @@ use civicflow_server::plugins::Package;
 use civicflow_store::org_files::{read_people, read_units};
 use civicflow_store::{Runtime, Store, StoreError};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -123,6 +125,8 @@ struct Setup {
     start: DateTime<Utc>,
     /// Plugins the file loads and the bindings it makes, shared by its scenarios.
     rules: Arc<PluginRules>,
+    /// `secrets:` of the file, e.g. a payment provider's signing key, given to the runtime.
+    secrets: BTreeMap<String, String>,
 }
 
 impl Setup {
@@ -194,12 +198,18 @@ impl Setup {
             }
             rules.set_bindings(BindingTable::new(bindings));
         }
+        let secrets = match doc.value.get("secrets") {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| fail("/secrets", format!("secrets: a map of names to strings: {e}")))?,
+        };
         Ok(Self {
             rules,
             workflow_paths,
             units,
             people,
             start,
+            secrets,
         })
     }
 
@@ -229,6 +239,9 @@ impl Setup {
         let runtime = Runtime::new(store, clock.clone(), self.rules.clone())
             .await
             .map_err(|e| fail("", e.to_string()))?;
+        for (name, value) in &self.secrets {
+            runtime.provide_secret(name, value);
+        }
         let (workflows, diagnostics) = load_all(&self.workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
         if let Some(d) = diagnostics.iter().find(|d| d.is_error()) {
             return Err(fail("/workflows", format!("workflow does not validate: {d}")));
@@ -268,7 +281,7 @@ async fn run_scenario(setup: &Setup, file: &Value, scenario: &Value, at: &str) -
     let mut named: std::collections::HashMap<String, String> = Default::default();
     for (sat, step) in located {
         let expected_error = step.get("error").and_then(Value::as_str);
-        let outcome = perform(&runtime, &clock, step, &sat, &mut current, &mut named).await?;
+        let outcome = perform(&runtime, &clock, step, &sat, &mut current, &mut named, &setup.secrets).await?;
         match (outcome, expected_error) {
             (Ok(()), None) => {}
             (Ok(()), Some(code)) => {
@@ -323,6 +336,7 @@ async fn perform(
     at: &str,
     current: &mut Option<String>,
     named: &mut std::collections::HashMap<String, String>,
+    secrets: &BTreeMap<String, String>,
 ) -> Result<Result<(), StoreError>, Failure> {
     if let Some(s) = step.get("start") {
         let at = format!("{at}/start");
@@ -389,6 +403,43 @@ async fn perform(
             };
             return Ok(result.map(|_| ()));
         }
+    }
+    if let Some(s) = step.get("signal") {
+        // A callback as a provider would send it: the body signed with the file's secret
+        // (or `signature` as given), `$instance` standing for the current instance's id.
+        let at = format!("{at}/signal");
+        let workflow = str_field(s, "workflow", &at)?;
+        let name = str_field(s, "name", &at)?;
+        let id = current.clone().unwrap_or_default();
+        let mut body = s.get("body").cloned().unwrap_or(Value::Null);
+        if let Some(map) = body.as_object_mut() {
+            for v in map.values_mut().filter(|v| *v == "$instance") {
+                *v = Value::String(id.clone());
+            }
+        }
+        let body = serde_json::to_vec(&body).expect("JSON serializes");
+        let signature = match s.get("signature").and_then(Value::as_str) {
+            Some(given) => given.to_string(),
+            None => {
+                let secret_name = runtime
+                    .registry
+                    .latest(workflow)
+                    .and_then(|wf| wf.def.signals.get(name).map(|d| d.secret.clone()))
+                    .ok_or_else(|| fail(&at, format!("workflow \"{workflow}\" declares no signal \"{name}\"")))?;
+                let secret = secrets
+                    .get(&secret_name)
+                    .ok_or_else(|| fail(&at, format!("the file's `secrets` has no {secret_name} to sign with")))?;
+                civicflow_store::signals::sign(secret, &body)
+            }
+        };
+        let outcome = runtime.signal(workflow, name, &body, &signature).await;
+        if let (Ok(o), Some(want)) = (&outcome, s.get("outcome").and_then(Value::as_str))
+            && o.as_str() != want
+        {
+            let message = format!("expected the signal to be {want}, it was {}", o.as_str());
+            return Err(fail(&format!("{at}/outcome"), message));
+        }
+        return Ok(outcome.map(|_| ()));
     }
     if let Some(s) = step.get("find") {
         // Switch to an instance a schedule started: the newest of `workflow` whose data

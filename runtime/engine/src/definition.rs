@@ -39,6 +39,24 @@ pub struct Definition {
     pub templates: BTreeMap<String, Localized>,
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    #[serde(default)]
+    pub signals: BTreeMap<String, SignalDef>,
+}
+
+/// A signed callback from another system (a payment provider): which instance it is for,
+/// its own id for deduplication, and the shared secret it is signed with (HMAC-SHA256 of
+/// the raw body). The secret itself is configuration, never part of the workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignalDef {
+    #[serde(default)]
+    pub title: Option<Localized>,
+    /// Name of the secret (an environment variable of the server).
+    pub secret: String,
+    /// JSON pointer to the instance id in the callback body, e.g. `/out_trade_no`.
+    pub instance: String,
+    /// JSON pointer to the callback's own id; a second callback with the same id is
+    /// acknowledged and changes nothing.
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +131,10 @@ pub struct State {
     /// The form must carry a code shown on site (a QR code), see [`CheckCode`].
     #[serde(default)]
     pub code: Option<CheckCode>,
+    /// Transitions taken when a signal arrives while the instance is here, by signal name;
+    /// guards see the callback body as `signal`.
+    #[serde(default)]
+    pub on: BTreeMap<String, Vec<Transition>>,
 }
 
 /// Proof of presence: holders of `shown_by` display a code (as a QR code) that the server
@@ -209,7 +231,9 @@ pub struct Timer {
     /// An expression giving an RFC 3339 deadline.
     #[serde(default)]
     pub at: Option<String>,
-    pub to: Target,
+    /// Where to go; without it the timer only notifies (or sets) and the instance stays.
+    #[serde(default)]
+    pub to: Option<Target>,
     #[serde(default)]
     pub set: BTreeMap<String, ValueExpr>,
     #[serde(default)]
@@ -381,18 +405,18 @@ impl Workflow {
     }
 
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
-    /// `person`, `unit`, `scheduled_at` and `ledger` (the person's account totals since the
-    /// schedule's previous firing).
+    /// `person` (`id`, `attributes`), `unit`, `scheduled_at` and `ledger` (the person's
+    /// account totals since the schedule's previous firing).
     pub fn schedule_data(
         &self,
         schedule: &Schedule,
-        person: Option<&str>,
+        person: &Value,
         unit: &str,
         at: chrono::DateTime<chrono::Utc>,
         ledger: &Value,
     ) -> Result<Value, String> {
         let ctx = crate::expr::context(&serde_json::json!({
-            "person": {"id": person},
+            "person": person,
             "unit": {"id": unit},
             "scheduled_at": at.to_rfc3339(),
             "ledger": ledger,

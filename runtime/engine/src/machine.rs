@@ -170,6 +170,12 @@ pub enum Action {
     Withdraw {
         task: Task,
     },
+    /// A verified callback from another system (its signature was checked by the caller).
+    Signal {
+        name: String,
+        id: String,
+        payload: Value,
+    },
     Fire {
         timer: Timer,
     },
@@ -396,6 +402,7 @@ pub fn step(
         Action::Complete { task, form } => run.complete(task, form)?,
         Action::Claim { task } => run.claim(task)?,
         Action::Withdraw { task } => run.withdraw(task)?,
+        Action::Signal { name, id, payload } => run.signal(&name, &id, payload)?,
         Action::Fire { timer } => run.fire(timer)?,
     }
     Ok(run.out)
@@ -407,6 +414,8 @@ struct Run<'a> {
     now: DateTime<Utc>,
     rules: &'a dyn Rules,
     form: Value,
+    /// The body of the signal being handled, if any.
+    signal: Value,
     automatic_steps: usize,
     out: Step,
 }
@@ -420,6 +429,7 @@ impl<'a> Run<'a> {
             now,
             rules,
             form: Value::Null,
+            signal: Value::Null,
             automatic_steps: 0,
             out,
         }
@@ -624,6 +634,28 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// A signal moves the instance from the first active state whose `on` transitions for
+    /// it have a guard that holds. Nothing waiting for it is `Gone`: the caller records the
+    /// signal as ignored (a payment for an item already paid is kept for refund, not counted).
+    fn signal(&mut self, name: &str, id: &str, payload: Value) -> Result<(), EngineError> {
+        self.signal = payload;
+        let wf = self.wf;
+        for token in self.out.instance.position.tokens.clone() {
+            let Some(transitions) = wf.state(&token).and_then(|s| s.on.get(name)) else {
+                continue;
+            };
+            if let Some(i) = self.choose(&token, transitions)? {
+                self.event("signal_received", json!({"signal": name, "id": id, "state": token}));
+                let t = &transitions[i];
+                return self.follow(&token, &t.to, &t.set, t.notify.as_ref(), &t.credit);
+            }
+        }
+        Err(EngineError::Gone(format!(
+            "nothing in instance {} waits for signal \"{name}\" with this content now",
+            self.out.instance.id
+        )))
+    }
+
     /// After an entry: leave the collect state by the first transition whose guard holds.
     fn close_if_done(&mut self, name: &str, state: &State) -> Result<(), EngineError> {
         if let Some(i) = self.choose(name, &state.transitions)? {
@@ -654,7 +686,15 @@ impl<'a> Run<'a> {
                     "timer_fired",
                     json!({"state": timer.state, "timer": i, "due": timer.fire_at}),
                 );
-                self.follow(&timer.state, &t.to, &t.set, t.notify.as_ref(), &t.credit)
+                match &t.to {
+                    Some(to) => self.follow(&timer.state, to, &t.set, t.notify.as_ref(), &t.credit),
+                    // A reminder: act, and stay.
+                    None => {
+                        self.apply_set(&t.set)?;
+                        self.credit(&t.credit)?;
+                        t.notify.as_ref().map_or(Ok(()), |n| self.notify(n))
+                    }
+                }
             }
             TimerKind::Escalation(i) => {
                 let e = state
@@ -686,6 +726,7 @@ impl<'a> Run<'a> {
         json!({
             "data": i.data,
             "form": self.form,
+            "signal": self.signal,
             "actor": {"id": self.actor.person, "roles": self.actor.roles.iter().map(|g| &g.role).collect::<Vec<_>>()},
             "unit": {"id": i.unit_id, "path": i.unit_path},
             "instance": {"id": i.id, "created_by": i.created_by, "created_at": i.created_at.to_rfc3339()},

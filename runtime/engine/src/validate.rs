@@ -284,18 +284,7 @@ impl Checker<'_> {
             self.diags.push(self.doc.warning(&format!("{at}/transitions"), message));
         }
         for (i, t) in state.transitions.iter().enumerate() {
-            let tat = format!("{at}/transitions/{i}");
-            self.target(&format!("{tat}/to"), t.to.states());
-            if let Some(w) = &t.when {
-                self.value_expr(&format!("{tat}/when"), w);
-            }
-            for (k, v) in &t.set {
-                self.value_expr(&format!("{tat}/set/{}", pointer_segment(k)), v);
-            }
-            if let Some(n) = &t.notify {
-                self.template_ref(&format!("{tat}/notify/template"), &n.template);
-            }
-            self.credits(&tat, &t.credit);
+            self.transition(&format!("{at}/transitions/{i}"), t);
         }
         for (i, t) in state.timers.iter().enumerate() {
             let tat = format!("{at}/timers/{i}");
@@ -307,7 +296,14 @@ impl Checker<'_> {
                     "a timer needs exactly one of `after` (a duration) or `at` (a deadline expression)".into(),
                 ),
             }
-            self.target(&format!("{tat}/to"), t.to.states());
+            match &t.to {
+                Some(to) => self.target(&format!("{tat}/to"), to.states()),
+                None if t.notify.is_none() && t.set.is_empty() => self.error(
+                    &tat,
+                    "a timer needs `to`, or `notify` or `set` to act on while the instance stays".into(),
+                ),
+                None => {}
+            }
             for (k, v) in &t.set {
                 self.value_expr(&format!("{tat}/set/{}", pointer_segment(k)), v);
             }
@@ -316,6 +312,30 @@ impl Checker<'_> {
             }
             self.credits(&tat, &t.credit);
         }
+        for (signal, transitions) in &state.on {
+            let sat = format!("{at}/on/{}", pointer_segment(signal));
+            if !self.def.signals.contains_key(signal) {
+                let known: Vec<&str> = self.def.signals.keys().map(String::as_str).collect();
+                self.error(&sat, format!("undefined signal \"{signal}\"; declared: {known:?}"));
+            }
+            for (i, t) in transitions.iter().enumerate() {
+                self.transition(&format!("{sat}/{i}"), t);
+            }
+        }
+    }
+
+    fn transition(&mut self, at: &str, t: &crate::definition::Transition) {
+        self.target(&format!("{at}/to"), t.to.states());
+        if let Some(w) = &t.when {
+            self.value_expr(&format!("{at}/when"), w);
+        }
+        for (k, v) in &t.set {
+            self.value_expr(&format!("{at}/set/{}", pointer_segment(k)), v);
+        }
+        if let Some(n) = &t.notify {
+            self.template_ref(&format!("{at}/notify/template"), &n.template);
+        }
+        self.credits(at, &t.credit);
     }
 
     fn credits(&mut self, at: &str, credits: &[crate::definition::Credit]) {
@@ -394,8 +414,9 @@ impl Checker<'_> {
             let targets = state
                 .transitions
                 .iter()
+                .chain(state.on.values().flatten())
                 .map(|t| &t.to)
-                .chain(state.timers.iter().map(|t| &t.to));
+                .chain(state.timers.iter().filter_map(|t| t.to.as_ref()));
             for t in targets {
                 queue.extend(t.states().iter().map(String::as_str));
             }

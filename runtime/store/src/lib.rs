@@ -15,6 +15,7 @@ pub mod plugins;
 mod queries;
 pub mod registry;
 pub mod runtime;
+pub mod signals;
 mod tokens;
 mod writes;
 

@@ -149,6 +149,7 @@ CREATE TABLE api_tokens (
         4,
         r#"
 ALTER TABLE tasks ADD COLUMN below BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE people ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
 CREATE INDEX tasks_open_below ON tasks (status, below);
 -- Amounts in thousandths, so sums are exact on both databases.
 CREATE TABLE ledger (
@@ -159,6 +160,16 @@ CREATE TABLE ledger (
     at BIGINT NOT NULL
 );
 CREATE INDEX ledger_period ON ledger (at, person_id, account);
+-- Callbacks already taken, by their own id: a repeated callback changes nothing.
+CREATE TABLE signal_receipts (
+    workflow_id TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, signal, receipt_id)
+);
 -- Server-wide secrets shared by every server on the database (the check-in code key).
 CREATE TABLE settings (
     name TEXT PRIMARY KEY,

@@ -36,6 +36,9 @@ pub struct PersonRow {
     pub roles: Vec<(String, Option<String>)>,
     pub phone: Option<String>,
     pub locale: Option<String>,
+    /// Further columns of the register (income base, dues category...), by column name;
+    /// schedules read them as `person.attributes`.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// A row of an import file, with the line it came from (the header is line 1).
@@ -226,12 +229,13 @@ impl Store {
         }
         for n in people {
             let p = &n.row;
-            sqlx::query("INSERT INTO people (id, name, unit_id, phone, locale) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit_id = excluded.unit_id, phone = excluded.phone, locale = excluded.locale")
+            sqlx::query("INSERT INTO people (id, name, unit_id, phone, locale, attributes) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET name = excluded.name, unit_id = excluded.unit_id, phone = excluded.phone, locale = excluded.locale, attributes = excluded.attributes")
                 .bind(&p.id)
                 .bind(&p.name)
                 .bind(&p.unit)
                 .bind(&p.phone)
                 .bind(&p.locale)
+                .bind(serde_json::to_string(&p.attributes).expect("string map serializes"))
                 .execute(&mut *tx)
                 .await?;
             // An imported person's roles are exactly what the file says.
@@ -291,13 +295,29 @@ pub(crate) async fn load_unit_path(conn: &mut sqlx::AnyConnection, unit_id: &str
 }
 
 /// `(person, unit, unit path)` for everyone holding `role`.
-pub(crate) async fn load_holders(conn: &mut sqlx::AnyConnection, role: &str) -> Result<Vec<(String, String, String)>> {
-    let rows = sqlx::query("SELECT r.person_id, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id WHERE r.role = $1 ORDER BY r.person_id, r.unit_id")
+/// A holder of a role: the person, their attributes, and the unit (id, path) of the grant.
+pub(crate) struct Holder {
+    pub person: String,
+    pub attributes: serde_json::Value,
+    pub unit: String,
+    pub path: String,
+}
+
+pub(crate) async fn load_holders(conn: &mut sqlx::AnyConnection, role: &str) -> Result<Vec<Holder>> {
+    let rows = sqlx::query("SELECT r.person_id, p.attributes, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id JOIN people p ON p.id = r.person_id WHERE r.role = $1 ORDER BY r.person_id, r.unit_id")
         .bind(role)
         .fetch_all(conn)
         .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| {
+            let attributes: String = r.try_get(1)?;
+            Ok(Holder {
+                person: r.try_get(0)?,
+                attributes: serde_json::from_str(&attributes)?,
+                unit: r.try_get(2)?,
+                path: r.try_get(3)?,
+            })
+        })
         .collect()
 }
 

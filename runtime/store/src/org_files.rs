@@ -119,6 +119,9 @@ pub fn read_units(path: &Path) -> Result<Vec<Numbered<UnitRow>>, RowError> {
         .collect())
 }
 
+/// The columns a person row is made of; any other column is an attribute.
+const PERSON_COLUMNS: [&str; 6] = ["id", "name", "unit", "roles", "phone", "locale"];
+
 pub fn read_people(path: &Path) -> Result<Vec<Numbered<PersonRow>>, RowError> {
     let t = Table::read(path)?;
     t.require(&["id", "name", "unit", "roles"])?;
@@ -134,6 +137,12 @@ pub fn read_people(path: &Path) -> Result<Vec<Numbered<PersonRow>>, RowError> {
                 roles: parse_roles(t.cell(cells, "roles")),
                 phone: t.optional(cells, "phone"),
                 locale: t.optional(cells, "locale"),
+                attributes: t
+                    .columns
+                    .keys()
+                    .filter(|c| !PERSON_COLUMNS.contains(&c.as_str()))
+                    .filter_map(|c| t.optional(cells, c).map(|v| (c.clone(), v)))
+                    .collect(),
             },
         })
         .collect())

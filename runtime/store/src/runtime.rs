@@ -72,6 +72,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub rules: Arc<dyn Rules + Send + Sync>,
     codes: CodeKey,
+    /// Secrets given to this runtime (tests, the CLI); otherwise read from the environment.
+    secrets: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
 
 pub struct Runtime {
@@ -101,6 +103,7 @@ impl Runtime {
             clock,
             rules,
             codes,
+            secrets: Default::default(),
         });
         let writer = sqlite.then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -253,7 +256,21 @@ impl Shared {
         Ok(form)
     }
 
-    fn workflow(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
+    /// Give the runtime a secret (e.g. a payment provider's signing key) by name.
+    pub fn provide_secret(&self, name: &str, value: &str) {
+        self.secrets
+            .write()
+            .expect("secrets lock")
+            .insert(name.into(), value.into());
+    }
+
+    /// A named secret: one provided, else the environment variable of that name.
+    pub(crate) fn secret(&self, name: &str) -> Option<String> {
+        let provided = self.secrets.read().expect("secrets lock").get(name).cloned();
+        provided.or_else(|| std::env::var(name).ok()).filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn workflow(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
         self.registry
             .get(id, version)
             .ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
@@ -512,22 +529,23 @@ impl Shared {
                 tx.commit().await?;
                 continue;
             };
-            let targets = match (&schedule.for_each_role, &schedule.unit) {
+            // `(person, unit, unit path)`; the person as expressions see it.
+            let targets: Vec<(Value, String, String)> = match (&schedule.for_each_role, &schedule.unit) {
                 (Some(role), _) => load_holders(&mut tx, role)
                     .await?
                     .into_iter()
-                    .map(|(p, u, path)| (Some(p), u, path))
+                    .map(|h| (json!({"id": h.person, "attributes": h.attributes}), h.unit, h.path))
                     .collect(),
-                (None, Some(unit)) => vec![(None, unit.clone(), load_unit_path(&mut tx, unit).await?)],
+                (None, Some(unit)) => vec![(json!({"id": null}), unit.clone(), load_unit_path(&mut tx, unit).await?)],
                 (None, None) => Vec::new(),
             };
             let since = wf.previous_schedule_time(&schedule_id, due);
             let ledgers = ledger_totals(&mut tx, since, due).await?;
             let none = json!({});
             for (person, unit, path) in targets {
-                let ledger = person.as_ref().and_then(|p| ledgers.get(p)).unwrap_or(&none);
+                let ledger = person["id"].as_str().and_then(|p| ledgers.get(p)).unwrap_or(&none);
                 let data = wf
-                    .schedule_data(schedule, person.as_deref(), &unit, due, ledger)
+                    .schedule_data(schedule, &person, &unit, due, ledger)
                     .map_err(EngineError::Evaluation)?;
                 let s = self.start_step(&wf, &Actor::system(), &unit, &path, data)?;
                 commit(&mut tx, s, None, now).await?;
@@ -583,8 +601,8 @@ async fn write(conn: &mut AnyConnection, writes: &[Write], mut applied: Applied,
     Ok(applied)
 }
 
-/// The precise path for steps of the background loops (timers, schedules).
-async fn commit(
+/// The precise path for steps of the background loops (timers, schedules, signals).
+pub(crate) async fn commit(
     conn: &mut AnyConnection,
     s: Step,
     prior: Option<&StoredInstance>,

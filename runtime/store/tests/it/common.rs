@@ -220,6 +220,7 @@ pub fn person(id: &str, unit: &str, roles: &[&str]) -> Numbered<PersonRow> {
             roles: roles.iter().map(|r| (r.to_string(), None)).collect(),
             phone: None,
             locale: None,
+            attributes: Default::default(),
         },
     }
 }
