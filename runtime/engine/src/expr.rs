@@ -13,8 +13,26 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(100_000));
     env.add_filter("after", after);
+    env.add_filter("years_since", years_since);
     env
 });
+
+/// `data.birth_date | years_since(now)`: whole years from a date (or time) to a time, e.g.
+/// an applicant's age on the day they apply.
+fn years_since(from: String, to: String) -> Result<i64, minijinja::Error> {
+    use chrono::Datelike;
+    let day = |text: &str| {
+        chrono::NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").map_err(|e| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("years_since: \"{text}\" does not start with a date (YYYY-MM-DD): {e}"),
+            )
+        })
+    };
+    let (a, b) = (day(&from)?, day(&to)?);
+    let before_birthday = (b.month(), b.day()) < (a.month(), a.day());
+    Ok(i64::from(b.year() - a.year()) - i64::from(before_birthday))
+}
 
 /// `now | after("72h")`: the RFC 3339 time a duration after a given time.
 fn after(time: String, duration: String) -> Result<String, minijinja::Error> {
@@ -113,7 +131,16 @@ mod tests {
         assert!(Expr::compile("data.income >").is_err());
         assert!(check_template("{{ data.x }").is_err());
         assert_eq!(render("{{ data.income }}元", &ctx).unwrap(), "4000元");
-        let t = context(&json!({"now": "2026-01-30T00:00:00+00:00"}));
+        let t = context(&json!({"now": "2026-01-30T00:00:00+00:00", "born": "2008-01-30"}));
+        assert_eq!(
+            Expr::compile("born | years_since(now)").unwrap().eval(&t).unwrap(),
+            json!(18)
+        );
+        let eve = context(&json!({"now": "2026-01-29T23:00:00+00:00", "born": "2008-01-30"}));
+        assert_eq!(
+            Expr::compile("born | years_since(now)").unwrap().eval(&eve).unwrap(),
+            json!(17)
+        );
         assert_eq!(
             Expr::compile("now | after('3d')").unwrap().eval(&t).unwrap(),
             json!("2026-02-02T00:00:00+00:00")

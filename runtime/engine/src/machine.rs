@@ -129,6 +129,14 @@ impl Actor {
         if self.system {
             return true;
         }
+        // Once overdue, the escalation role may act on any task, a personal one included.
+        let escalated_ok = task
+            .escalated_to
+            .as_deref()
+            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
+        if escalated_ok {
+            return true;
+        }
         if let Some(p) = &task.person {
             return *p == self.person;
         }
@@ -143,11 +151,7 @@ impl Actor {
                         .iter()
                         .any(|g| g.role == r && within(&g.unit_path, &task.unit_path)))
         });
-        let escalated_ok = task
-            .escalated_to
-            .as_deref()
-            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
-        role_ok || escalated_ok
+        role_ok
     }
 }
 
