@@ -143,15 +143,14 @@ impl Actor {
         if let Some(c) = &task.claimed_by {
             return *c == self.person;
         }
-        let role_ok = task.role.as_deref().is_some_and(|r| {
+        task.role.as_deref().is_some_and(|r| {
             self.has_role_over(r, &task.unit_path)
                 || (task.below
                     && self
                         .roles
                         .iter()
                         .any(|g| g.role == r && within(&g.unit_path, &task.unit_path)))
-        });
-        role_ok
+        })
     }
 }
 
