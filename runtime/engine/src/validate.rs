@@ -264,7 +264,11 @@ impl Checker<'_> {
             self.duration(&format!("{at}/code/valid_for"), &code.valid_for);
             self.role(&format!("{at}/code/shown_by"), &code.shown_by);
         }
-        if state.kind != StateKind::End && state.transitions.is_empty() && state.timers.is_empty() {
+        if state.kind != StateKind::End
+            && state.transitions.is_empty()
+            && state.timers.is_empty()
+            && state.on.is_empty()
+        {
             self.error(
                 at,
                 format!("state \"{name}\" is not an end state but has no way out (no transitions and no timers)"),

@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod collect;
 mod concurrency;
 mod import;
 mod timers;
