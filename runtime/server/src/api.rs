@@ -50,7 +50,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Engine(EngineError::Forbidden(_)) => StatusCode::FORBIDDEN,
-            StoreError::Engine(EngineError::Conflict(_) | EngineError::Gone(_)) => StatusCode::CONFLICT,
+            StoreError::Engine(
+                EngineError::Conflict(_) | EngineError::Gone(_) | EngineError::Duplicate(_) | EngineError::Full(_),
+            ) => StatusCode::CONFLICT,
             StoreError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Db(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

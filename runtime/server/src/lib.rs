@@ -6,6 +6,7 @@ mod demo;
 mod plugin_api;
 pub mod plugins;
 mod scheduler;
+pub mod signal_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             post(plugin_api::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
         )
         .route("/api/bindings", post(plugin_api::bind))
+        .route("/api/signals/{workflow}/{signal}", post(signal_api::receive))
         .with_state(state)
 }
 

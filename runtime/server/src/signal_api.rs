@@ -1,0 +1,34 @@
+//! `POST /api/signals/{workflow}/{signal}`: where a payment provider (or any system a
+//! workflow declares under `signals`) sends its signed notices. No bearer token: the
+//! HMAC-SHA256 signature of the raw body, in `X-Civicflow-Signature`, is the credential.
+//! Every accepted notice is answered 200 (also a repeat, so the provider stops retrying).
+
+use crate::AppState;
+use crate::api::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+pub const SIGNATURE_HEADER: &str = "x-civicflow-signature";
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path((workflow, signal)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unsigned",
+                "the X-Civicflow-Signature header is missing",
+            )
+        })?;
+    let outcome = state.runtime.signal(&workflow, &signal, &body, signature).await?;
+    Ok(Json(json!({"outcome": outcome.as_str()})))
+}
