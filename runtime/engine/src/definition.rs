@@ -41,6 +41,10 @@ pub struct Definition {
     pub schedules: Vec<Schedule>,
     #[serde(default)]
     pub signals: BTreeMap<String, SignalDef>,
+    /// Transitions taken when a signal arrives wherever the instance is (unless its current
+    /// state has its own `on` for it), by signal name.
+    #[serde(default)]
+    pub on: BTreeMap<String, Vec<Transition>>,
 }
 
 /// A signed callback from another system (a payment provider): which instance it is for,

@@ -638,7 +638,8 @@ impl<'a> Run<'a> {
     }
 
     /// A signal moves the instance from the first active state whose `on` transitions for
-    /// it have a guard that holds. Nothing waiting for it is `Gone`: the caller records the
+    /// it have a guard that holds, else by the workflow's own `on` (wherever it is: every
+    /// active state is left). Nothing waiting for it is `Gone`: the caller records the
     /// signal as ignored (a payment for an item already paid is kept for refund, not counted).
     fn signal(&mut self, name: &str, id: &str, payload: Value) -> Result<(), EngineError> {
         self.signal = payload;
@@ -652,6 +653,18 @@ impl<'a> Run<'a> {
                 let t = &transitions[i];
                 return self.follow(&token, &t.to, &t.set, t.notify.as_ref(), &t.credit);
             }
+        }
+        let here = self.out.instance.position.tokens.clone();
+        if let (Some(first), Some(transitions)) = (here.first(), wf.def.on.get(name))
+            && let Some(i) = self.choose(first, transitions)?
+        {
+            self.event("signal_received", json!({"signal": name, "id": id, "state": null}));
+            for other in &here[1..] {
+                self.leave(other);
+            }
+            self.out.instance.position.joins.clear();
+            let t = &transitions[i];
+            return self.follow(first, &t.to, &t.set, t.notify.as_ref(), &t.credit);
         }
         Err(EngineError::Gone(format!(
             "nothing in instance {} waits for signal \"{name}\" with this content now",

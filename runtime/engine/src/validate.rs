@@ -1,14 +1,14 @@
 //! Loading a workflow: YAML syntax, then the JSON Schema, then meaning. Every problem found
 //! is reported, each at the node it concerns, so an author fixes a file in one pass.
 
-use crate::definition::{Definition, StateKind, ValueExpr, Workflow, parse_cron};
+use crate::definition::{Definition, StateKind, Transition, ValueExpr, Workflow, parse_cron};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::duration::Span;
 use crate::expr::{Expr, check_template};
 use crate::yaml::{SourceDoc, pointer_segment};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::LazyLock;
 
 pub const WORKFLOW_SCHEMA: &str = include_str!("../../../schemas/workflow.schema.json");
@@ -153,6 +153,7 @@ impl Checker<'_> {
                 self.expr(&format!("{at}/data/{}", pointer_segment(k)), v);
             }
         }
+        self.signal_handlers("/on", &def.on);
         self.check_reachability();
     }
 
@@ -316,8 +317,12 @@ impl Checker<'_> {
             }
             self.credits(&tat, &t.credit);
         }
-        for (signal, transitions) in &state.on {
-            let sat = format!("{at}/on/{}", pointer_segment(signal));
+        self.signal_handlers(&format!("{at}/on"), &state.on);
+    }
+
+    fn signal_handlers(&mut self, at: &str, on: &BTreeMap<String, Vec<Transition>>) {
+        for (signal, transitions) in on {
+            let sat = format!("{at}/{}", pointer_segment(signal));
             if !self.def.signals.contains_key(signal) {
                 let known: Vec<&str> = self.def.signals.keys().map(String::as_str).collect();
                 self.error(&sat, format!("undefined signal \"{signal}\"; declared: {known:?}"));
@@ -328,7 +333,7 @@ impl Checker<'_> {
         }
     }
 
-    fn transition(&mut self, at: &str, t: &crate::definition::Transition) {
+    fn transition(&mut self, at: &str, t: &Transition) {
         self.target(&format!("{at}/to"), t.to.states());
         if let Some(w) = &t.when {
             self.value_expr(&format!("{at}/when"), w);
@@ -410,6 +415,13 @@ impl Checker<'_> {
         let def = self.def;
         let mut seen = BTreeSet::new();
         let mut queue = VecDeque::from([def.start.to.as_str()]);
+        queue.extend(
+            def.on
+                .values()
+                .flatten()
+                .flat_map(|t| t.to.states())
+                .map(String::as_str),
+        );
         while let Some(s) = queue.pop_front() {
             if !seen.insert(s) {
                 continue;
