@@ -354,6 +354,16 @@ impl Workflow {
         self.crons.get(id)?.after(&after).next()
     }
 
+    /// Roles the workflow gives work to (task and collect assignees, escalation roles): the
+    /// staff of a process, who may read its instances in their units. A role that only
+    /// starts instances (a resident reporting) reads only what it started or acts on.
+    pub fn working_roles(&self) -> std::collections::BTreeSet<&str> {
+        let states = self.def.states.values();
+        let assigned = states.clone().filter_map(|s| s.assign.as_ref()?.role.as_deref());
+        let escalated = states.flat_map(|s| s.escalate.iter().map(|e| e.to.as_str()));
+        assigned.chain(escalated).collect()
+    }
+
     /// Until when a check-in code for `state` signed at `now` works, if the state takes codes.
     pub fn code_expiry(
         &self,

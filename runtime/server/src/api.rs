@@ -9,8 +9,9 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use civicflow_engine::{Actor, EngineError};
 use civicflow_store::StoreError;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -37,9 +38,31 @@ impl ApiError {
     }
 }
 
+/// Every error answer: `{"error": {code, message, fields}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `forbidden`, `invalid_form`, `not_found`, `duplicate`...
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// JSON pointer of each offending field → what is wrong with it.
+    pub fields: BTreeMap<String, String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "fields": self.fields}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                fields: self.fields,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

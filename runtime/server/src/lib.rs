@@ -7,10 +7,11 @@ mod plugin_api;
 pub mod plugins;
 mod scheduler;
 pub mod signal_api;
+pub mod work_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use civicflow_engine::{SystemClock, definition::localize};
 use civicflow_plugin_host::{Host, PluginRules};
@@ -18,6 +19,8 @@ use civicflow_store::{Runtime, Store};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub struct ServeOptions {
     pub listen: String,
@@ -61,19 +64,66 @@ impl AppState {
 /// A module's base64 plus its manifest, with room to spare.
 const UPLOAD_LIMIT: usize = civicflow_plugin_host::manifest::MAX_MODULE_BYTES * 4 / 3 + (256 << 10);
 
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "civicflow", description = "Workflows for party-building and grid governance: start instances, act on tasks, read timelines, upload rule plugins."),
+    modifiers(&BearerAuth),
+    tags((name = "work", description = "Instances and tasks"), (name = "workflows"), (name = "plugins"), (name = "signals"))
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the handlers refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The routes and, generated from the same handlers, the OpenAPI 3.1 document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (schemas, paths, upload) = routes!(plugin_api::upload);
+    let upload = (schemas, paths, upload.layer(DefaultBodyLimit::max(UPLOAD_LIMIT)));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_workflows))
+        .routes(routes!(work_api::start))
+        .routes(routes!(work_api::instance))
+        .routes(routes!(work_api::tasks))
+        .routes(routes!(work_api::complete))
+        .routes(routes!(work_api::claim))
+        .routes(routes!(work_api::withdraw))
+        .routes(routes!(work_api::code))
+        .routes(upload)
+        .routes(routes!(plugin_api::bind))
+        .routes(routes!(signal_api::receive))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let (routes, doc) = api();
+    let doc = Arc::new(doc);
+    routes
         .route("/healthz", get(|| async { "ok" }))
-        .route("/api/workflows", get(list_workflows))
-        .route(
-            "/api/plugins",
-            post(plugin_api::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
-        )
-        .route("/api/bindings", post(plugin_api::bind))
-        .route("/api/signals/{workflow}/{signal}", post(signal_api::receive))
+        .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .with_state(state)
 }
 
+/// Published workflows, newest version of each.
+#[utoipa::path(get, path = "/api/workflows", tag = "workflows",
+    responses((status = 200, body = Object, description = "`{workflows: [{id, version, title, titles}]}`")))]
 async fn list_workflows(State(state): State<AppState>) -> Json<Value> {
     let items: Vec<Value> = state
         .runtime

@@ -3,7 +3,7 @@
 //! unit, or the unit the binding is made at).
 
 use crate::AppState;
-use crate::api::{ApiError, Caller};
+use crate::api::{ApiError, Caller, ErrorBody};
 use crate::plugins::{self, Package, PublishError};
 use axum::Json;
 use axum::extract::State;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 pub const PLUGIN_ADMIN: &str = "plugin_admin";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
     /// The text of `plugin.yaml`.
@@ -59,6 +59,12 @@ fn publish_error(e: PublishError) -> ApiError {
     }
 }
 
+/// Publish a plugin version (`plugin_admin` over its author unit).
+#[utoipa::path(post, path = "/api/plugins", tag = "plugins", request_body = Upload,
+    responses((status = 201, body = Object, description = "Published"), (status = 200, body = Object, description = "The same bytes were published before"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -89,6 +95,12 @@ pub async fn upload(
     ))
 }
 
+/// Bind a hook of a workflow at a unit to a published plugin version (`plugin_admin` there).
+#[utoipa::path(post, path = "/api/bindings", tag = "plugins",
+    request_body(content = Object, description = "`{unit_id, workflow, hook, plugin, version, limits?}`"),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn bind(
     State(state): State<AppState>,
     Caller(actor): Caller,

@@ -4,7 +4,7 @@
 //! Every accepted notice is answered 200 (also a repeat, so the provider stops retrying).
 
 use crate::AppState;
-use crate::api::ApiError;
+use crate::api::{ApiError, ErrorBody};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -13,6 +13,14 @@ use serde_json::{Value, json};
 
 pub const SIGNATURE_HEADER: &str = "x-civicflow-signature";
 
+/// A signed notice from another system (a payment provider).
+#[utoipa::path(post, path = "/api/signals/{workflow}/{signal}", tag = "signals",
+    params(("workflow" = String, Path), ("signal" = String, Path),
+        ("X-Civicflow-Signature" = String, Header, description = "hex HMAC-SHA256 of the raw body")),
+    request_body(content = Object, description = "The notice as the sender signed it"),
+    responses((status = 200, body = Object, description = "`{outcome: applied | duplicate | ignored}`"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn receive(
     State(state): State<AppState>,
     Path((workflow, signal)): Path<(String, String)>,

@@ -8,6 +8,7 @@ pub mod codes;
 mod db;
 mod error;
 mod events;
+pub mod idempotency;
 mod migrations;
 pub mod org;
 pub mod org_files;

@@ -170,6 +170,14 @@ CREATE TABLE signal_receipts (
     at BIGINT NOT NULL,
     PRIMARY KEY (workflow_id, signal, receipt_id)
 );
+-- Answers to POSTs that carried an Idempotency-Key, per person.
+CREATE TABLE idempotency_keys (
+    person_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    response TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (person_id, key)
+);
 -- Server-wide secrets shared by every server on the database (the check-in code key).
 CREATE TABLE settings (
     name TEXT PRIMARY KEY,

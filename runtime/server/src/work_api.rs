@@ -1,0 +1,380 @@
+//! The end users' JSON API: start an instance, my tasks, claim, complete, withdraw, an
+//! instance with its timeline, check-in codes, workflows with their forms.
+//!
+//! Scope: an instance is visible to its starter, to anyone who may act on one of its tasks,
+//! and to holders of a role the workflow gives work to, over the instance's unit (a grid
+//! worker sees the grid's tickets; a resident only their own). Anything else answers 404,
+//! the same as an id that does not exist, so ids cannot be probed.
+
+use crate::AppState;
+use crate::api::{ApiError, Caller, ErrorBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use civicflow_engine::org::within;
+use civicflow_engine::{Actor, Instance};
+use civicflow_store::idempotency::Reservation;
+use civicflow_store::{TaskView, runtime::Applied};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InstanceOut {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_version: u32,
+    pub unit_id: String,
+    /// `running` or `completed`.
+    pub status: String,
+    /// The states the instance is in.
+    pub states: Vec<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Instance> for InstanceOut {
+    fn from(i: &Instance) -> Self {
+        Self {
+            id: i.id.clone(),
+            workflow: i.workflow.clone(),
+            workflow_version: i.workflow_version,
+            unit_id: i.unit_id.clone(),
+            status: i.status.as_str().into(),
+            states: i.position.tokens.clone(),
+            data: i.data.clone(),
+            created_by: i.created_by.clone(),
+            created_at: i.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskOut {
+    pub id: String,
+    pub instance_id: String,
+    pub workflow: String,
+    pub state: String,
+    /// The form to fill in, see `GET /api/workflows/{id}`.
+    pub form: Option<String>,
+    pub role: Option<String>,
+    pub person: Option<String>,
+    pub unit_id: String,
+    /// Open for anyone with the role to claim.
+    pub pool: bool,
+    pub claimed_by: Option<String>,
+    /// `open`, `completed` or `cancelled`.
+    pub status: String,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl From<&TaskView> for TaskOut {
+    fn from(v: &TaskView) -> Self {
+        let t = &v.task;
+        Self {
+            id: t.id.clone(),
+            instance_id: t.instance_id.clone(),
+            workflow: v.workflow.clone(),
+            state: t.state.clone(),
+            form: t.form.clone(),
+            role: t.role.clone(),
+            person: t.person.clone(),
+            unit_id: t.unit_id.clone(),
+            pool: t.pool,
+            claimed_by: t.claimed_by.clone(),
+            status: v.status.clone(),
+            due_at: t.due_at,
+        }
+    }
+}
+
+/// What an action did: the instance as it now is and the tasks it opened.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppliedOut {
+    pub instance: InstanceOut,
+    pub new_tasks: Vec<String>,
+}
+
+impl From<&Applied> for AppliedOut {
+    fn from(a: &Applied) -> Self {
+        Self {
+            instance: (&a.instance).into(),
+            new_tasks: a.new_tasks.iter().map(|t| t.id.clone()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventOut {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InstanceDetail {
+    pub instance: InstanceOut,
+    pub tasks: Vec<TaskOut>,
+    /// The event log, oldest first.
+    pub timeline: Vec<EventOut>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskOut>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub workflow: String,
+    /// The unit the instance belongs to (e.g. the reporter's grid).
+    pub unit: String,
+    /// The start form's data.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The task's form data.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckInCode {
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+}
+
+/// Whether `actor` may see `instance` (see the module comment).
+async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, ApiError> {
+    if instance.created_by == actor.person {
+        return Ok(true);
+    }
+    if let Some(wf) = state
+        .runtime
+        .registry
+        .get(&instance.workflow, instance.workflow_version)
+    {
+        let staff = wf.working_roles();
+        let in_scope = |g: &civicflow_engine::org::RoleGrant| within(&instance.unit_path, &g.unit_path);
+        if actor
+            .roles
+            .iter()
+            .any(|g| staff.contains(g.role.as_str()) && in_scope(g))
+        {
+            return Ok(true);
+        }
+    }
+    let tasks = state.runtime.store.instance_tasks(&instance.id).await?;
+    Ok(tasks.iter().any(|t| actor.may_act_on(&t.task)))
+}
+
+/// The instance of a task the caller may see, else 404.
+async fn visible_task(state: &AppState, actor: &Actor, task: &str) -> Result<(), ApiError> {
+    let instance_id = state
+        .runtime
+        .store
+        .task_instance(task)
+        .await
+        .map_err(|_| not_found("task"))?;
+    let instance = state.runtime.store.instance(&instance_id).await?;
+    if visible(state, actor, &instance).await? {
+        Ok(())
+    } else {
+        Err(not_found("task"))
+    }
+}
+
+/// Start an instance. With an `Idempotency-Key` header, a repeat gets the first answer.
+#[utoipa::path(post, path = "/api/instances", tag = "work",
+    request_body = StartRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key chosen by the client")),
+    responses(
+        (status = 201, body = AppliedOut, description = "Started"),
+        (status = 200, body = AppliedOut, description = "The first answer for this Idempotency-Key"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    Json(req): Json<StartRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let store = &state.runtime.store;
+    let key = headers
+        .get(IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(key) = &key {
+        match store.reserve_key(&actor.person, key, state.runtime.now()).await? {
+            Reservation::Fresh => {}
+            Reservation::Done(answer) => {
+                return Ok((StatusCode::OK, Json(serde_json::from_str(&answer).unwrap_or_default())));
+            }
+            Reservation::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "in_progress",
+                    "a request with this Idempotency-Key is still running",
+                ));
+            }
+        }
+    }
+    let result = state
+        .runtime
+        .start(&actor.person, &req.workflow, &req.unit, req.data)
+        .await;
+    match (result, &key) {
+        (Ok(applied), key) => {
+            let body = serde_json::to_value(AppliedOut::from(&applied)).expect("serializes");
+            if let Some(key) = key {
+                store.finish_key(&actor.person, key, &body.to_string()).await?;
+            }
+            Ok((StatusCode::CREATED, Json(body)))
+        }
+        (Err(e), Some(key)) => {
+            store.release_key(&actor.person, key).await?;
+            Err(e.into())
+        }
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// An instance with its open and closed tasks and its timeline.
+#[utoipa::path(get, path = "/api/instances/{id}", tag = "work",
+    params(("id" = String, Path)),
+    responses((status = 200, body = InstanceDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn instance(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceDetail>, ApiError> {
+    let store = &state.runtime.store;
+    let instance = store.instance(&id).await.map_err(|_| not_found("instance"))?;
+    if !visible(&state, &actor, &instance).await? {
+        return Err(not_found("instance"));
+    }
+    let tasks = store.instance_tasks(&id).await?;
+    let timeline = store
+        .events(&id)
+        .await?
+        .into_iter()
+        .map(|e| EventOut {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind,
+            payload: e.payload,
+        })
+        .collect();
+    Ok(Json(InstanceDetail {
+        instance: (&instance).into(),
+        tasks: tasks.iter().map(TaskOut::from).collect(),
+        timeline,
+    }))
+}
+
+/// Open tasks I may act on (assigned to me, to my roles in my units, or open to claim),
+/// soonest due first.
+#[utoipa::path(get, path = "/api/tasks", tag = "work",
+    responses((status = 200, body = TaskList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn tasks(State(state): State<AppState>, Caller(actor): Caller) -> Result<Json<TaskList>, ApiError> {
+    let tasks = state.runtime.store.tasks_for(&actor).await?;
+    Ok(Json(TaskList {
+        tasks: tasks.iter().map(TaskOut::from).collect(),
+    }))
+}
+
+/// Complete a task with its form data (or, in a collect state, add my entry).
+#[utoipa::path(post, path = "/api/tasks/{id}/complete", tag = "work",
+    params(("id" = String, Path)), request_body = CompleteRequest,
+    responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Json(req): Json<CompleteRequest>,
+) -> Result<Json<AppliedOut>, ApiError> {
+    visible_task(&state, &actor, &id).await?;
+    let applied = state.runtime.complete(&actor.person, &id, req.data).await?;
+    Ok(Json((&applied).into()))
+}
+
+/// Claim a task open to claim (a pool task).
+#[utoipa::path(post, path = "/api/tasks/{id}/claim", tag = "work",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn claim(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AppliedOut>, ApiError> {
+    visible_task(&state, &actor, &id).await?;
+    let applied = state.runtime.claim(&actor.person, &id).await?;
+    Ok(Json((&applied).into()))
+}
+
+/// Withdraw my entry from a collect state (a sign-up); the first waiting moves up.
+#[utoipa::path(post, path = "/api/tasks/{id}/withdraw", tag = "work",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AppliedOut>, ApiError> {
+    visible_task(&state, &actor, &id).await?;
+    let applied = state.runtime.withdraw(&actor.person, &id).await?;
+    Ok(Json((&applied).into()))
+}
+
+/// A check-in code for an organiser's screen (shown as a QR code), valid for minutes.
+#[utoipa::path(post, path = "/api/instances/{id}/codes/{state}", tag = "work",
+    params(("id" = String, Path), ("state" = String, Path)),
+    responses((status = 200, body = CheckInCode), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn code(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, code_state)): Path<(String, String)>,
+) -> Result<Json<CheckInCode>, ApiError> {
+    let instance = state
+        .runtime
+        .store
+        .instance(&id)
+        .await
+        .map_err(|_| not_found("instance"))?;
+    if !visible(&state, &actor, &instance).await? {
+        return Err(not_found("instance"));
+    }
+    let (code, expires_at) = state.runtime.check_in_code(&actor.person, &id, &code_state).await?;
+    Ok(Json(CheckInCode { code, expires_at }))
+}

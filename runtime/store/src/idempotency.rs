@@ -1,0 +1,74 @@
+//! Idempotency keys: a client that retries a POST (a phone on a bad connection) with the
+//! same `Idempotency-Key` gets the first answer again instead of a second ticket.
+
+use crate::db::{Store, millis};
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+
+/// What a key says about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// First use: go ahead, then [`Store::finish_key`] (or [`Store::release_key`] on failure).
+    Fresh,
+    /// Done before: this was the answer.
+    Done(String),
+    /// The first request with this key is still running.
+    InProgress,
+}
+
+impl Store {
+    pub async fn reserve_key(&self, person: &str, key: &str, now: DateTime<Utc>) -> Result<Reservation> {
+        let fresh = sqlx::query(
+            "INSERT INTO idempotency_keys (person_id, key, response, at) VALUES ($1, $2, '', $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(person)
+        .bind(key)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if fresh == 1 {
+            return Ok(Reservation::Fresh);
+        }
+        let response: String =
+            sqlx::query_scalar("SELECT response FROM idempotency_keys WHERE person_id = $1 AND key = $2")
+                .bind(person)
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(if response.is_empty() {
+            Reservation::InProgress
+        } else {
+            Reservation::Done(response)
+        })
+    }
+
+    pub async fn finish_key(&self, person: &str, key: &str, response: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE person_id = $1 AND key = $2")
+            .bind(person)
+            .bind(key)
+            .bind(response)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The request failed: the key may be used again.
+    pub async fn release_key(&self, person: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE person_id = $1 AND key = $2 AND response = ''")
+            .bind(person)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The instance a task belongs to.
+    pub async fn task_instance(&self, task_id: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT instance_id FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| crate::StoreError::NotFound(format!("task {task_id}")))
+    }
+}
