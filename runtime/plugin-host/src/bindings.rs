@@ -132,7 +132,14 @@ impl Rules for PluginRules {
             .plugin(&plugin_ref)
             .ok_or_else(|| failure("plugin is not loaded on this server".into()))?;
         let limits = bound_limits.unwrap_or(own_limits);
-        match self.host.call(&plugin, hook, input, &limits) {
+        let started = std::time::Instant::now();
+        let result = self.host.call(&plugin, hook, input, &limits);
+        let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+        metrics::counter!("civicflow_plugin_calls_total", "plugin" => plugin_ref.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("civicflow_plugin_call_seconds", "plugin" => plugin_ref.clone())
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(report) => Ok(RuleAnswer {
                 value: report.output,
                 plugin: Some(plugin_ref),

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod demo;
+mod metrics_api;
 mod plugin_api;
 pub mod plugins;
 mod scheduler;
@@ -115,9 +116,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api();
     let doc = Arc::new(doc);
+    metrics_api::handle();
     routes
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/metrics", get(metrics_api::render))
+        .route_layer(axum::middleware::from_fn(metrics_api::count_requests))
         .with_state(state)
 }
 

@@ -238,3 +238,25 @@ async fn the_openapi_document_covers_every_route() {
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_transitions() {
+    let app = App::new().await;
+    let (ticket, _) = dispatched_ticket(&app).await;
+    app.call("GET", &format!("/api/instances/{ticket}"), Some("wang"), None, None)
+        .await;
+    let res = router(app.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for want in [
+        r#"civicflow_http_requests_total{method="GET",route="/api/instances/{id}",status="200"}"#,
+        r#"civicflow_transitions_total{source="action",outcome="applied"}"#,
+        "civicflow_http_request_seconds",
+    ] {
+        assert!(text.contains(want), "{want} is missing from:\n{text}");
+    }
+    assert!(!text.contains(&ticket), "ids never become labels");
+}

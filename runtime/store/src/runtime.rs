@@ -173,6 +173,11 @@ impl Runtime {
                 self.record_rule_failure(&instance, person, failure).await?;
             }
         }
+        match &result {
+            Ok(_) => count_transition("action", "applied"),
+            Err(StoreError::Engine(e)) => count_transition("action", e.code()),
+            Err(_) => count_transition("action", "error"),
+        }
         result
     }
 }
@@ -450,10 +455,13 @@ impl Shared {
                 fire_at: crate::db::from_millis(row.try_get("fire_at")?),
             };
             let timer_instance = timer.instance_id.clone();
+            let lag = (now - timer.fire_at).num_milliseconds().max(0) as f64 / 1000.0;
             match self.fire(&mut tx, timer, now).await {
                 Ok(()) => {
                     tx.commit().await?;
                     fired += 1;
+                    metrics::histogram!("civicflow_timer_lag_seconds").record(lag);
+                    count_transition("timer", "applied");
                 }
                 Err(StoreError::Engine(EngineError::Gone(_))) => {
                     // The state it belonged to is gone: the timer has nothing left to do.
@@ -554,6 +562,7 @@ impl Shared {
             let since = wf.previous_schedule_time(&schedule_id, due);
             let ledgers = ledger_totals(&mut tx, since, due).await?;
             let none = json!({});
+            let targets_started = targets.len();
             for (person, unit, path) in targets {
                 let ledger = person["id"].as_str().and_then(|p| ledgers.get(p)).unwrap_or(&none);
                 let data = wf
@@ -571,9 +580,16 @@ impl Shared {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            metrics::counter!("civicflow_transitions_total", "source" => "schedule", "outcome" => "applied")
+                .increment(targets_started as u64);
         }
         Ok(started)
     }
+}
+
+/// Steps committed (`applied`) or refused (by error code), by what caused them.
+pub(crate) fn count_transition(source: &'static str, outcome: &'static str) {
+    metrics::counter!("civicflow_transitions_total", "source" => source, "outcome" => outcome).increment(1);
 }
 
 /// Each person's ledger totals per account for `[since, until)`: `{person: {account: total}}`.

@@ -140,6 +140,7 @@ impl Shared {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        crate::runtime::count_transition("signal", outcome.as_str());
         Ok(outcome)
     }
 }
