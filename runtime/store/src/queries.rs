@@ -77,18 +77,22 @@ fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
 }
 
 /// The acting person, an open task and its instance, in one round trip: one row per role
-/// the person holds (or one row with no role).
+/// the person holds (or one row with no role). `lock` (PostgreSQL) also takes the instance
+/// and task rows for the transaction, so actions on one instance queue instead of racing
+/// (and a waiting action then reads them as the winner left them).
 pub(crate) async fn load_action(
     conn: &mut AnyConnection,
     task_id: &str,
     person: &str,
+    lock: bool,
 ) -> Result<(Actor, Task, StoredInstance)> {
     let task_columns: Vec<String> = TASK_COLUMNS.split(", ").map(|c| format!("t.{c} AS t_{c}")).collect();
     let instance_columns = INSTANCE_COLUMNS.replace(", ", ", i.");
     let sql = format!(
         "SELECT {}, i.{instance_columns}, {ACTOR_JOIN} FROM tasks t JOIN instances i ON i.id = t.instance_id \
-         LEFT JOIN people p ON p.id = $2 {ACTOR_FROM} WHERE t.id = $1",
-        task_columns.join(", ")
+         LEFT JOIN people p ON p.id = $2 {ACTOR_FROM} WHERE t.id = $1{}",
+        task_columns.join(", "),
+        if lock { " FOR UPDATE OF t, i" } else { "" }
     );
     let rows = sqlx::query(&sql).bind(task_id).bind(person).fetch_all(conn).await?;
     let first = rows

@@ -304,7 +304,10 @@ impl Shared {
                 plan(s, None, now)
             }
             Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
-                let (actor, task, stored) = load_action(conn, task, person).await?;
+                // On PostgreSQL the read locks the instance row: twenty ballots cast at once
+                // queue instead of racing to its revision.
+                let lock = self.store.backend == Backend::Postgres;
+                let (actor, task, stored) = load_action(conn, task, person, lock).await?;
                 let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
@@ -379,18 +382,6 @@ impl Shared {
     /// One action in its own transaction.
     async fn run_alone(&self, op: &Op) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
-        // On PostgreSQL, actions on one instance wait for each other here instead of racing
-        // to its revision: twenty ballots cast at once are taken one after another.
-        if let (Backend::Postgres, Op::Complete { task, .. } | Op::Claim { task, .. } | Op::Withdraw { task, .. }) =
-            (self.store.backend, op)
-        {
-            sqlx::query(
-                "SELECT i.id FROM instances i JOIN tasks t ON t.instance_id = i.id WHERE t.id = $1 FOR UPDATE OF i",
-            )
-            .bind(task)
-            .fetch_optional(&mut *tx)
-            .await?;
-        }
         let (writes, applied) = self.prepare(&mut tx, op).await?;
         let applied = write(&mut tx, &writes, applied, self.fast_writes()).await?;
         tx.commit().await?;
