@@ -583,7 +583,7 @@ impl<'a> Run<'a> {
         entry.insert("key".into(), json!(key));
         entry.insert("submitted_by".into(), json!(self.actor.person));
         entry.insert("submitted_at".into(), json!(self.now.to_rfc3339()));
-        push_entry(&mut self.out.instance.data, &list, Value::Object(entry));
+        entries_mut(&mut self.out.instance.data, &list).push(Value::Object(entry));
         let kind = if list == c.into {
             "entry_submitted"
         } else {
@@ -622,7 +622,7 @@ impl<'a> Run<'a> {
         let promoted = match &c.waitlist {
             Some(waitlist) if list == c.into && !entries(data, waitlist).is_empty() => {
                 let first = entries_mut(data, waitlist).remove(0);
-                push_entry(data, &c.into, first.clone());
+                entries_mut(data, &c.into).push(first.clone());
                 Some(first["key"].clone())
             }
             _ => None,
@@ -1095,10 +1095,6 @@ fn entries_mut<'v>(data: &'v mut Value, path: &str) -> &'v mut Vec<Value> {
         cur = cur.get_mut(part).expect("made above");
     }
     cur.as_array_mut().expect("made above")
-}
-
-fn push_entry(data: &mut Value, path: &str, entry: Value) {
-    entries_mut(data, path).push(entry);
 }
 
 /// Set `a.b.c` in an object, creating objects on the way.

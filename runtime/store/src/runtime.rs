@@ -152,7 +152,7 @@ impl Runtime {
 
     async fn submit(&self, op: Op) -> Result<Applied> {
         let result = match &self.writer {
-            None => self.shared.run_retrying(&op).await,
+            None => self.shared.run_alone(&op).await,
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
                 let closed = || StoreError::Invalid("the runtime is shutting down".into());
@@ -304,8 +304,8 @@ impl Shared {
                 plan(s, None, now)
             }
             Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
-                // On PostgreSQL the read locks the instance row: twenty ballots cast at once
-                // queue instead of racing to its revision.
+                // On PostgreSQL the read locks the task and instance rows: twenty ballots cast
+                // at once queue instead of racing to the instance's revision.
                 let lock = self.store.backend == Backend::Postgres;
                 let (actor, task, stored) = load_action(conn, task, person, lock).await?;
                 let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
@@ -362,21 +362,6 @@ impl Shared {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// One action in its own transaction, read again and retried when another action on the
-    /// same instance committed first: entries into a collect state (ballots, sign-ups) arrive
-    /// together and each is independent of the others. A task someone else completed fails
-    /// on the retry with its own reason.
-    async fn run_retrying(&self, op: &Op) -> Result<Applied> {
-        const ATTEMPTS: usize = 4;
-        let mut attempt = 1;
-        loop {
-            match self.run_alone(op).await {
-                Err(StoreError::Engine(EngineError::Conflict(_))) if attempt < ATTEMPTS => attempt += 1,
-                other => return other,
-            }
-        }
     }
 
     /// One action in its own transaction.
