@@ -95,6 +95,13 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Set a person's sign-in password, read from the first line of standard input.
+    Password {
+        #[arg(long)]
+        person: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -214,6 +221,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|_| anyhow::anyhow!("no live token matches"))?;
             store.revoke_token(token.trim()).await?;
             println!("revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Password { person, db } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let store = civicflow_store::Store::connect(&db.db, None).await?;
+            store.set_password(&person, line.trim_end_matches(['\r', '\n'])).await?;
+            eprintln!("password set for {person}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

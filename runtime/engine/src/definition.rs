@@ -45,6 +45,21 @@ pub struct Definition {
     /// state has its own `on` for it), by signal name.
     #[serde(default)]
     pub on: BTreeMap<String, Vec<Transition>>,
+    /// Lets Open311 GeoReport v2 clients (civic reporting apps) start this workflow.
+    #[serde(default)]
+    pub open311: Option<Open311>,
+}
+
+/// How Open311 requests map onto the start form: the services are the choices of one
+/// field, and request parameters fill others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Open311 {
+    /// The start form field whose `oneOf` choices are the services (code = `const`).
+    pub service_field: String,
+    /// Open311 parameter (`description`, `address_string`, ...) → start form field.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// A signed callback from another system (a payment provider): which instance it is for,
@@ -385,14 +400,69 @@ impl Workflow {
 
     /// Check form data against the named form: `(json pointer, message)` per problem.
     pub fn check_form(&self, form: &str, data: &Value) -> Vec<(String, String)> {
+        self.form_problems(form, data)
+            .into_iter()
+            .map(|p| (p.pointer, p.message))
+            .collect()
+    }
+
+    /// What is wrong with `data` for `form`, each problem pinned to the field it concerns (a
+    /// missing required field to the field itself, not its parent object) with the JSON
+    /// Schema keyword and limit, so pages can say it in the reader's language.
+    pub fn form_problems(&self, form: &str, data: &Value) -> Vec<FormProblem> {
         let Some(validator) = self.forms.get(form) else {
-            return vec![(String::new(), format!("unknown form \"{form}\""))];
+            return vec![FormProblem {
+                pointer: String::new(),
+                keyword: "form".into(),
+                limit: Value::Null,
+                message: format!("unknown form \"{form}\""),
+            }];
         };
         validator
             .iter_errors(data)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .map(|e| {
+                use jsonschema::error::ValidationErrorKind as K;
+                let mut pointer = e.instance_path().to_string();
+                let limit = match e.kind() {
+                    K::Required { property } => {
+                        if let Some(name) = property.as_str() {
+                            pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
+                        }
+                        Value::Null
+                    }
+                    K::MinLength { limit } | K::MaxLength { limit } | K::MinItems { limit } | K::MaxItems { limit } => {
+                        Value::from(*limit)
+                    }
+                    K::Minimum { limit }
+                    | K::Maximum { limit }
+                    | K::ExclusiveMinimum { limit }
+                    | K::ExclusiveMaximum { limit } => limit.clone(),
+                    K::Format { format } => Value::from(format.as_str()),
+                    K::Pattern { pattern } => Value::from(pattern.as_str()),
+                    _ => Value::Null,
+                };
+                FormProblem {
+                    pointer,
+                    keyword: e.kind().keyword().to_string(),
+                    limit,
+                    message: e.to_string(),
+                }
+            })
             .collect()
     }
+}
+
+/// One reason a form's data is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormProblem {
+    /// JSON pointer of the field (`/photos/0`); empty for the form as a whole.
+    pub pointer: String,
+    /// The JSON Schema keyword that failed (`required`, `maxLength`, ...).
+    pub keyword: String,
+    /// The keyword's limit where it has one (a length, a bound, a format's name).
+    pub limit: Value,
+    /// In English, for logs and the API.
+    pub message: String,
 }
 
 /// Accept 5-field cron (as crontab writes it) by adding a seconds field.

@@ -14,6 +14,6 @@ pub mod validate;
 pub mod yaml;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use definition::{Definition, Workflow};
+pub use definition::{Definition, FormProblem, Workflow};
 pub use diagnostic::{Diagnostic, Severity};
 pub use machine::{Action, Actor, EngineError, Instance, Step};

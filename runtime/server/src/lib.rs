@@ -2,12 +2,17 @@
 //! crate that knows HTTP.
 
 pub mod api;
+mod attachment_api;
 mod demo;
+pub mod i18n;
 mod metrics_api;
+pub mod open311;
 mod plugin_api;
 pub mod plugins;
 mod scheduler;
 pub mod signal_api;
+mod uploads;
+pub mod web;
 pub mod work_api;
 
 use axum::extract::DefaultBodyLimit;
@@ -51,6 +56,9 @@ pub enum ServeError {
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub rules: Arc<PluginRules>,
+    /// One-time sign-in codes go to the server log (demo mode; a deployment without an SMS
+    /// gateway leaves them off).
+    pub log_sign_in_codes: bool,
 }
 
 impl AppState {
@@ -93,8 +101,15 @@ impl utoipa::Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (schemas, paths, upload) = routes!(plugin_api::upload);
     let upload = (schemas, paths, upload.layer(DefaultBodyLimit::max(UPLOAD_LIMIT)));
+    let (schemas_a, paths_a, attachments) = routes!(attachment_api::upload);
+    let attachments = (
+        schemas_a,
+        paths_a,
+        attachments.layer(DefaultBodyLimit::max(uploads::MAX_UPLOAD_BYTES + 1)),
+    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_workflows))
+        .routes(routes!(workflow_detail))
         .routes(routes!(work_api::start))
         .routes(routes!(work_api::instance))
         .routes(routes!(work_api::tasks))
@@ -102,9 +117,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(work_api::claim))
         .routes(routes!(work_api::withdraw))
         .routes(routes!(work_api::code))
+        .routes(attachments)
         .routes(upload)
         .routes(routes!(plugin_api::bind))
         .routes(routes!(signal_api::receive))
+        .routes(routes!(attachment_api::download))
         .split_for_parts()
 }
 
@@ -118,6 +135,8 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     metrics_api::handle();
     routes
+        .merge(web::routes())
+        .merge(open311::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics_api::render))
@@ -139,6 +158,30 @@ async fn list_workflows(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"workflows": items}))
 }
 
+/// One workflow: its start roles and form, and every form's JSON Schema and UI hints, so a
+/// client can build its own screens.
+#[utoipa::path(get, path = "/api/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object, description = "`{id, version, title, start: {roles, form}, forms: {name: {title, schema, ui}}}`"),
+        (status = 404, body = api::ErrorBody)))]
+async fn workflow_detail(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, api::ApiError> {
+    let wf = state.runtime.registry.latest(&id).ok_or_else(|| {
+        api::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("workflow \"{id}\" not found"),
+        )
+    })?;
+    Ok(Json(json!({
+        "id": wf.id(), "version": wf.version(), "title": wf.def.title,
+        "start": {"roles": wf.def.start.roles, "form": wf.def.start.form},
+        "forms": wf.def.forms,
+    })))
+}
+
 /// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let store = Store::connect(&opts.db, None).await?;
@@ -155,10 +198,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let state = AppState {
         runtime: runtime.clone(),
         rules: rules.clone(),
+        log_sign_in_codes: opts.demo,
     };
     let scheduler = tokio::spawn(scheduler::run(runtime, rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

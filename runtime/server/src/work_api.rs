@@ -164,7 +164,7 @@ fn not_found(what: &str) -> ApiError {
 }
 
 /// Whether `actor` may see `instance` (see the module comment).
-async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, ApiError> {
+pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, ApiError> {
     if instance.created_by == actor.person {
         return Ok(true);
     }

@@ -40,7 +40,11 @@ async fn app() -> App {
         runtime.publish(wf).await.unwrap();
     }
     App {
-        state: AppState { runtime, rules },
+        state: AppState {
+            runtime,
+            rules,
+            log_sign_in_codes: true,
+        },
         admin,
         grid_worker,
     }

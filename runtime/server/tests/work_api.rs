@@ -1,113 +1,11 @@
 //! The end users' API against every role, in scope and out of scope: a table of who may do
 //! what to one ticket, and the OpenAPI document covering every route.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use civicflow_engine::SystemClock;
-use civicflow_engine::files::load_all;
-use civicflow_plugin_host::{Host, PluginRules};
-use civicflow_server::{AppState, router};
-use civicflow_store::org_files::{read_people, read_units};
-use civicflow_store::{Runtime, Store};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-use tower::ServiceExt;
+mod common;
 
-fn repo(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
-}
-
-/// People of the demo organisation, each with a token.
-const PEOPLE: [&str; 9] = ["wang", "zhao", "li", "chen", "sun", "zhou", "xu", "qian", "ma"];
-
-struct App {
-    state: AppState,
-    tokens: HashMap<&'static str, String>,
-}
-
-impl App {
-    async fn new() -> Self {
-        let store = Store::connect("sqlite::memory:", None).await.unwrap();
-        let units = read_units(&repo("workflows/org/units.csv")).unwrap();
-        let people = read_people(&repo("workflows/org/people.csv")).unwrap();
-        store.import_org(&units, &people, &|_| {}).await.unwrap();
-        let mut tokens = HashMap::new();
-        for (i, p) in PEOPLE.iter().enumerate() {
-            tokens.insert(*p, store.create_token(p, "test", [i as u8 + 1; 32]).await.unwrap());
-        }
-        let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
-        let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
-        let (workflows, _) = load_all(&[repo("workflows/")]).unwrap();
-        for wf in workflows {
-            runtime.publish(wf).await.unwrap();
-        }
-        Self {
-            state: AppState { runtime, rules },
-            tokens,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        who: Option<&str>,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
-        if let Some(who) = who {
-            req = req.header("authorization", format!("Bearer {}", self.tokens[who]));
-        }
-        if let Some(key) = key {
-            req = req.header("idempotency-key", key);
-        }
-        let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
-        let res = router(self.state.clone())
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-}
-
-/// One row of the scope table: who (no token for `None`), method, path, body, expected status.
-type Row<'a> = (Option<&'a str>, &'a str, &'a str, Option<Value>, StatusCode);
-
-fn report() -> Value {
-    json!({"workflow": "ticket", "unit": "guoyuan-c1-g1", "data": {"category": "road", "description": "路面塌陷需要修补", "location": "果园路5号"}})
-}
-
-/// A ticket reported by wang (grid 1, Guoyuan) and dispatched by li to the urban management
-/// committee (chen): `(instance id, the open accept task)`.
-async fn dispatched_ticket(app: &App) -> (String, String) {
-    let (status, started) = app
-        .call("POST", "/api/instances", Some("wang"), Some(report()), None)
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{started}");
-    let id = started["instance"]["id"].as_str().unwrap().to_string();
-    let dispatch = started["new_tasks"][0].as_str().unwrap().to_string();
-    let path = format!("/api/tasks/{dispatch}/complete");
-    let (status, done) = app
-        .call(
-            "POST",
-            &path,
-            Some("li"),
-            Some(json!({"data": {"department": "beichen-cgj"}})),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{done}");
-    (id, done["new_tasks"][0].as_str().unwrap().to_string())
-}
+use axum::http::StatusCode;
+use common::{App, Row, dispatched_ticket, report};
+use serde_json::json;
 
 #[tokio::test]
 async fn every_role_sees_and_does_only_what_its_scope_allows() {
@@ -118,6 +16,8 @@ async fn every_role_sees_and_does_only_what_its_scope_allows() {
     let claim = format!("/api/tasks/{accept}/claim");
     let code = format!("/api/instances/{ticket}/codes/accept");
     let accept_form = json!({"data": {"decision": "accept"}});
+    let withdraw = format!("/api/tasks/{accept}/withdraw");
+    let attachment = "/api/attachments/sha256:00".to_string();
 
     use StatusCode as S;
     // (who, method, path, body, expected): a row per role and endpoint. 404 where the person
@@ -150,6 +50,17 @@ async fn every_role_sees_and_does_only_what_its_scope_allows() {
         (Some("zhao"), "POST", &code, None, S::NOT_FOUND),
         (Some("wang"), "POST", &code, None, S::UNPROCESSABLE_ENTITY), // tickets take no codes
         (Some("zhao"), "POST", "/api/instances", Some(report()), S::FORBIDDEN), // not his grid
+        (Some("sun"), "POST", &withdraw, None, S::NOT_FOUND),
+        (Some("zhao"), "POST", &withdraw, None, S::NOT_FOUND),
+        (None, "GET", "/api/tasks", None, S::UNAUTHORIZED),
+        (None, "POST", "/api/instances", Some(report()), S::UNAUTHORIZED),
+        (Some("zhou"), "POST", "/api/instances", Some(report()), S::CREATED), // a resident of the grid
+        (Some("chen"), "POST", "/api/instances", Some(report()), S::FORBIDDEN), // handlers do not report
+        (None, "GET", &attachment, None, S::UNAUTHORIZED),
+        (Some("xu"), "GET", "/api/attachments/sha256:00", None, S::NOT_FOUND),
+        (None, "GET", "/api/workflows", None, S::OK), // what exists is public; data is not
+        (None, "GET", "/api/workflows/ticket", None, S::OK),
+        (None, "GET", "/api/workflows/no-such", None, S::NOT_FOUND),
         (Some("chen"), "POST", &complete, Some(accept_form.clone()), S::OK),
         (Some("chen"), "POST", &complete, Some(accept_form), S::CONFLICT), // done already
     ];
@@ -233,6 +144,9 @@ async fn the_openapi_document_covers_every_route() {
         "/api/plugins",
         "/api/bindings",
         "/api/signals/{workflow}/{signal}",
+        "/api/workflows/{id}",
+        "/api/attachments",
+        "/api/attachments/{id}",
     ] {
         assert!(paths.contains_key(path), "{path} is missing from /openapi.json");
     }
@@ -245,12 +159,10 @@ async fn metrics_count_requests_by_route_and_transitions() {
     let (ticket, _) = dispatched_ticket(&app).await;
     app.call("GET", &format!("/api/instances/{ticket}"), Some("wang"), None, None)
         .await;
-    let res = router(app.state.clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let (status, _, text) = app
+        .send(app.raw("GET", "/metrics", None, "text/plain", Vec::new()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     for want in [
         r#"civicflow_http_requests_total{method="GET",route="/api/instances/{id}",status="200"}"#,
         r#"civicflow_transitions_total{source="action",outcome="applied"}"#,

@@ -121,8 +121,12 @@ impl Store {
                 if done.is_some() {
                     continue;
                 }
+                let sql = match self.backend {
+                    Backend::Sqlite => sql.to_string(),
+                    Backend::Postgres => sql.replace(" BLOB ", " BYTEA "),
+                };
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                tx.execute(*sql).await?;
+                tx.execute(sql.as_str()).await?;
                 sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                     .bind(*version)
                     .bind(Utc::now().timestamp_millis())

@@ -3,6 +3,8 @@
 //! dialects (`$1` placeholders, `RETURNING`, `ON CONFLICT`) and run through sqlx's `Any`
 //! driver; the few differences (row locks, pragmas) branch on [`Backend`].
 
+pub mod accounts;
+pub mod attachments;
 mod audit;
 pub mod codes;
 mod db;

@@ -1,6 +1,7 @@
 //! Schema migrations, applied in order on connect and recorded in `schema_migrations`.
 //! Column types are the common subset of SQLite and PostgreSQL: TEXT, BIGINT; times are
-//! milliseconds since the epoch, JSON is TEXT.
+//! milliseconds since the epoch, JSON is TEXT, bytes are BLOB (BYTEA on PostgreSQL, the one
+//! word [`crate::Store`] rewrites).
 
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -182,6 +183,43 @@ CREATE TABLE idempotency_keys (
 CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+"#,
+    ),
+    (
+        5,
+        r#"
+-- An argon2id PHC string; NULL until the person sets a password.
+ALTER TABLE people ADD COLUMN password_hash TEXT;
+-- Browser sessions by the SHA-256 of their cookie; the CSRF token rides in each form.
+CREATE TABLE sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL REFERENCES people(id),
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_person ON sessions (person_id);
+-- One live one-time sign-in code per person.
+CREATE TABLE sign_in_codes (
+    person_id TEXT PRIMARY KEY REFERENCES people(id),
+    code_sha256 TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+-- Failed sign-ins by subject (`person:ID`, `ip:ADDR`), counted over a window.
+CREATE TABLE sign_in_failures (
+    subject TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX sign_in_failures_subject ON sign_in_failures (subject, at);
+-- Uploaded files by content hash: the same photo twice is stored once.
+CREATE TABLE attachments (
+    sha256 TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    content BLOB NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    at BIGINT NOT NULL
 );
 "#,
     ),

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 /// An instance as stored, with the head of its event chain.
 pub(crate) struct StoredInstance {
@@ -152,6 +153,40 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
+    }
+
+    /// Instances a person started, newest first, at most `limit`.
+    pub async fn instances_started_by(&self, person: &str, limit: i64) -> Result<Vec<Instance>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE created_by = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(person)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
+    }
+
+    /// Display names of units and people (`name`, `name_en`) by id, for pages.
+    pub async fn names(&self, units: &[&str], people: &[&str]) -> Result<HashMap<String, (String, Option<String>)>> {
+        let mut out = HashMap::new();
+        for (table, ids, en) in [("units", units, "name_en"), ("people", people, "NULL")] {
+            for chunk in ids.chunks(200) {
+                if chunk.is_empty() {
+                    continue;
+                }
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!("SELECT id, name, {en} FROM {table} WHERE id IN ({})", marks.join(", "));
+                let mut q = sqlx::query_as::<_, (String, String, Option<String>)>(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for (id, name, name_en) in q.fetch_all(&self.pool).await? {
+                    out.insert(id, (name, name_en));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn events(&self, instance_id: &str) -> Result<Vec<EventRow>> {

@@ -1,0 +1,133 @@
+# civicflow pages, English.
+
+app-name = Party-building and grid governance
+nav-tasks = My tasks
+nav-start = Start
+nav-mine = Started by me
+nav-sign-out = Sign out
+nav-language = 中文
+skip-to-content = Skip to content
+signed-in-as = Signed in as { $name }
+
+sign-in-title = Sign in
+sign-in-login = Account or phone number
+sign-in-password = Password
+sign-in-submit = Sign in
+sign-in-or = or
+sign-in-code-title = Sign in with a one-time code
+sign-in-code-request = Send me a code
+sign-in-code = Code
+sign-in-code-submit = Sign in with the code
+sign-in-code-sent = A code is on its way, valid for 10 minutes (in demo mode, see the server log).
+sign-in-failed = The account or password is wrong.
+sign-in-code-failed = The code is wrong or has expired.
+sign-in-throttled = Too many attempts; try again in { $minutes } minutes.
+csrf-failed = This page has expired; go back, reload it and submit again.
+
+tasks-title = My tasks
+tasks-pool = Open to claim
+tasks-mine-empty = Nothing to do.
+tasks-pool-empty = Nothing open to claim.
+tasks-filter-workflow = Process
+tasks-filter-unit = Unit
+tasks-filter-all = All
+tasks-filter-apply = Filter
+task-due-in = { $time } left
+task-overdue = Overdue by { $time }
+task-no-due = No time limit
+task-claim = Claim
+task-open = Open
+task-view = View
+task-assigned-role = For: { $role }
+task-claimed-by = Claimed by { $name }
+task-claimed = Claimed; it is yours to handle.
+task-done = Submitted.
+duration-days = { $n ->
+    [one] 1 day
+   *[other] { $n } days
+}
+duration-hours = { $n ->
+    [one] 1 hour
+   *[other] { $n } hours
+}
+duration-minutes = { $n ->
+    [one] 1 minute
+   *[other] { $n } minutes
+}
+
+start-title = Start
+start-empty = There is nothing you can start.
+start-unit = Unit
+start-submit = Submit
+
+mine-title = Started by me
+mine-empty = You have not started anything yet.
+
+form-errors-title = { $count ->
+    [one] 1 thing needs fixing:
+   *[other] { $count } things need fixing:
+}
+form-submit = Submit
+form-required = required
+form-optional = optional
+form-add-row = Add another
+form-remove-row = Remove this one
+form-select-placeholder = Choose…
+form-yes = Yes
+form-files-kept = Files uploaded:
+form-file-remove = Remove
+form-file-hint = JPEG, PNG or WebP pictures or PDF, up to { $mb } MB each.
+
+err-required = This is required.
+err-minLength = Enter at least { $limit } characters.
+err-maxLength = Enter at most { $limit } characters.
+err-minimum = Must be at least { $limit }.
+err-maximum = Must be at most { $limit }.
+err-exclusiveMinimum = Must be more than { $limit }.
+err-exclusiveMaximum = Must be less than { $limit }.
+err-pattern = The format is wrong.
+err-type = The value has the wrong type.
+err-format = The format is wrong.
+err-oneOf = Choose one of the options.
+err-enum = Choose one of the options.
+err-const = Choose one of the options.
+err-minItems = Add at least { $limit }.
+err-maxItems = At most { $limit }.
+err-other = This value is not accepted.
+err-number = Enter a number.
+err-upload-size = The file "{ $name }" is too large; the limit is { $mb } MB.
+err-upload-type = The file "{ $name }" is not a JPEG, PNG or WebP picture or a PDF.
+err-refused = Not submitted: { $reason }
+
+instance-title = Details
+instance-status-running = In progress
+instance-status-completed = Closed
+instance-unit = Unit
+instance-started = Started
+instance-open-tasks = Now with
+instance-data = What was filled in
+timeline-title = Timeline
+
+event-started = { $actor } started "{ $workflow }"
+event-task_created = "{ $state }" began, for { $who }
+event-task_claimed = { $actor } claimed "{ $state }"
+event-task_completed = { $actor } completed "{ $state }"
+event-entry_submitted = { $actor } signed up in "{ $state }"
+event-entry_waitlisted = { $actor } joined the waiting list in "{ $state }"
+event-entry_withdrawn = { $actor } withdrew from "{ $state }"
+event-entry_promoted = The first on the waiting list moved up in "{ $state }"
+event-timer_fired = The time limit of "{ $state }" came
+event-escalated = "{ $state }" is overdue; escalated to { $who }
+event-rule_evaluated = Rule "{ $rule }" decided by { $by }: { $value }
+event-rule-by-default = the default rule
+event-notified = Notified { $who }: { $text }
+event-transitioned = Moved to "{ $state }"
+event-signal_received = Callback "{ $signal }" received
+event-credited = Credited { $who } { $amount } { $account }
+event-completed = Closed
+event-other = { $kind }
+actor-system = System
+
+page-not-found = This page does not exist, or you may not see it.
+page-error = The server could not handle this just now; try again later.
+page-back = Back to my tasks

@@ -1,0 +1,315 @@
+//! Open311 GeoReport v2 (JSON), so civic reporting apps can file reports. Any workflow with
+//! an `open311:` section takes part: its services are the choices of the start form field
+//! it names, and request parameters fill the fields it maps. The `api_key` is an API
+//! token; a request starts in the reporter's own unit, and reading requests follows the
+//! same scope as the rest of the API (someone else's grid answers 404).
+
+use crate::AppState;
+use crate::work_api::visible;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use civicflow_engine::definition::localize;
+use civicflow_engine::{Actor, Instance, Workflow};
+use civicflow_store::StoreError;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/open311/v2/services.json", get(services))
+        .route("/open311/v2/services/{file}", get(service))
+        .route("/open311/v2/requests.json", get(list_requests).post(create_request))
+        .route("/open311/v2/requests/{file}", get(one_request))
+}
+
+/// GeoReport's error shape: a list of `{code, description}`.
+fn error(status: StatusCode, description: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!([{"code": status.as_u16(), "description": description.into()}])),
+    )
+        .into_response()
+}
+
+/// A service: one choice of a workflow's service field.
+struct Service {
+    wf: Arc<Workflow>,
+    code: String,
+    name: String,
+}
+
+fn services_of(state: &AppState) -> Vec<Service> {
+    let mut out = Vec::new();
+    for wf in state.runtime.registry.all_latest() {
+        let Some(cfg) = &wf.def.open311 else { continue };
+        let field = wf
+            .def
+            .start
+            .form
+            .as_ref()
+            .and_then(|f| wf.def.forms.get(f))
+            .and_then(|f| f.schema.pointer(&format!("/properties/{}/oneOf", cfg.service_field)))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for choice in field {
+            let Some(code) = choice.get("const").and_then(Value::as_str) else {
+                continue;
+            };
+            let name = choice.get("title").and_then(Value::as_str).unwrap_or(code).to_string();
+            out.push(Service {
+                wf: wf.clone(),
+                code: code.to_string(),
+                name,
+            });
+        }
+    }
+    out
+}
+
+async fn services(State(state): State<AppState>) -> Response {
+    let list: Vec<Value> = services_of(&state)
+        .iter()
+        .map(|s| {
+            json!({
+                "service_code": s.code, "service_name": s.name,
+                "description": localize(&s.wf.def.title, "zh-CN"),
+                "metadata": false, "type": "realtime", "keywords": "", "group": localize(&s.wf.def.title, "zh-CN"),
+            })
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+async fn service(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let Some(code) = file.strip_suffix(".json") else {
+        return error(StatusCode::NOT_FOUND, "only the JSON format is served");
+    };
+    if !services_of(&state).iter().any(|s| s.code == code) {
+        return error(StatusCode::NOT_FOUND, format!("no service \"{code}\""));
+    }
+    // No extra attributes: a service takes the standard request fields only.
+    Json(json!({"service_code": code, "attributes": []})).into_response()
+}
+
+/// The person behind `api_key` (a parameter, as GeoReport sends it) or a bearer token.
+async fn caller(state: &AppState, headers: &HeaderMap, api_key: Option<&str>) -> Result<Actor, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(key) = api_key.or(bearer) else {
+        return Err(error(StatusCode::UNAUTHORIZED, "an api_key is required"));
+    };
+    let store = &state.runtime.store;
+    let person = store
+        .person_for_token(key.trim())
+        .await
+        .map_err(|_| error(StatusCode::UNAUTHORIZED, "the api_key is not valid"))?;
+    store
+        .actor(&person)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct NewRequest {
+    api_key: Option<String>,
+    service_code: String,
+    #[serde(flatten)]
+    params: HashMap<String, String>,
+}
+
+async fn create_request(State(state): State<AppState>, headers: HeaderMap, Form(req): Form<NewRequest>) -> Response {
+    let actor = match caller(&state, &headers, req.api_key.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Some(service) = services_of(&state).into_iter().find(|s| s.code == req.service_code) else {
+        return error(StatusCode::BAD_REQUEST, format!("no service \"{}\"", req.service_code));
+    };
+    let cfg = service
+        .wf
+        .def
+        .open311
+        .as_ref()
+        .expect("services come from configured workflows");
+    let mut data = Map::new();
+    data.insert(cfg.service_field.clone(), Value::String(service.code.clone()));
+    for (param, field) in &cfg.fields {
+        if let Some(v) = req.params.get(param).filter(|v| !v.trim().is_empty()) {
+            data.insert(field.clone(), Value::String(v.trim().to_string()));
+        }
+    }
+    let profile = match state.runtime.store.profile(&actor.person).await {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match state
+        .runtime
+        .start(&actor.person, service.wf.id(), &profile.unit_id, Value::Object(data))
+        .await
+    {
+        Ok(applied) => (
+            StatusCode::CREATED,
+            Json(json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}])),
+        )
+            .into_response(),
+        Err(StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields))) => {
+            // Say which Open311 parameter was wrong, not which form field.
+            let why: Vec<String> = fields
+                .iter()
+                .map(|(pointer, message)| {
+                    let field = pointer.trim_start_matches('/');
+                    let param = cfg
+                        .fields
+                        .iter()
+                        .find(|(_, f)| *f == field)
+                        .map(|(p, _)| p.as_str())
+                        .unwrap_or(field);
+                    format!("{param}: {message}")
+                })
+                .collect();
+            error(StatusCode::BAD_REQUEST, why.join("; "))
+        }
+        Err(StoreError::Engine(civicflow_engine::EngineError::Forbidden(m))) => error(StatusCode::FORBIDDEN, m),
+        Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => {
+            tracing::error!(error = %e, "open311 request failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the server could not take the request",
+            )
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// A request as GeoReport shows it.
+async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
+    let wf = state.runtime.registry.get(&i.workflow, i.workflow_version)?;
+    let cfg = wf.def.open311.as_ref()?;
+    let field = |param: &str| {
+        cfg.fields
+            .iter()
+            .find(|(p, _)| *p == param)
+            .and_then(|(_, f)| i.data.get(f))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let code = i.data.get(&cfg.service_field).and_then(Value::as_str).unwrap_or("");
+    let service_name = services_of(state).into_iter().find(|s| s.code == code).map(|s| s.name);
+    let notes: Vec<String> = i
+        .position
+        .tokens
+        .iter()
+        .map(|s| {
+            wf.def
+                .states
+                .get(s)
+                .and_then(|st| st.title.as_ref())
+                .map(|t| localize(t, "zh-CN").to_string())
+                .unwrap_or_else(|| s.clone())
+        })
+        .collect();
+    let events = state.runtime.store.events(&i.id).await.ok()?;
+    let updated = events.last().map(|e| e.at).unwrap_or(i.created_at);
+    Some(json!({
+        "service_request_id": i.id,
+        "status": if i.status.as_str() == "completed" { "closed" } else { "open" },
+        "status_notes": notes.join("、"),
+        "service_name": service_name,
+        "service_code": code,
+        "description": field("description"),
+        "agency_responsible": i.data.get("department"),
+        "service_notice": "",
+        "requested_datetime": i.created_at,
+        "updated_datetime": updated,
+        "expected_datetime": null,
+        "address": field("address_string"),
+        "address_id": null,
+        "zipcode": null,
+        "lat": null,
+        "long": null,
+        "media_url": null,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    api_key: Option<String>,
+    service_request_id: Option<String>,
+    service_code: Option<String>,
+    status: Option<String>,
+}
+
+/// Requests the caller may see, newest first (at most 1,000, as GeoReport suggests).
+async fn list_requests(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    let actor = match caller(&state, &headers, q.api_key.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let wanted: Option<Vec<&str>> = q
+        .service_request_id
+        .as_deref()
+        .map(|ids| ids.split(',').map(str::trim).collect());
+    let mut out = Vec::new();
+    for wf in state
+        .runtime
+        .registry
+        .all_latest()
+        .iter()
+        .filter(|w| w.def.open311.is_some())
+    {
+        let instances = match state.runtime.store.instances_of(wf.id(), 1000).await {
+            Ok(list) => list,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        for i in instances.iter().rev() {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&i.id.as_str())) {
+                continue;
+            }
+            if !visible(&state, &actor, i).await.unwrap_or(false) {
+                continue;
+            }
+            let Some(r) = describe(&state, i).await else { continue };
+            if q.service_code.as_deref().is_some_and(|c| r["service_code"] != c)
+                || q.status.as_deref().is_some_and(|s| r["status"] != s)
+            {
+                continue;
+            }
+            out.push(r);
+        }
+    }
+    Json(out).into_response()
+}
+
+async fn one_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let Some(id) = file.strip_suffix(".json") else {
+        return error(StatusCode::NOT_FOUND, "only the JSON format is served");
+    };
+    let actor = match caller(&state, &headers, q.api_key.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let not_found = || error(StatusCode::NOT_FOUND, format!("no request \"{id}\""));
+    let Ok(instance) = state.runtime.store.instance(id).await else {
+        return not_found();
+    };
+    if !visible(&state, &actor, &instance).await.unwrap_or(false) {
+        return not_found();
+    }
+    match describe(&state, &instance).await {
+        Some(r) => Json(json!([r])).into_response(),
+        None => not_found(),
+    }
+}

@@ -1,0 +1,146 @@
+//! Server-rendered pages for end users: sign-in, task lists, generated forms, instance
+//! timelines. Templates, catalogues and the stylesheet come from `admin-ui/`, embedded in
+//! the binary, so `cargo run` is the whole install.
+
+pub mod forms;
+mod pages;
+pub mod session;
+
+use crate::AppState;
+use crate::i18n::text;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::{Environment, State as JState};
+use serde::Serialize;
+use std::sync::LazyLock;
+
+const TEMPLATES: [(&str, &str); 7] = [
+    ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
+    (
+        "fields.html",
+        include_str!("../../../../admin-ui/templates/fields.html"),
+    ),
+    ("login.html", include_str!("../../../../admin-ui/templates/login.html")),
+    ("tasks.html", include_str!("../../../../admin-ui/templates/tasks.html")),
+    ("form.html", include_str!("../../../../admin-ui/templates/form.html")),
+    (
+        "instance.html",
+        include_str!("../../../../admin-ui/templates/instance.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../../../admin-ui/templates/message.html"),
+    ),
+];
+const STYLESHEET: &str = include_str!("../../../../admin-ui/static/app.css");
+const SCRIPT: &str = include_str!("../../../../admin-ui/static/app.js");
+
+/// The largest file a form or the API takes, and the most one form post may carry.
+pub const MAX_UPLOAD_BYTES: usize = 10 << 20;
+const MAX_FORM_BYTES: usize = 6 * MAX_UPLOAD_BYTES;
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .unwrap_or_else(|e| panic!("admin-ui/templates/{name}: {e}"));
+    }
+    env.add_function("t", translate);
+    env.add_filter("when", when);
+    env
+});
+
+/// `{{ t("message-id", name=value) }}` in the page's language (`lang` in the context).
+fn translate(state: &JState, id: &str, args: Kwargs) -> String {
+    let lang = state.lookup("lang").map(|l| l.to_string()).unwrap_or_default();
+    let values: Vec<(String, fluent_bundle::FluentValue)> = args
+        .args()
+        .map(|k| {
+            let v: JValue = args.peek(k).unwrap_or_default();
+            let fv = match v.as_i64() {
+                Some(n) => fluent_bundle::FluentValue::from(n),
+                None => fluent_bundle::FluentValue::from(v.to_string()),
+            };
+            (k.to_string(), fv)
+        })
+        .collect();
+    let refs: Vec<(&str, fluent_bundle::FluentValue)> = values.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    text(&lang, id, &refs)
+}
+
+/// A stored time (RFC 3339, UTC) as China Standard Time, `2026-11-23 14:05`: the one time
+/// zone of the people these pages serve.
+fn when(value: &str) -> String {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&china).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// Render `template` with `context` plus `lang`.
+pub fn render(status: StatusCode, template: &str, lang: &str, context: impl Serialize) -> Response {
+    let ctx = minijinja::context! { lang => lang, ..JValue::from_serialize(context) };
+    match ENV.get_template(template).and_then(|t| t.render(ctx)) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(template, error = %e, "page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "page failed to render").into_response()
+        }
+    }
+}
+
+/// A page that only says something: not found, refused, failed.
+pub struct Page;
+
+impl Page {
+    pub fn message(status: StatusCode, lang: &str, message_id: &str) -> Response {
+        render(
+            status,
+            "message.html",
+            lang,
+            serde_json::json!({"message": text(lang, message_id, &[])}),
+        )
+    }
+
+    pub fn not_found(lang: &str) -> Response {
+        Self::message(StatusCode::NOT_FOUND, lang, "page-not-found")
+    }
+}
+
+pub fn server_error(e: impl std::fmt::Display, lang: &str) -> Response {
+    tracing::error!(error = %e, "page request failed");
+    Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error")
+}
+
+/// After a form post: go to `to` with a GET (303).
+pub fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { see_other("/tasks") }))
+        .route("/login", get(session::sign_in_form).post(session::sign_in))
+        .route("/logout", post(session::sign_out))
+        .route("/tasks", get(pages::task_list))
+        .route("/tasks/{id}", get(pages::task_form).post(pages::task_submit))
+        .route("/tasks/{id}/claim", post(pages::task_claim))
+        .route("/start", get(pages::start_list))
+        .route("/start/{workflow}", get(pages::start_form).post(pages::start_submit))
+        .route("/mine", get(pages::mine))
+        .route("/instances/{id}", get(pages::instance_page))
+        .route("/attachments/{sha}", get(pages::attachment))
+        .route(
+            "/static/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+}

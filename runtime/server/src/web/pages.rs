@@ -1,0 +1,808 @@
+//! The pages: my tasks and open to claim, a task's generated form, starting an instance,
+//! what I started, and an instance with its timeline in plain words.
+
+use super::forms::{self, Posted};
+use super::session::Viewer;
+use super::{Page, render, see_other, server_error};
+use crate::AppState;
+use crate::i18n::text;
+use crate::uploads;
+use crate::work_api::visible;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use civicflow_engine::definition::localize;
+use civicflow_engine::{EngineError, Instance, Workflow};
+use civicflow_store::idempotency::Reservation;
+use civicflow_store::{StoreError, TaskView};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+type Names = HashMap<String, (String, Option<String>)>;
+
+fn name_of(names: &Names, id: &str, lang: &str) -> String {
+    match names.get(id) {
+        Some((_, Some(en))) if lang == "en" && !en.is_empty() => en.clone(),
+        Some((name, _)) => name.clone(),
+        None => id.to_string(),
+    }
+}
+
+fn state_title(wf: &Workflow, state: &str, lang: &str) -> String {
+    wf.def
+        .states
+        .get(state)
+        .and_then(|s| s.title.as_ref())
+        .map(|t| localize(t, lang).to_string())
+        .unwrap_or_else(|| state.to_string())
+}
+
+fn role_title(wf: &Workflow, role: &str, lang: &str) -> String {
+    wf.def
+        .roles
+        .get(role)
+        .map(|r| localize(&r.title, lang).to_string())
+        .unwrap_or_else(|| role.to_string())
+}
+
+/// "2 days", "3 hours", "15 minutes": the largest unit that is at least one.
+fn span_text(lang: &str, minutes: i64) -> String {
+    let (id, n) = if minutes >= 24 * 60 {
+        ("duration-days", minutes / (24 * 60))
+    } else if minutes >= 60 {
+        ("duration-hours", minutes / 60)
+    } else {
+        ("duration-minutes", minutes.max(1))
+    };
+    text(lang, id, &[("n", n.into())])
+}
+
+fn due_text(lang: &str, due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (String, bool) {
+    match due {
+        None => (text(lang, "task-no-due", &[]), false),
+        Some(d) if d < now => (
+            text(
+                lang,
+                "task-overdue",
+                &[("time", span_text(lang, (now - d).num_minutes()).into())],
+            ),
+            true,
+        ),
+        Some(d) => (
+            text(
+                lang,
+                "task-due-in",
+                &[("time", span_text(lang, (d - now).num_minutes()).into())],
+            ),
+            false,
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListFilter {
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filter): Query<ListFilter>) -> Response {
+    let lang = viewer.lang;
+    let store = &state.runtime.store;
+    let all = match store.tasks_for(&viewer.actor).await {
+        Ok(t) => t,
+        Err(e) => return server_error(e, lang),
+    };
+    let units: Vec<&str> = all.iter().map(|t| t.task.unit_id.as_str()).collect();
+    let claimers: Vec<&str> = all.iter().filter_map(|t| t.task.claimed_by.as_deref()).collect();
+    let names = match store.names(&units, &claimers).await {
+        Ok(n) => n,
+        Err(e) => return server_error(e, lang),
+    };
+    let now = state.runtime.now();
+    let mut workflows = BTreeMap::new();
+    let mut unit_choices = BTreeMap::new();
+    let (mut mine, mut pool) = (Vec::new(), Vec::new());
+    for t in &all {
+        let Some(wf) = state.runtime.registry.latest(&t.workflow) else {
+            continue;
+        };
+        let wf_title = localize(&wf.def.title, lang).to_string();
+        workflows.insert(t.workflow.clone(), wf_title.clone());
+        unit_choices.insert(t.task.unit_id.clone(), name_of(&names, &t.task.unit_id, lang));
+        if filter
+            .workflow
+            .as_deref()
+            .is_some_and(|w| !w.is_empty() && w != t.workflow)
+            || filter
+                .unit
+                .as_deref()
+                .is_some_and(|u| !u.is_empty() && u != t.task.unit_id)
+        {
+            continue;
+        }
+        let (due, overdue) = due_text(lang, t.task.due_at, now);
+        let open_to_claim = t.task.pool && t.task.claimed_by.is_none();
+        let item = json!({
+            "id": t.task.id,
+            "instance": t.task.instance_id,
+            "title": state_title(&wf, &t.task.state, lang),
+            "workflow": wf_title,
+            "unit": name_of(&names, &t.task.unit_id, lang),
+            "role": t.task.role.as_deref().map(|r| role_title(&wf, r, lang)),
+            "claimed_by": t.task.claimed_by.as_deref().map(|p| name_of(&names, p, lang)),
+            "due": due,
+            "overdue": overdue,
+            "due_at": t.task.due_at,
+        });
+        if open_to_claim {
+            pool.push(item)
+        } else {
+            mine.push(item)
+        }
+    }
+    // The store sorts by due time, so overdue tasks (the earliest due) already come first.
+    render(
+        StatusCode::OK,
+        "tasks.html",
+        lang,
+        json!({
+            "viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "tasks",
+            "mine": mine, "pool": pool,
+            "workflows": workflows, "units": unit_choices,
+            "filter": {"workflow": filter.workflow, "unit": filter.unit},
+            "notice": filter.done.map(|_| text(lang, "task-done", &[])),
+        }),
+    )
+}
+
+/// The open task `id` if the viewer may see its instance, with its workflow.
+async fn find_task(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<(TaskView, Instance, Arc<Workflow>), Response> {
+    let store = &state.runtime.store;
+    let lang = viewer.lang;
+    let instance_id = store.task_instance(id).await.map_err(|_| Page::not_found(lang))?;
+    let instance = store.instance(&instance_id).await.map_err(|e| server_error(e, lang))?;
+    if !visible(state, &viewer.actor, &instance)
+        .await
+        .map_err(|_| Page::not_found(lang))?
+    {
+        return Err(Page::not_found(lang));
+    }
+    let wf = state
+        .runtime
+        .registry
+        .get(&instance.workflow, instance.workflow_version)
+        .ok_or_else(|| Page::not_found(lang))?;
+    let tasks = store
+        .instance_tasks(&instance_id)
+        .await
+        .map_err(|e| server_error(e, lang))?;
+    let task = tasks
+        .into_iter()
+        .find(|t| t.task.id == id)
+        .ok_or_else(|| Page::not_found(lang))?;
+    Ok((task, instance, wf))
+}
+
+struct FormPage<'a> {
+    wf: &'a Workflow,
+    form: Option<&'a str>,
+    title: String,
+    action: String,
+    data: Value,
+    errors: BTreeMap<String, String>,
+    /// Units to start in (start forms only), with the chosen one.
+    units: Vec<(String, String)>,
+    unit: String,
+    key: String,
+    back: Option<String>,
+}
+
+fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
+    let def = p.form.and_then(|f| p.wf.def.forms.get(f));
+    let schema = def.map(|d| d.schema.clone()).unwrap_or(json!({}));
+    let ui = def.and_then(|d| d.ui.clone()).unwrap_or(Value::Null);
+    let mut fields = forms::fields(&schema, &ui, &p.data, "", viewer.lang);
+    let summary = forms::attach_errors(&mut fields, &p.errors);
+    render(
+        status,
+        "form.html",
+        viewer.lang,
+        json!({
+            "viewer": viewer.profile.name, "csrf": viewer.csrf,
+            "title": p.title, "action": p.action, "fields": fields, "summary": summary,
+            "units": p.units, "unit": p.unit, "key": p.key, "back": p.back,
+            "max_mb": uploads::MAX_UPLOAD_BYTES >> 20,
+        }),
+    )
+}
+
+/// Read a multipart form post: text parts, `_csrf`, and files, each kept by content hash
+/// (a refused file becomes a problem beside its field).
+async fn read_post(state: &AppState, viewer: &Viewer, mut multipart: Multipart) -> Result<Posted, Response> {
+    let mut posted = Posted::default();
+    let lang = viewer.lang;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        tracing::info!(error = %e, "unreadable form post");
+        Page::message(StatusCode::BAD_REQUEST, lang, "page-error")
+    };
+    let mut csrf = None;
+    while let Some(part) = multipart.next_field().await.map_err(bad)? {
+        let name = part.name().unwrap_or("").to_string();
+        let file_name = part.file_name().map(str::to_string);
+        let bytes = part.bytes().await.map_err(bad)?;
+        match file_name {
+            None if name == "_csrf" => csrf = Some(String::from_utf8_lossy(&bytes).into_owned()),
+            None => posted.values.push((name, String::from_utf8_lossy(&bytes).into_owned())),
+            Some(_) if bytes.is_empty() => {}
+            Some(file_name) => match uploads::check(&bytes) {
+                Ok(content_type) => {
+                    let reference = state
+                        .runtime
+                        .store
+                        .put_attachment(&bytes, content_type, &viewer.profile.id, state.runtime.now())
+                        .await
+                        .map_err(|e| server_error(e, lang))?;
+                    posted.files.entry(name).or_default().push(reference);
+                }
+                Err(refused) => {
+                    let id = if refused == uploads::Refused::TooLarge {
+                        "err-upload-size"
+                    } else {
+                        "err-upload-type"
+                    };
+                    let message = text(
+                        lang,
+                        id,
+                        &[
+                            ("name", file_name.into()),
+                            ("mb", (uploads::MAX_UPLOAD_BYTES >> 20).into()),
+                        ],
+                    );
+                    posted.problems.insert(name, message);
+                }
+            },
+        }
+    }
+    viewer.check_csrf(csrf.as_deref())?;
+    Ok(posted)
+}
+
+/// Read the post into form data and list what is wrong with it, in the viewer's language.
+fn check(wf: &Workflow, form: Option<&str>, posted: &mut Posted, lang: &str) -> (Value, BTreeMap<String, String>) {
+    let Some(form) = form else {
+        return (json!({}), BTreeMap::new());
+    };
+    let schema = wf.def.forms.get(form).map(|d| d.schema.clone()).unwrap_or(json!({}));
+    let data = forms::read(&schema, posted, "");
+    let mut errors: BTreeMap<String, String> = wf
+        .form_problems(form, &data)
+        .iter()
+        .map(|p| (p.pointer.clone(), forms::problem_text(p, lang)))
+        .collect();
+    for (pointer, message) in &posted.problems {
+        let message = if message.starts_with("err-") {
+            text(lang, message, &[])
+        } else {
+            message.clone()
+        };
+        errors.insert(pointer.clone(), message);
+    }
+    (data, errors)
+}
+
+/// An engine refusal as errors for the form page.
+fn refusal(e: StoreError, lang: &str) -> Result<BTreeMap<String, String>, Response> {
+    match e {
+        StoreError::Engine(EngineError::InvalidForm(fields)) => Ok(fields.into_iter().collect()),
+        StoreError::Db(_) | StoreError::Corrupt(_) => Err(server_error(e, lang)),
+        other => Ok([(
+            String::new(),
+            text(lang, "err-refused", &[("reason", other.to_string().into())]),
+        )]
+        .into()),
+    }
+}
+
+pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
+    let (task, instance, wf) = match find_task(&state, &viewer, &id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    if task.status != "open" || !viewer.actor.may_act_on(&task.task) {
+        return see_other(&format!("/instances/{}", instance.id));
+    }
+    if task.task.pool && task.task.claimed_by.is_none() {
+        return see_other(&format!("/instances/{}", instance.id));
+    }
+    let title = state_title(&wf, &task.task.state, viewer.lang);
+    form_page(
+        &viewer,
+        StatusCode::OK,
+        FormPage {
+            wf: &wf,
+            form: task.task.form.as_deref(),
+            title,
+            action: format!("/tasks/{id}"),
+            data: json!({}),
+            errors: BTreeMap::new(),
+            units: Vec::new(),
+            unit: String::new(),
+            key: String::new(),
+            back: Some(format!("/instances/{}", instance.id)),
+        },
+    )
+}
+
+pub async fn task_submit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    multipart: Multipart,
+) -> Response {
+    let (task, instance, wf) = match find_task(&state, &viewer, &id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let mut posted = match read_post(&state, &viewer, multipart).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let form = task.task.form.as_deref();
+    let (data, mut errors) = check(&wf, form, &mut posted, viewer.lang);
+    if errors.is_empty() {
+        match state.runtime.complete(&viewer.profile.id, &id, data.clone()).await {
+            Ok(_) => return see_other(&format!("/instances/{}?done=1", instance.id)),
+            Err(e) => match refusal(e, viewer.lang) {
+                Ok(e) => errors = e,
+                Err(r) => return r,
+            },
+        }
+    }
+    form_page(
+        &viewer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        FormPage {
+            wf: &wf,
+            form,
+            title: state_title(&wf, &task.task.state, viewer.lang),
+            action: format!("/tasks/{id}"),
+            data,
+            errors,
+            units: Vec::new(),
+            unit: String::new(),
+            key: String::new(),
+            back: Some(format!("/instances/{}", instance.id)),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+}
+
+pub async fn task_claim(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
+        return r;
+    }
+    if let Err(r) = find_task(&state, &viewer, &id).await {
+        return r;
+    }
+    match state.runtime.claim(&viewer.profile.id, &id).await {
+        Ok(_) => see_other(&format!("/tasks/{id}")),
+        Err(StoreError::Db(e)) => server_error(e, viewer.lang),
+        Err(_) => see_other("/tasks"),
+    }
+}
+
+/// Workflows the viewer may start, with the units they may start them in.
+fn startable(state: &AppState, viewer: &Viewer) -> Vec<(Arc<Workflow>, Vec<String>)> {
+    state
+        .runtime
+        .registry
+        .all_latest()
+        .into_iter()
+        .filter_map(|wf| {
+            let mut units: Vec<String> = viewer
+                .actor
+                .roles
+                .iter()
+                .filter(|g| wf.def.start.roles.contains(&g.role))
+                .map(|g| g.unit_id.clone())
+                .collect();
+            units.dedup();
+            (!units.is_empty()).then_some((wf, units))
+        })
+        .collect()
+}
+
+pub async fn start_list(State(state): State<AppState>, viewer: Viewer) -> Response {
+    let lang = viewer.lang;
+    let items: Vec<Value> = startable(&state, &viewer)
+        .iter()
+        .map(|(wf, _)| {
+            json!({
+                "id": wf.id(),
+                "title": localize(&wf.def.title, lang),
+                "description": wf.def.description.as_ref().map(|d| localize(d, lang)),
+            })
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "tasks.html",
+        lang,
+        json!({"viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "start", "startable": items}),
+    )
+}
+
+async fn start_page(
+    state: &AppState,
+    viewer: &Viewer,
+    workflow: &str,
+    status: StatusCode,
+    data: Value,
+    errors: BTreeMap<String, String>,
+    unit: Option<String>,
+) -> Response {
+    let lang = viewer.lang;
+    let Some((wf, units)) = startable(state, viewer).into_iter().find(|(wf, _)| wf.id() == workflow) else {
+        return Page::not_found(lang);
+    };
+    let refs: Vec<&str> = units.iter().map(String::as_str).collect();
+    let names = match state.runtime.store.names(&refs, &[]).await {
+        Ok(n) => n,
+        Err(e) => return server_error(e, lang),
+    };
+    let key = uuid::Uuid::now_v7().to_string();
+    form_page(
+        viewer,
+        status,
+        FormPage {
+            wf: &wf,
+            form: wf.def.start.form.as_deref(),
+            title: localize(&wf.def.title, lang).to_string(),
+            action: format!("/start/{workflow}"),
+            data,
+            errors,
+            unit: unit.unwrap_or_else(|| units[0].clone()),
+            units: units.iter().map(|u| (u.clone(), name_of(&names, u, lang))).collect(),
+            key,
+            back: Some("/start".into()),
+        },
+    )
+}
+
+pub async fn start_form(State(state): State<AppState>, viewer: Viewer, Path(workflow): Path<String>) -> Response {
+    start_page(
+        &state,
+        &viewer,
+        &workflow,
+        StatusCode::OK,
+        json!({}),
+        BTreeMap::new(),
+        None,
+    )
+    .await
+}
+
+pub async fn start_submit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(workflow): Path<String>,
+    multipart: Multipart,
+) -> Response {
+    let lang = viewer.lang;
+    let Some(wf) = state.runtime.registry.latest(&workflow) else {
+        return Page::not_found(lang);
+    };
+    let mut posted = match read_post(&state, &viewer, multipart).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let take = |posted: &mut Posted, name: &str| {
+        let i = posted.values.iter().position(|(n, _)| n == name)?;
+        Some(posted.values.remove(i).1)
+    };
+    let unit = take(&mut posted, "_unit").unwrap_or_default();
+    let key = take(&mut posted, "_key");
+    let (data, mut errors) = check(&wf, wf.def.start.form.as_deref(), &mut posted, lang);
+    if errors.is_empty() {
+        let store = &state.runtime.store;
+        // A double-tapped submit button starts one instance, not two.
+        if let Some(key) = &key {
+            match store.reserve_key(&viewer.profile.id, key, state.runtime.now()).await {
+                Ok(Reservation::Fresh) => {}
+                Ok(Reservation::Done(answer)) => {
+                    let id = serde_json::from_str::<Value>(&answer)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_string));
+                    return see_other(&id.map(|i| format!("/instances/{i}")).unwrap_or_else(|| "/mine".into()));
+                }
+                Ok(Reservation::InProgress) => return see_other("/mine"),
+                Err(e) => return server_error(e, lang),
+            }
+        }
+        match state
+            .runtime
+            .start(&viewer.profile.id, &workflow, &unit, data.clone())
+            .await
+        {
+            Ok(applied) => {
+                if let Some(key) = &key {
+                    let _ = store
+                        .finish_key(&viewer.profile.id, key, &json!({"id": applied.instance.id}).to_string())
+                        .await;
+                }
+                return see_other(&format!("/instances/{}?done=1", applied.instance.id));
+            }
+            Err(e) => {
+                if let Some(key) = &key {
+                    let _ = store.release_key(&viewer.profile.id, key).await;
+                }
+                match refusal(e, lang) {
+                    Ok(e) => errors = e,
+                    Err(r) => return r,
+                }
+            }
+        }
+    }
+    start_page(
+        &state,
+        &viewer,
+        &workflow,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        data,
+        errors,
+        Some(unit),
+    )
+    .await
+}
+
+pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
+    let lang = viewer.lang;
+    let store = &state.runtime.store;
+    let started = match store.instances_started_by(&viewer.profile.id, 100).await {
+        Ok(s) => s,
+        Err(e) => return server_error(e, lang),
+    };
+    let units: Vec<&str> = started.iter().map(|i| i.unit_id.as_str()).collect();
+    let names = match store.names(&units, &[]).await {
+        Ok(n) => n,
+        Err(e) => return server_error(e, lang),
+    };
+    let items: Vec<Value> = started
+        .iter()
+        .map(|i| {
+            let wf = state.runtime.registry.get(&i.workflow, i.workflow_version);
+            json!({
+                "id": i.id,
+                "workflow": wf.as_ref().map(|w| localize(&w.def.title, lang).to_string()).unwrap_or_else(|| i.workflow.clone()),
+                "states": i.position.tokens.iter().map(|s| wf.as_ref().map(|w| state_title(w, s, lang)).unwrap_or_else(|| s.clone())).collect::<Vec<_>>(),
+                "status": text(lang, &format!("instance-status-{}", i.status.as_str()), &[]),
+                "unit": name_of(&names, &i.unit_id, lang),
+                "created_at": i.created_at,
+            })
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "tasks.html",
+        lang,
+        json!({"viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "mine", "started": items}),
+    )
+}
+
+/// Read-only fields of a form with its data, for the timeline.
+fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<forms::Field> {
+    let Some(def) = form.and_then(|f| wf.def.forms.get(f)) else {
+        return Vec::new();
+    };
+    let ui = def.ui.clone().unwrap_or(Value::Null);
+    let mut fields = forms::fields(&def.schema, &ui, data, "", lang);
+    fields.retain(|f| data.get(f.name.trim_start_matches('/')).is_some());
+    fields
+}
+
+pub async fn instance_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(filter): Query<ListFilter>,
+) -> Response {
+    let lang = viewer.lang;
+    let store = &state.runtime.store;
+    let Ok(instance) = store.instance(&id).await else {
+        return Page::not_found(lang);
+    };
+    match visible(&state, &viewer.actor, &instance).await {
+        Ok(true) => {}
+        Ok(false) => return Page::not_found(lang),
+        Err(_) => return Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error"),
+    }
+    let Some(wf) = state
+        .runtime
+        .registry
+        .get(&instance.workflow, instance.workflow_version)
+    else {
+        return Page::not_found(lang);
+    };
+    let (tasks, events) = match (store.instance_tasks(&id).await, store.events(&id).await) {
+        (Ok(t), Ok(e)) => (t, e),
+        (Err(e), _) | (_, Err(e)) => return server_error(e, lang),
+    };
+    let mut people: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    people.extend(tasks.iter().filter_map(|t| t.task.person.as_deref()));
+    people.sort_unstable();
+    people.dedup();
+    let mut units = vec![instance.unit_id.as_str()];
+    units.extend(tasks.iter().map(|t| t.task.unit_id.as_str()));
+    let names = match store.names(&units, &people).await {
+        Ok(n) => n,
+        Err(e) => return server_error(e, lang),
+    };
+    let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| -> String {
+        let mut out = Vec::new();
+        if let Some(u) = unit {
+            out.push(name_of(&names, u, lang));
+        }
+        if let Some(r) = role {
+            out.push(role_title(&wf, r, lang));
+        }
+        if let Some(p) = person {
+            out.push(name_of(&names, p, lang));
+        }
+        out.join(" ")
+    };
+    let timeline: Vec<Value> = events
+        .iter()
+        .filter_map(|e| {
+            let p = &e.payload;
+            let s = |k: &str| p[k].as_str().map(|st| state_title(&wf, st, lang)).unwrap_or_default();
+            let actor = if e.actor == "system" {
+                text(lang, "actor-system", &[])
+            } else {
+                name_of(&names, &e.actor, lang)
+            };
+            let args: Vec<(&str, fluent_bundle::FluentValue)> = match e.kind.as_str() {
+                "entered" | "join_waiting" => return None,
+                "started" => vec![
+                    ("actor", actor.into()),
+                    ("workflow", localize(&wf.def.title, lang).to_string().into()),
+                ],
+                "task_created" => vec![
+                    ("state", s("state").into()),
+                    (
+                        "who",
+                        who(p["person"].as_str(), p["role"].as_str(), p["unit"].as_str()).into(),
+                    ),
+                ],
+                "escalated" => vec![
+                    ("state", s("state").into()),
+                    ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
+                ],
+                "rule_evaluated" => {
+                    let by = match p["by"].as_str() {
+                        Some("expression") | None => text(lang, "event-rule-by-default", &[]),
+                        Some(plugin) => plugin.to_string(),
+                    };
+                    vec![
+                        ("rule", p["rule"].as_str().unwrap_or("").to_string().into()),
+                        ("by", by.into()),
+                        ("value", p["value"].to_string().into()),
+                    ]
+                }
+                "notified" => vec![
+                    ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
+                    ("text", p["text"].as_str().unwrap_or("").to_string().into()),
+                ],
+                "transitioned" => {
+                    let to: Vec<String> = p["to"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|st| state_title(&wf, st, lang))
+                        .collect();
+                    vec![("state", to.join("、").into())]
+                }
+                "signal_received" => vec![("signal", p["signal"].as_str().unwrap_or("").to_string().into())],
+                "credited" => vec![
+                    ("who", name_of(&names, p["person"].as_str().unwrap_or(""), lang).into()),
+                    ("account", p["account"].as_str().unwrap_or("").to_string().into()),
+                    ("amount", p["amount"].to_string().into()),
+                ],
+                _ => vec![
+                    ("actor", actor.into()),
+                    ("state", s("state").into()),
+                    ("kind", e.kind.clone().into()),
+                ],
+            };
+            let id = format!("event-{}", e.kind);
+            let mut line = text(lang, &id, &args);
+            if line == id {
+                line = text(lang, "event-other", &args);
+            }
+            let form_state = p["state"]
+                .as_str()
+                .and_then(|st| wf.def.states.get(st))
+                .and_then(|st| st.form.as_deref());
+            let details = match e.kind.as_str() {
+                "started" => filled(&wf, wf.def.start.form.as_deref(), &p["data"], lang),
+                "task_completed" | "entry_submitted" => filled(&wf, form_state, &p["form"], lang),
+                _ => Vec::new(),
+            };
+            Some(json!({"at": e.at, "text": line, "details": details}))
+        })
+        .collect();
+    let open: Vec<Value> = tasks
+        .iter()
+        .filter(|t| t.status == "open")
+        .map(|t| {
+            let (due, overdue) = due_text(lang, t.task.due_at, state.runtime.now());
+            json!({
+                "id": t.task.id,
+                "title": state_title(&wf, &t.task.state, lang),
+                "who": who(t.task.person.as_deref(), t.task.role.as_deref(), Some(&t.task.unit_id)),
+                "due": due, "overdue": overdue,
+                "mine": viewer.actor.may_act_on(&t.task),
+                "claim": t.task.pool && t.task.claimed_by.is_none(),
+            })
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "instance.html",
+        lang,
+        json!({
+            "viewer": viewer.profile.name, "csrf": viewer.csrf,
+            "title": localize(&wf.def.title, lang),
+            "id": instance.id,
+            "status": text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
+            "unit": name_of(&names, &instance.unit_id, lang),
+            "created_at": instance.created_at,
+            "open": open, "timeline": timeline,
+            "notice": filter.done.map(|_| text(lang, "task-done", &[])),
+        }),
+    )
+}
+
+/// A stored file, for anyone signed in: references are SHA-256 hashes, which cannot be
+/// guessed, and appear only in data the viewer could see.
+pub async fn attachment(State(state): State<AppState>, viewer: Viewer, Path(sha): Path<String>) -> Response {
+    match state.runtime.store.attachment(&sha).await {
+        Ok(Some(a)) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                (header::CACHE_CONTROL, "private, max-age=31536000, immutable".into()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'".into(),
+                ),
+            ],
+            Body::from(a.content),
+        )
+            .into_response(),
+        Ok(None) => Page::not_found(viewer.lang),
+        Err(e) => server_error(e, viewer.lang),
+    }
+}

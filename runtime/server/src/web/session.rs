@@ -1,0 +1,354 @@
+//! Browser sign-in: password (argon2id) or a one-time code, a session cookie (HttpOnly,
+//! Secure, SameSite=Lax), a CSRF token in every form, and a cap on failed attempts per
+//! account and per address.
+
+use super::{Page, render, see_other};
+use crate::AppState;
+use crate::i18n::{self, text};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use chrono::Duration;
+use civicflow_engine::Actor;
+use civicflow_store::accounts::Profile;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+pub const SESSION_COOKIE: &str = "cf_session";
+pub const LANG_COOKIE: &str = "cf_lang";
+const SESSION_HOURS: i64 = 12;
+const CODE_MINUTES: i64 = 10;
+/// Failed attempts allowed per window, per account and per client address.
+const WINDOW_MINUTES: i64 = 15;
+const FAILURES_PER_ACCOUNT: i64 = 5;
+const FAILURES_PER_ADDRESS: i64 = 30;
+
+/// The signed-in person behind a page request, with the language to answer in.
+pub struct Viewer {
+    pub actor: Actor,
+    pub profile: Profile,
+    pub csrf: String,
+    pub lang: &'static str,
+}
+
+/// The language for a request: `?lang=`, then the `cf_lang` cookie, then the person's
+/// setting, then `Accept-Language`, then zh-CN.
+pub fn language(parts: &Parts, jar: &CookieJar, setting: Option<&str>) -> &'static str {
+    let query = parts.uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("lang="))
+            .and_then(i18n::supported)
+    });
+    query
+        .or_else(|| jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value())))
+        .or_else(|| setting.and_then(i18n::supported))
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(i18n::from_accept_language)
+        })
+        .unwrap_or(i18n::DEFAULT_LOCALE)
+}
+
+/// Where a page request without a session is sent: the sign-in page, then back.
+pub struct SignInFirst(String);
+
+impl IntoResponse for SignInFirst {
+    fn into_response(self) -> Response {
+        let next: String = form_urlencoded::byte_serialize(self.0.as_bytes()).collect();
+        Redirect::to(&format!("/login?next={next}")).into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let here = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        let store = &state.runtime.store;
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Err(SignInFirst(here).into_response());
+        };
+        let session = match store.session(cookie.value(), state.runtime.now()).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(SignInFirst(here).into_response()),
+            Err(e) => return Err(super::server_error(e, i18n::DEFAULT_LOCALE)),
+        };
+        let loaded = async {
+            Ok::<_, civicflow_store::StoreError>((
+                store.profile(&session.person).await?,
+                store.actor(&session.person).await?,
+            ))
+        };
+        let (profile, actor) = match loaded.await {
+            Ok(found) => found,
+            Err(_) => return Err(SignInFirst(here).into_response()),
+        };
+        let lang = language(parts, &jar, profile.locale.as_deref());
+        // A language chosen on a page becomes the person's setting (notifications use it).
+        if profile.locale.as_deref() != Some(lang) && parts.uri.query().is_some_and(|q| q.contains("lang=")) {
+            let _ = store.set_locale(&profile.id, lang).await;
+        }
+        Ok(Viewer {
+            actor,
+            profile,
+            csrf: session.csrf,
+            lang,
+        })
+    }
+}
+
+impl Viewer {
+    /// Refuse a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, posted: Option<&str>) -> Result<(), Response> {
+        let ok = posted.is_some_and(|p| constant_time_eq(p.as_bytes(), self.csrf.as_bytes()));
+        if ok {
+            Ok(())
+        } else {
+            Err(Page::message(StatusCode::FORBIDDEN, self.lang, "csrf-failed"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The language of a page nobody is signed in to.
+pub struct Lang(pub &'static str);
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        Ok(Lang(language(parts, &jar, None)))
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct SignInQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    login: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
+    /// `password`, `send_code` or `code`.
+    action: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// Only same-site paths are followed after sign-in.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/tasks"
+    }
+}
+
+struct SignInPage<'a> {
+    lang: &'a str,
+    login: &'a str,
+    next: &'a str,
+    codes: bool,
+}
+
+impl SignInPage<'_> {
+    fn show(&self, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
+        render(
+            status,
+            "login.html",
+            self.lang,
+            json!({"login": self.login, "next": self.next, "error": error, "notice": notice, "code_sign_in": self.codes}),
+        )
+    }
+}
+
+pub async fn sign_in_form(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    Query(q): Query<SignInQuery>,
+    jar: CookieJar,
+) -> Response {
+    let jar = remember_language(jar, q.lang.as_deref());
+    let page = SignInPage {
+        lang,
+        login: "",
+        next: safe_next(q.next.as_deref().unwrap_or("")),
+        codes: state.log_sign_in_codes,
+    };
+    (jar, page.show(StatusCode::OK, None, None)).into_response()
+}
+
+/// A `?lang=` choice kept in a cookie for pages before sign-in.
+fn remember_language(jar: CookieJar, lang: Option<&str>) -> CookieJar {
+    match lang.and_then(i18n::supported) {
+        Some(l) => jar.add(
+            Cookie::build((LANG_COOKIE, l))
+                .path("/")
+                .same_site(SameSite::Lax)
+                .max_age(time::Duration::days(365))
+                .build(),
+        ),
+        None => jar,
+    }
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Lang(lang): Lang,
+    jar: CookieJar,
+    headers: HeaderMap,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let page = SignInPage {
+        lang,
+        login: &form.login,
+        next: safe_next(&form.next),
+        codes: state.log_sign_in_codes,
+    };
+    if !same_origin(&headers) {
+        return Page::message(StatusCode::FORBIDDEN, lang, "csrf-failed");
+    }
+    let store = &state.runtime.store;
+    let now = state.runtime.now();
+    // Behind a proxy every client shares its address; the per-account cap still holds.
+    let address = format!(
+        "ip:{}",
+        connect
+            .map(|c| c.0.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    );
+    let person = match store.find_login(&form.login).await {
+        Ok(p) => p,
+        Err(e) => return super::server_error(e, lang),
+    };
+    // Unknown accounts are counted under their name, so probing names is throttled too.
+    let account = format!("person:{}", person.as_deref().unwrap_or(form.login.trim()));
+    let since = now - Duration::minutes(WINDOW_MINUTES);
+    for (subject, cap) in [(&account, FAILURES_PER_ACCOUNT), (&address, FAILURES_PER_ADDRESS)] {
+        match store.sign_in_failures(subject, since).await {
+            Ok((count, Some(oldest))) if count >= cap => {
+                let wait = (oldest + Duration::minutes(WINDOW_MINUTES) - now).num_minutes().max(0) + 1;
+                tracing::warn!(subject = %subject, count, "sign-in throttled");
+                let message = text(lang, "sign-in-throttled", &[("minutes", wait.into())]);
+                let mut page = page.show(StatusCode::TOO_MANY_REQUESTS, Some(message), None);
+                page.headers_mut().insert(header::RETRY_AFTER, (wait * 60).into());
+                return page;
+            }
+            Ok(_) => {}
+            Err(e) => return super::server_error(e, lang),
+        }
+    }
+    let verdict = match (form.action.as_str(), &person) {
+        ("send_code" | "code", _) if !page.codes => Ok((false, "sign-in-failed")),
+        ("send_code", Some(p)) => {
+            match store.issue_sign_in_code(p, now, Duration::minutes(CODE_MINUTES)).await {
+                // Demo mode's delivery: the server log. A deployment wires an SMS gateway here.
+                Ok(code) => tracing::info!(person = %p, code = %code, "one-time sign-in code"),
+                Err(e) => return super::server_error(e, lang),
+            }
+            return page.show(StatusCode::OK, None, Some(text(lang, "sign-in-code-sent", &[])));
+        }
+        // The same answer whether or not the account exists.
+        ("send_code", None) => {
+            return page.show(StatusCode::OK, None, Some(text(lang, "sign-in-code-sent", &[])));
+        }
+        ("code", Some(p)) => store
+            .redeem_sign_in_code(p, &form.code, now)
+            .await
+            .map(|ok| (ok, "sign-in-code-failed")),
+        ("password", Some(p)) => store
+            .check_password(p, &form.password)
+            .await
+            .map(|ok| (ok, "sign-in-failed")),
+        ("code", None) => Ok((false, "sign-in-code-failed")),
+        _ => Ok((false, "sign-in-failed")),
+    };
+    let (ok, failure) = match verdict {
+        Ok(v) => v,
+        Err(e) => return super::server_error(e, lang),
+    };
+    let person = match (ok, person) {
+        (true, Some(p)) => p,
+        _ => {
+            if let Err(e) = store.record_sign_in_failure(&[&account, &address], now).await {
+                return super::server_error(e, lang);
+            }
+            tracing::info!(account = %account, "sign-in refused");
+            let message = text(lang, failure, &[]);
+            return page.show(StatusCode::UNAUTHORIZED, Some(message), None);
+        }
+    };
+    if let Err(e) = store.clear_sign_in_failures(&account, since).await {
+        return super::server_error(e, lang);
+    }
+    let (cookie, _) = match store.create_session(&person, now, Duration::hours(SESSION_HOURS)).await {
+        Ok(s) => s,
+        Err(e) => return super::server_error(e, lang),
+    };
+    tracing::info!(person = %person, "signed in");
+    let jar = jar.add(
+        Cookie::build((SESSION_COOKIE, cookie))
+            .path("/")
+            .http_only(true)
+            .secure(true)
+            .same_site(SameSite::Lax)
+            .max_age(time::Duration::hours(SESSION_HOURS))
+            .build(),
+    );
+    (jar, see_other(page.next)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    jar: CookieJar,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if let Err(refused) = viewer.check_csrf(form.csrf.as_deref()) {
+        return refused;
+    }
+    if let Some(c) = jar.get(SESSION_COOKIE)
+        && let Err(e) = state.runtime.store.end_session(c.value()).await
+    {
+        return super::server_error(e, viewer.lang);
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    (jar, see_other("/login")).into_response()
+}
+
+/// A form post from another site (login CSRF) is refused: browsers send `Origin` on POST.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}

@@ -1,0 +1,136 @@
+//! What the HTTP tests share: the demo organisation in an in-memory store with the shipped
+//! workflows, a token per person, and requests through the router.
+#![allow(dead_code)] // each test file uses its own part
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use civicflow_engine::SystemClock;
+use civicflow_engine::files::load_all;
+use civicflow_plugin_host::{Host, PluginRules};
+use civicflow_server::{AppState, router};
+use civicflow_store::org_files::{read_people, read_units};
+use civicflow_store::{Runtime, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+/// People of the demo organisation, each with a token.
+pub const PEOPLE: [&str; 9] = ["wang", "zhao", "li", "chen", "sun", "zhou", "xu", "qian", "ma"];
+
+pub struct App {
+    pub state: AppState,
+    pub tokens: HashMap<&'static str, String>,
+}
+
+impl App {
+    pub async fn new() -> Self {
+        let store = Store::connect("sqlite::memory:", None).await.unwrap();
+        let units = read_units(&repo("workflows/org/units.csv")).unwrap();
+        let people = read_people(&repo("workflows/org/people.csv")).unwrap();
+        store.import_org(&units, &people, &|_| {}).await.unwrap();
+        let mut tokens = HashMap::new();
+        for (i, p) in PEOPLE.iter().enumerate() {
+            tokens.insert(*p, store.create_token(p, "test", [i as u8 + 1; 32]).await.unwrap());
+        }
+        let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
+        let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
+        let (workflows, _) = load_all(&[repo("workflows/")]).unwrap();
+        for wf in workflows {
+            runtime.publish(wf).await.unwrap();
+        }
+        Self {
+            state: AppState {
+                runtime,
+                rules,
+                log_sign_in_codes: true,
+            },
+            tokens,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        who: Option<&str>,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(who) = who {
+            req = req.header("authorization", format!("Bearer {}", self.tokens[who]));
+        }
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
+        let res = router(self.state.clone())
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Send a prepared request; the answer's status, headers and body as text.
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let res = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A bearer-token request with a raw body.
+    pub fn raw(&self, method: &str, path: &str, who: Option<&str>, content_type: &str, body: Vec<u8>) -> Request<Body> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type);
+        if let Some(who) = who {
+            req = req.header("authorization", format!("Bearer {}", self.tokens[who]));
+        }
+        req.body(Body::from(body)).unwrap()
+    }
+}
+
+/// One row of the scope table: who (no token for `None`), method, path, body, expected status.
+pub type Row<'a> = (Option<&'a str>, &'a str, &'a str, Option<Value>, StatusCode);
+
+pub fn report() -> Value {
+    json!({"workflow": "ticket", "unit": "guoyuan-c1-g1", "data": {"category": "road", "description": "路面塌陷需要修补", "location": "果园路5号"}})
+}
+
+/// A ticket reported by wang (grid 1, Guoyuan) and dispatched by li to the urban management
+/// committee (chen): `(instance id, the open accept task)`.
+pub async fn dispatched_ticket(app: &App) -> (String, String) {
+    let (status, started) = app
+        .call("POST", "/api/instances", Some("wang"), Some(report()), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["instance"]["id"].as_str().unwrap().to_string();
+    let dispatch = started["new_tasks"][0].as_str().unwrap().to_string();
+    let path = format!("/api/tasks/{dispatch}/complete");
+    let (status, done) = app
+        .call(
+            "POST",
+            &path,
+            Some("li"),
+            Some(json!({"data": {"department": "beichen-cgj"}})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    (id, done["new_tasks"][0].as_str().unwrap().to_string())
+}

@@ -1,0 +1,337 @@
+//! Pages, sign-in, attachments and Open311 through the router: what the browser test drives,
+//! checked here at the HTTP level where each refusal can be seen exactly.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{App, dispatched_ticket};
+use serde_json::Value;
+
+/// A valid 2×2 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 2, 0, 0, 0, 2, 8,
+    2, 0, 0, 0, 0xfd, 0xd4, 0x9a, 0x73, 0, 0, 0, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x38, 0xa1, 0x21,
+    0x07, 0x44, 0x0c, 0x10, 0x0a, 0, 0x20, 0x3e, 0x04, 0x39, 0xa5, 0x35, 0x35, 0xc9, 0, 0, 0, 0, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+fn form(path: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+/// Sign in with a password; the session cookie (`name=value`).
+async fn sign_in(app: &App, who: &str) -> String {
+    app.state
+        .runtime
+        .store
+        .set_password(who, &format!("pass-{who}-ok"))
+        .await
+        .unwrap();
+    let (status, headers, body) = app
+        .send(form(
+            "/login",
+            None,
+            &format!("login={who}&password=pass-{who}-ok&action=password&next=/tasks"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers[header::LOCATION], "/tasks");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_sign_in_is_rate_limited() {
+    let app = App::new().await;
+    let (status, headers, _) = app.send(get("/tasks", None)).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER.max(StatusCode::SEE_OTHER),
+        "redirected to sign in"
+    );
+    assert_eq!(headers[header::LOCATION], "/login?next=%2Ftasks");
+    app.state
+        .runtime
+        .store
+        .set_password("wang", "right-password")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let (status, _, body) = app
+            .send(form("/login", None, "login=wang&password=wrong-one&action=password"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("账号或密码不正确"), "zh-CN by default");
+    }
+    // The sixth try is refused even with the right password, and says when to come back.
+    let (status, headers, body) = app
+        .send(form(
+            "/login",
+            None,
+            "login=wang&password=right-password&action=password",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // Another account is not locked by wang's failures.
+    sign_in(&app, "chen").await;
+    // A sign-in posted from another site is refused.
+    let mut req = form("/login", None, "login=chen&password=pass-chen-ok&action=password");
+    req.headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    req.headers_mut()
+        .insert(header::HOST, "civicflow.example".parse().unwrap());
+    assert_eq!(app.send(req).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn forms_render_from_the_schema_and_keep_input_on_errors() {
+    let app = App::new().await;
+    let cookie = sign_in(&app, "wang").await;
+    let (status, _, page) = app.send(get("/start/ticket", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"id="f-description""#) && page.contains(r#"minlength="5""#),
+        "{page}"
+    );
+    let csrf = page
+        .split(r#"name="_csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let boundary = "XyZ";
+    let part = |name: &str, value: &str| {
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    };
+    let multipart = |parts: &[(&str, &str)]| {
+        let mut body: String = parts.iter().map(|(n, v)| part(n, v)).collect();
+        body.push_str(&format!("--{boundary}--\r\n"));
+        Request::post("/start/ticket")
+            .header(header::COOKIE, &cookie)
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // Without the session's CSRF token nothing happens.
+    let (status, _, _) = app
+        .send(multipart(&[
+            ("_unit", "guoyuan-c1-g1"),
+            ("/description", "井盖破损很久了"),
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // With errors: the summary, the message beside the field, and the typed text kept.
+    let (status, _, page) = app
+        .send(multipart(&[
+            ("_csrf", &csrf),
+            ("_unit", "guoyuan-c1-g1"),
+            ("/description", "井盖"),
+            ("/location", "果园路"),
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains(r##"href="#f-category""##), "summary links to the field");
+    assert!(page.contains("至少填写 5 个字符"));
+    assert!(
+        page.contains(">井盖<") || page.contains(r#"value="井盖""#),
+        "input kept"
+    );
+    assert_eq!(
+        app.state.runtime.store.instances_of("ticket", 10).await.unwrap().len(),
+        0,
+        "nothing started"
+    );
+    // Corrected, it starts; the key makes a second identical post land on the same ticket.
+    let good = [
+        ("_csrf", csrf.as_str()),
+        ("_unit", "guoyuan-c1-g1"),
+        ("_key", "form-key-1"),
+        ("/category", "road"),
+        ("/description", "井盖破损很久了"),
+        ("/location", "果园路"),
+    ];
+    let (status, headers, _) = app.send(multipart(&good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, again, _) = app.send(multipart(&good)).await;
+    assert_eq!(
+        again[header::LOCATION].to_str().unwrap(),
+        headers[header::LOCATION].to_str().unwrap().trim_end_matches("?done=1")
+    );
+    assert_eq!(
+        app.state.runtime.store.instances_of("ticket", 10).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_page_outside_ones_scope_is_not_found() {
+    let app = App::new().await;
+    let (ticket, accept) = dispatched_ticket(&app).await;
+    for (who, want) in [
+        ("wang", StatusCode::OK),
+        ("chen", StatusCode::OK),
+        ("zhao", StatusCode::NOT_FOUND),
+        ("xu", StatusCode::NOT_FOUND),
+    ] {
+        let cookie = sign_in(&app, who).await;
+        let (status, _, page) = app.send(get(&format!("/instances/{ticket}"), Some(&cookie))).await;
+        assert_eq!(status, want, "{who}: {page}");
+        if want == StatusCode::OK {
+            assert!(
+                page.contains("王网格 发起了「事件上报与闭环」"),
+                "{who}: timeline in plain words: {page}"
+            );
+        }
+        let (status, _, _) = app.send(get(&format!("/tasks/{accept}"), Some(&cookie))).await;
+        let want_task = if who == "chen" {
+            StatusCode::OK
+        } else if want == StatusCode::OK {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, want_task, "{who} opens the task");
+    }
+    let cookie = sign_in(&app, "chen").await;
+    let (_, _, list) = app.send(get("/tasks?lang=en", Some(&cookie))).await;
+    assert!(list.contains("My tasks") && list.contains("Accept"), "{list}");
+}
+
+#[tokio::test]
+async fn attachments_are_kept_by_content_hash_and_checked_by_their_bytes() {
+    let app = App::new().await;
+    let (status, _, body) = app
+        .send(app.raw("POST", "/api/attachments", Some("wang"), "image/png", PNG.to_vec()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let out: Value = serde_json::from_str(&body).unwrap();
+    let id = out["id"].as_str().unwrap();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let (again, _, body2) = app
+        .send(app.raw("POST", "/api/attachments", Some("zhou"), "image/png", PNG.to_vec()))
+        .await;
+    assert_eq!(
+        (again, serde_json::from_str::<Value>(&body2).unwrap()["id"].clone()),
+        (StatusCode::CREATED, out["id"].clone())
+    );
+    // A page claiming to be a picture is refused by its bytes.
+    let (status, _, body) = app
+        .send(app.raw(
+            "POST",
+            "/api/attachments",
+            Some("wang"),
+            "image/png",
+            b"<script>alert(1)</script>".to_vec(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, headers, bytes) = app
+        .send(app.raw("GET", &format!("/api/attachments/{id}"), Some("xu"), "", Vec::new()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "image/png");
+    assert_eq!(bytes.len(), String::from_utf8_lossy(PNG).len());
+    // The ticket form takes the reference.
+    let report = serde_json::json!({"workflow": "ticket", "unit": "guoyuan-c1-g1",
+        "data": {"category": "road", "description": "井盖破损很久了", "location": "果园路", "photos": [id]}});
+    assert_eq!(
+        app.call("POST", "/api/instances", Some("wang"), Some(report), None)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn an_open311_client_files_a_report_and_reads_its_status() {
+    let app = App::new().await;
+    let (status, _, body) = app.send(get("/open311/v2/services.json", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let services: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["service_code"] == "road" && s["service_name"] == "道路设施"),
+        "{services}"
+    );
+    let (status, _, body) = app.send(get("/open311/v2/services/road.json", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.send(get("/open311/v2/services/nothing.json", None)).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let key = app.tokens["wang"].clone();
+    let post = |body: String| form("/open311/v2/requests.json", None, &body);
+    let (status, _, body) = app
+        .send(post(format!("api_key={key}&service_code=road&description=%E8%B7%AF%E7%81%AF%E4%B8%8D%E4%BA%AE%E4%BA%86&address_string=%E6%9E%9C%E5%9B%AD%E8%B7%AF3%E5%8F%B7")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let id = created[0]["service_request_id"].as_str().unwrap().to_string();
+    // Bad input says which parameter, and files nothing.
+    let (status, _, body) = app
+        .send(post(format!("api_key={key}&service_code=road&description=x")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("description") && body.contains("address_string"),
+        "{body}"
+    );
+    assert_eq!(
+        app.send(post("service_code=road&description=abcdef".into())).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, _, body) = app
+        .send(get(&format!("/open311/v2/requests/{id}.json?api_key={key}"), None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got[0]["status"], "open");
+    assert_eq!(got[0]["service_code"], "road");
+    assert_eq!(got[0]["description"], "路灯不亮了");
+    assert_eq!(got[0]["address"], "果园路3号");
+    let (_, _, body) = app
+        .send(get(&format!("/open311/v2/requests.json?api_key={key}"), None))
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(),
+        1
+    );
+    // Another community's grid worker neither lists nor reads it.
+    let other = app.tokens["zhao"].clone();
+    let (status, _, _) = app
+        .send(get(&format!("/open311/v2/requests/{id}.json?api_key={other}"), None))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, body) = app
+        .send(get(&format!("/open311/v2/requests.json?api_key={other}"), None))
+        .await;
+    assert_eq!(body, "[]");
+}

@@ -1,0 +1,190 @@
+// The end users' journey in a real browser: a grid worker reports a ticket with a photo on
+// a phone, the department handles it on a desktop, the grid worker verifies, the resident
+// rates it; a form with errors keeps what was typed; another community gets 404.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+
+const BASE = process.env.BASE;
+const SHOTS = new URL("./shots/", import.meta.url).pathname;
+fs.mkdirSync(SHOTS, { recursive: true });
+// A real 2×2 PNG, so the page can show it.
+const PHOTO = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGM4oSEHRAwQCgAgPgQ5pTU1yQAAAABJRU5ErkJggg==",
+  "base64",
+);
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: "zh-CN" };
+const DESKTOP = { viewport: { width: 1280, height: 860 }, locale: "zh-CN" };
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let passed = 0;
+function step(name) {
+  passed += 1;
+  console.log(`ok ${passed} - ${name}`);
+}
+async function shot(page, name) {
+  await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
+}
+
+async function signIn(options, who, { screenshot } = {}) {
+  const ctx = await browser.newContext(options);
+  const page = await ctx.newPage();
+  await page.goto(`${BASE}/tasks`);
+  assert.match(page.url(), /\/login\?next=%2Ftasks/, "a page needs a session first");
+  if (screenshot) await shot(page, screenshot);
+  await page.fill("#login", who);
+  await page.fill("#password", `demo-pass-${who}`);
+  await page.click("button[value=password]");
+  await page.waitForURL(/\/tasks$/);
+  const cookies = await ctx.cookies();
+  const session = cookies.find((c) => c.name === "cf_session");
+  assert.ok(session && session.httpOnly && session.secure && session.sameSite === "Lax", "session cookie is HttpOnly, Secure, SameSite=Lax");
+  return { ctx, page };
+}
+
+async function openTask(page, title) {
+  await page.goto(`${BASE}/tasks`);
+  await page.click(`#my-tasks a:has-text("${title}")`);
+  await page.waitForURL(/\/tasks\/[^/]+$/);
+}
+
+async function submit(page) {
+  await Promise.all([page.waitForNavigation(), page.click("form.card button[type=submit]")]);
+}
+
+try {
+  // A wrong password is refused and says so.
+  {
+    const ctx = await browser.newContext(PHONE);
+    const page = await ctx.newPage();
+    await page.goto(`${BASE}/login`);
+    await page.fill("#login", "wang");
+    await page.fill("#password", "not-the-password");
+    await page.click("button[value=password]");
+    assert.match(await page.textContent(".summary"), /账号或密码不正确/);
+    await ctx.close();
+    step("a wrong password is refused");
+  }
+
+  // 1. The grid worker reports on a phone; the first try has mistakes.
+  const wang = await signIn(PHONE, "wang", { screenshot: "01-sign-in-phone" });
+  await wang.page.goto(`${BASE}/start`);
+  await wang.page.click('a:has-text("事件上报与闭环")');
+  await wang.page.waitForURL(/\/start\/ticket$/);
+  assert.equal(await wang.page.getAttribute("#f-description", "minlength"), "5", "HTML attributes mirror the schema");
+  assert.equal(await wang.page.getAttribute("#f-description", "maxlength"), "2000");
+  assert.notEqual(await wang.page.getAttribute("#f-category", "required"), null);
+  await wang.page.fill("#f-description", "井盖");
+  await wang.page.fill("#f-location", "果园路 12 号");
+  await wang.page.$eval("form.card", (f) => (f.noValidate = true)); // let the server judge
+  await submit(wang.page);
+  const summary = await wang.page.textContent("#error-summary");
+  assert.match(summary, /2 处需要修改/, summary);
+  assert.match(summary, /事件类别/);
+  assert.equal(await wang.page.getAttribute('#error-summary a[href="#f-category"]', "href"), "#f-category");
+  assert.match(await wang.page.textContent("#f-description-error"), /至少填写 5 个字符/);
+  assert.equal(await wang.page.inputValue("#f-description"), "井盖", "what was typed is kept");
+  assert.equal(await wang.page.inputValue("#f-location"), "果园路 12 号");
+  assert.equal(await wang.page.evaluate(() => document.activeElement.id), "error-summary", "the summary takes focus");
+  await shot(wang.page, "02-form-errors-phone");
+  step("a form with errors keeps the input and shows the messages");
+
+  await wang.page.selectOption("#f-category", "road");
+  await wang.page.fill("#f-description", "井盖破损，行人容易踩空");
+  await wang.page.fill("#f-resident", "zhou");
+  await wang.page.setInputFiles("#f-photos-input", { name: "well.png", mimeType: "image/png", buffer: PHOTO });
+  await submit(wang.page);
+  assert.match(wang.page.url(), /\/instances\/[^/?]+\?done=1$/);
+  const ticketUrl = wang.page.url().replace(/\?.*$/, "");
+  const img = await wang.page.$("img.thumb");
+  assert.ok(img, "the photo shows on the ticket");
+  assert.ok(await img.evaluate((i) => i.complete && i.naturalWidth === 2), "the photo loads");
+  await shot(wang.page, "03-reported-phone");
+  step("a grid worker reports a ticket with a photo on a phone");
+
+  // 2. The department sees it in its list and handles it on a desktop.
+  const chen = await signIn(DESKTOP, "chen");
+  assert.match(await chen.page.textContent("#my-tasks"), /部门签收/);
+  await shot(chen.page, "04-handler-list-desktop");
+  await openTask(chen.page, "部门签收");
+  await chen.page.selectOption("#f-decision", "accept");
+  assert.ok(await chen.page.isHidden("#f-reason"), "the reason shows only when sending back");
+  await submit(chen.page);
+  await openTask(chen.page, "部门办理");
+  await chen.page.fill("#f-summary", "已更换井盖并设置警示");
+  await submit(chen.page);
+  assert.equal(chen.page.url().replace(/\?.*$/, ""), ticketUrl);
+  step("the handler sees it in the list and completes it");
+
+  // 3. The grid worker verifies on site.
+  await openTask(wang.page, "网格核实");
+  await wang.page.check("#f-resolved");
+  await submit(wang.page);
+  step("the grid worker verifies it");
+
+  // 4. The resident rates it on a phone.
+  const zhou = await signIn(PHONE, "zhou");
+  await openTask(zhou.page, "满意度评价");
+  await zhou.page.fill("#f-score", "5");
+  await submit(zhou.page);
+  const detail = await zhou.page.textContent("main");
+  assert.match(detail, /已办结/);
+  assert.match(detail, /ticket-route-beichen/, "the timeline names the plugin that routed it");
+  assert.match(detail, /周居民 完成了「满意度评价」/);
+  await shot(zhou.page, "05-closed-timeline-phone");
+  step("the resident rates it and sees the timeline");
+
+  // 5. Another community's grid worker gets 404, for the page and for the task.
+  const zhao = await signIn(PHONE, "zhao");
+  const response = await zhao.page.goto(ticketUrl);
+  assert.equal(response.status(), 404);
+  assert.match(await zhao.page.textContent("main"), /未找到该页面/);
+  await shot(zhao.page, "06-other-community-404");
+  step("a person from another community gets 404 for the ticket");
+
+  // 6. English on request; the choice sticks.
+  await chen.page.goto(`${BASE}/tasks?lang=en`);
+  assert.match(await chen.page.textContent("h1"), /My tasks/);
+  await chen.page.goto(`${BASE}/mine`);
+  assert.match(await chen.page.textContent("h1"), /Started by me/);
+  await shot(chen.page, "07-english-desktop");
+  step("English is available and remembered");
+
+  // 7. A one-time code from the server log signs in (demo mode).
+  {
+    const ctx = await browser.newContext(PHONE);
+    const page = await ctx.newPage();
+    await page.goto(`${BASE}/login`);
+    await page.fill("#code-login", "li");
+    await page.click("button[value=send_code]");
+    assert.match(await page.textContent(".notice"), /验证码已发出/);
+    let code;
+    for (let i = 0; i < 20 && !code; i++) {
+      const log = fs.readFileSync(process.env.SERVER_LOG, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+      code = [...log.matchAll(/person=li code=(\d{6})/g)].pop()?.[1];
+      if (!code) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(code, "the code is in the server log");
+    await page.fill("#code", code);
+    await page.click("button[value=code]");
+    await page.waitForURL(/\/tasks$/);
+    await ctx.close();
+    step("a one-time code signs in");
+  }
+
+  // 8. The session's CSRF token is required on every form.
+  {
+    const status = await wang.page.evaluate(async () => {
+      const r = await fetch("/logout", { method: "POST", body: new URLSearchParams({ _csrf: "forged" }) });
+      return r.status;
+    });
+    assert.equal(status, 403);
+    step("a form without the session's CSRF token is refused");
+  }
+  console.log(`${passed} browser checks passed; screenshots in ${SHOTS}`);
+} finally {
+  await browser.close();
+}
