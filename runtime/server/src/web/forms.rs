@@ -123,7 +123,7 @@ fn choices(schema: &Value) -> Option<Vec<(Value, String)>> {
         .map(|e| e.iter().map(|c| (c.clone(), scalar_text(c))).collect())
 }
 
-fn scalar_text(v: &Value) -> String {
+pub fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

@@ -303,6 +303,7 @@ fn check(wf: &Workflow, form: Option<&str>, posted: &mut Posted, lang: &str) -> 
 }
 
 /// An engine refusal as errors for the form page.
+#[allow(clippy::result_large_err)] // a page is the error; it goes straight back to the browser
 fn refusal(e: StoreError, lang: &str) -> Result<BTreeMap<String, String>, Response> {
     match e {
         StoreError::Engine(EngineError::InvalidForm(fields)) => Ok(fields.into_iter().collect()),
@@ -707,7 +708,7 @@ pub async fn instance_page(
                     vec![
                         ("rule", p["rule"].as_str().unwrap_or("").to_string().into()),
                         ("by", by.into()),
-                        ("value", p["value"].to_string().into()),
+                        ("value", forms::scalar_text(&p["value"]).into()),
                     ]
                 }
                 "notified" => vec![

@@ -107,6 +107,7 @@ impl FromRequestParts<AppState> for Viewer {
 
 impl Viewer {
     /// Refuse a form whose CSRF token is not this session's.
+    #[allow(clippy::result_large_err)] // a page is the error; it goes straight back to the browser
     pub fn check_csrf(&self, posted: Option<&str>) -> Result<(), Response> {
         let ok = posted.is_some_and(|p| constant_time_eq(p.as_bytes(), self.csrf.as_bytes()));
         if ok {
