@@ -31,7 +31,14 @@ pub struct App {
 
 impl App {
     pub async fn new() -> Self {
-        let store = Store::connect("sqlite::memory:", None).await.unwrap();
+        // PostgreSQL too when CI names one, in a schema of this test's own.
+        let store = match std::env::var("CIVICFLOW_TEST_PG") {
+            Ok(url) => {
+                let schema = format!("t_http_{}", uuid::Uuid::now_v7().simple());
+                Store::connect(&url, Some(&schema)).await.unwrap()
+            }
+            Err(_) => Store::connect("sqlite::memory:", None).await.unwrap(),
+        };
         let units = read_units(&repo("workflows/org/units.csv")).unwrap();
         let people = read_people(&repo("workflows/org/people.csv")).unwrap();
         store.import_org(&units, &people, &|_| {}).await.unwrap();
