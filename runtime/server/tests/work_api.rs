@@ -88,6 +88,129 @@ async fn every_role_sees_and_does_only_what_its_scope_allows() {
     }
 }
 
+/// Every endpoint that touches one ticket, against every person of the demo and no one:
+/// a grid of expected statuses, one column per caller. Nothing here changes the ticket
+/// (forms are invalid, the task is not a pool), so each row sees the same state.
+#[tokio::test]
+async fn the_endpoint_by_role_matrix_leaks_nothing() {
+    let app = App::new().await;
+    let (ticket, accept) = dispatched_ticket(&app).await;
+    let (status, _, photo) = app
+        .send(app.raw(
+            "POST",
+            "/api/attachments",
+            Some("wang"),
+            "image/png",
+            b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{photo}");
+    let photo = serde_json::from_str::<serde_json::Value>(&photo).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad_form = json!({"data": {"decision": "maybe"}});
+    // Callers, in the order of each row's statuses: nobody, then PEOPLE.
+    let callers: Vec<Option<&str>> = std::iter::once(None)
+        .chain(common::PEOPLE.iter().copied().map(Some))
+        .collect();
+    let rows: Vec<(&str, String, Option<serde_json::Value>, [u16; 10])> = vec![
+        //                                                    none wang zhao li  chen sun  zhou xu   qian ma
+        (
+            "GET",
+            format!("/api/instances/{ticket}"),
+            None,
+            [401, 200, 404, 200, 200, 404, 404, 404, 200, 404],
+        ),
+        (
+            "POST",
+            format!("/api/tasks/{accept}/complete"),
+            Some(bad_form.clone()),
+            [401, 403, 404, 403, 422, 404, 404, 404, 403, 404],
+        ),
+        // Not a pool task: whoever sees it learns only that (409); others learn nothing.
+        (
+            "POST",
+            format!("/api/tasks/{accept}/claim"),
+            None,
+            [401, 409, 404, 409, 409, 404, 404, 404, 409, 404],
+        ),
+        // Not a collect state: nobody has an entry to withdraw.
+        (
+            "POST",
+            format!("/api/tasks/{accept}/withdraw"),
+            None,
+            [401, 403, 404, 403, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/instances/{ticket}/codes/accept"),
+            None,
+            [401, 422, 404, 422, 422, 404, 404, 404, 422, 404],
+        ),
+        (
+            "GET",
+            "/api/tasks".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/attachments/{photo}"),
+            None,
+            [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        ("GET", "/api/workflows/ticket".into(), None, [200; 10]),
+        (
+            "GET",
+            format!("/open311/v2/requests/{ticket}.json"),
+            None,
+            [401, 200, 404, 200, 200, 404, 404, 404, 200, 404],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, want) in &rows {
+        for (who, want) in callers.iter().zip(want) {
+            let (got, answer) = app.call(method, path, *who, body.clone(), None).await;
+            if got.as_u16() != *want {
+                wrong.push(format!("{who:?} {method} {path}: got {got}, want {want}: {answer}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} cells differ:\n{}", wrong.len(), wrong.join("\n"));
+    // Lists never carry the ticket to someone who may not see it.
+    for who in common::PEOPLE {
+        let (_, list) = app.call("GET", "/api/tasks", Some(who), None, None).await;
+        let leaked = list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["instance_id"] == ticket.as_str());
+        assert_eq!(leaked, who == "chen", "{who}: {list}");
+        let token = app.tokens[who].clone();
+        let (_, open311) = app
+            .call(
+                "GET",
+                &format!("/open311/v2/requests.json?api_key={token}"),
+                None,
+                None,
+                None,
+            )
+            .await;
+        let listed = open311
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["service_request_id"] == ticket.as_str());
+        let sees = app
+            .call("GET", &format!("/api/instances/{ticket}"), Some(who), None, None)
+            .await
+            .0
+            == StatusCode::OK;
+        assert_eq!(listed, sees, "{who}: Open311 lists exactly what the API shows");
+    }
+}
+
 #[tokio::test]
 async fn a_repeated_post_with_the_same_key_starts_one_instance() {
     let app = App::new().await;
