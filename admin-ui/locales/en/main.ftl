@@ -41,6 +41,7 @@ task-view = View
 task-assigned-role = For: { $role }
 task-claimed-by = Claimed by { $name }
 task-claimed = Claimed; it is yours to handle.
+task-context = What this is about
 task-done = Submitted.
 duration-days = { $n ->
     [one] 1 day

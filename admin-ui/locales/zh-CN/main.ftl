@@ -41,6 +41,7 @@ task-view = 查看
 task-assigned-role = 承办：{ $role }
 task-claimed-by = 已由 { $name } 认领
 task-claimed = 已认领，请办理。
+task-context = 事项内容
 task-done = 已提交。
 duration-days = { $n } 天
 duration-hours = { $n } 小时

@@ -1,9 +1,10 @@
 //! The JSON API's shared parts: errors as `{"error": {code, message, fields}}` with the right
-//! status, and the caller from `Authorization: Bearer <token>`.
+//! status (also for a body or query that does not parse), and the caller from
+//! `Authorization: Bearer <token>`.
 
 use crate::AppState;
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -120,5 +121,33 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(|_| unauthorized())?;
         Ok(Caller(state.runtime.store.actor(&person).await?))
+    }
+}
+
+/// A JSON body whose parse errors answer in the API's error shape, not plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))
+    }
+}
+
+/// Query parameters whose parse errors answer in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|r| ApiError::new(r.status(), "invalid_query", r.body_text()))
     }
 }

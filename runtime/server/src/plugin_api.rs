@@ -3,7 +3,7 @@
 //! unit, or the unit the binding is made at).
 
 use crate::AppState;
-use crate::api::{ApiError, Caller, ErrorBody};
+use crate::api::{ApiError, ApiJson, Caller, ErrorBody};
 use crate::plugins::{self, Package, PublishError};
 use axum::Json;
 use axum::extract::State;
@@ -68,7 +68,7 @@ fn publish_error(e: PublishError) -> ApiError {
 pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Json(body): Json<Upload>,
+    ApiJson(body): ApiJson<Upload>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let manifest =
         Manifest::parse("plugin.yaml", &body.manifest).map_err(|d| publish_error(PublishError::Manifest(d)))?;
@@ -104,7 +104,7 @@ pub async fn upload(
 pub async fn bind(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Json(binding): Json<Binding>,
+    ApiJson(binding): ApiJson<Binding>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&state, &actor, &binding.unit_id).await?;
     plugins::bind(&state.runtime.store, &binding)

@@ -7,7 +7,7 @@
 //! the same as an id that does not exist, so ids cannot be probed.
 
 use crate::AppState;
-use crate::api::{ApiError, Caller, ErrorBody};
+use crate::api::{ApiError, ApiJson, ApiQuery, Caller, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -217,7 +217,7 @@ pub async fn start(
     State(state): State<AppState>,
     Caller(actor): Caller,
     headers: HeaderMap,
-    Json(req): Json<StartRequest>,
+    ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let store = &state.runtime.store;
     let key = headers
@@ -294,15 +294,32 @@ pub async fn instance(
     }))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct TaskFilter {
+    /// Only this workflow's tasks.
+    pub workflow: Option<String>,
+    /// Only tasks of this unit.
+    pub unit: Option<String>,
+}
+
 /// Open tasks I may act on (assigned to me, to my roles in my units, or open to claim),
-/// soonest due first.
+/// overdue first, then soonest due.
 #[utoipa::path(get, path = "/api/tasks", tag = "work",
-    responses((status = 200, body = TaskList), (status = 401, body = ErrorBody)),
+    params(TaskFilter),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn tasks(State(state): State<AppState>, Caller(actor): Caller) -> Result<Json<TaskList>, ApiError> {
+pub async fn tasks(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(filter): ApiQuery<TaskFilter>,
+) -> Result<Json<TaskList>, ApiError> {
     let tasks = state.runtime.store.tasks_for(&actor).await?;
+    let wanted = |v: &TaskView| {
+        filter.workflow.as_deref().is_none_or(|w| w == v.workflow)
+            && filter.unit.as_deref().is_none_or(|u| u == v.task.unit_id)
+    };
     Ok(Json(TaskList {
-        tasks: tasks.iter().map(TaskOut::from).collect(),
+        tasks: tasks.iter().filter(|v| wanted(v)).map(TaskOut::from).collect(),
     }))
 }
 
@@ -316,7 +333,7 @@ pub async fn complete(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-    Json(req): Json<CompleteRequest>,
+    ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<AppliedOut>, ApiError> {
     visible_task(&state, &actor, &id).await?;
     let applied = state.runtime.complete(&actor.person, &id, req.data).await?;

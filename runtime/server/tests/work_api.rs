@@ -295,3 +295,48 @@ async fn metrics_count_requests_by_route_and_transitions() {
     }
     assert!(!text.contains(&ticket), "ids never become labels");
 }
+
+#[tokio::test]
+async fn a_body_or_query_that_does_not_parse_gets_a_json_error() {
+    let app = App::new().await;
+    for req in [
+        app.raw(
+            "POST",
+            "/api/instances",
+            Some("wang"),
+            "application/json",
+            b"{not json".to_vec(),
+        ),
+        app.raw(
+            "POST",
+            "/api/instances",
+            Some("wang"),
+            "application/json",
+            br#"{"workflow": 3}"#.to_vec(),
+        ),
+        app.raw("POST", "/api/instances", Some("wang"), "text/plain", b"{}".to_vec()),
+        app.raw("GET", "/api/tasks?workflow=a&workflow=b", Some("wang"), "", Vec::new()),
+    ] {
+        let (status, _, body) = app.send(req).await;
+        assert!(status.is_client_error(), "{status}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        assert!(
+            error["error"]["code"].as_str().unwrap().starts_with("invalid_"),
+            "{error}"
+        );
+    }
+    // Filters narrow the list.
+    let (ticket, _) = dispatched_ticket(&app).await;
+    let (_, all) = app.call("GET", "/api/tasks", Some("chen"), None, None).await;
+    let (_, none) = app
+        .call("GET", "/api/tasks?unit=beichen-swj", Some("chen"), None, None)
+        .await;
+    assert!(
+        all["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["instance_id"] == ticket.as_str())
+    );
+    assert_eq!(none["tasks"], serde_json::json!([]));
+}

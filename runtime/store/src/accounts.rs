@@ -188,6 +188,12 @@ impl Store {
 
     /// Open a session; returns the cookie value (shown once) and the session.
     pub async fn create_session(&self, person: &str, now: DateTime<Utc>, ttl: Duration) -> Result<(String, Session)> {
+        // The person's expired sessions go as a new one comes, so the table stays small.
+        sqlx::query("DELETE FROM sessions WHERE person_id = $1 AND expires_at <= $2")
+            .bind(person)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
         let cookie = random_hex(32)?;
         let session = Session {
             person: person.to_string(),

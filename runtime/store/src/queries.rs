@@ -167,6 +167,26 @@ impl Store {
         rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
     }
 
+    /// Several instances by id (those that exist), for lists.
+    pub async fn instances(&self, ids: &[&str]) -> Result<Vec<Instance>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(instance_from(&r)?.instance);
+            }
+        }
+        Ok(out)
+    }
+
     /// Display names of units and people (`name`, `name_en`) by id, for pages.
     pub async fn names(&self, units: &[&str], people: &[&str]) -> Result<HashMap<String, (String, Option<String>)>> {
         let mut out = HashMap::new();

@@ -106,6 +106,22 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         Ok(n) => n,
         Err(e) => return server_error(e, lang),
     };
+    let instance_ids: Vec<&str> = all.iter().map(|t| t.task.instance_id.as_str()).collect();
+    let briefs: HashMap<String, String> = match store.instances(&instance_ids).await {
+        Ok(list) => list
+            .iter()
+            .map(|i| {
+                let brief = state
+                    .runtime
+                    .registry
+                    .get(&i.workflow, i.workflow_version)
+                    .map(|wf| brief(&wf, &i.data, lang))
+                    .unwrap_or_default();
+                (i.id.clone(), brief)
+            })
+            .collect(),
+        Err(e) => return server_error(e, lang),
+    };
     let now = state.runtime.now();
     let mut workflows = BTreeMap::new();
     let mut unit_choices = BTreeMap::new();
@@ -134,6 +150,7 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
             "id": t.task.id,
             "instance": t.task.instance_id,
             "title": state_title(&wf, &t.task.state, lang),
+            "brief": briefs.get(&t.task.instance_id),
             "workflow": wf_title,
             "unit": name_of(&names, &t.task.unit_id, lang),
             "role": t.task.role.as_deref().map(|r| role_title(&wf, r, lang)),
@@ -206,7 +223,10 @@ struct FormPage<'a> {
     units: Vec<(String, String)>,
     unit: String,
     key: String,
-    back: Option<String>,
+    /// The instance page, for a task's form.
+    instance: Option<String>,
+    /// What the task is about: the start form as filled in (tasks only).
+    context: Vec<forms::Field>,
 }
 
 fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
@@ -222,7 +242,7 @@ fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
         json!({
             "viewer": viewer.profile.name, "csrf": viewer.csrf,
             "title": p.title, "action": p.action, "fields": fields, "summary": summary,
-            "units": p.units, "unit": p.unit, "key": p.key, "back": p.back,
+            "units": p.units, "unit": p.unit, "key": p.key, "instance": p.instance, "context": p.context,
             "max_mb": uploads::MAX_UPLOAD_BYTES >> 20,
         }),
     )
@@ -341,7 +361,8 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
             units: Vec::new(),
             unit: String::new(),
             key: String::new(),
-            back: Some(format!("/instances/{}", instance.id)),
+            instance: Some(format!("/instances/{}", instance.id)),
+            context: filled(&wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
         },
     )
 }
@@ -384,7 +405,8 @@ pub async fn task_submit(
             units: Vec::new(),
             unit: String::new(),
             key: String::new(),
-            back: Some(format!("/instances/{}", instance.id)),
+            instance: Some(format!("/instances/{}", instance.id)),
+            context: filled(&wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
         },
     )
 }
@@ -487,7 +509,8 @@ async fn start_page(
             unit: unit.unwrap_or_else(|| units[0].clone()),
             units: units.iter().map(|u| (u.clone(), name_of(&names, u, lang))).collect(),
             key,
-            back: Some("/start".into()),
+            instance: None,
+            context: Vec::new(),
         },
     )
 }
@@ -610,6 +633,19 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
         lang,
         json!({"viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "mine", "started": items}),
     )
+}
+
+/// A line saying what an instance is about: the first text its start form was given.
+fn brief(wf: &Workflow, data: &Value, lang: &str) -> String {
+    let text = filled(wf, wf.def.start.form.as_deref(), data, lang)
+        .into_iter()
+        .find(|f| matches!(f.widget, "text" | "textarea") && !f.value.is_empty())
+        .map(|f| f.value)
+        .unwrap_or_default();
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Read-only fields of a form with its data, for the timeline.
