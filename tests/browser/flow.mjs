@@ -110,6 +110,10 @@ try {
   assert.match(await chen.page.textContent("#my-tasks"), /部门签收/);
   await shot(chen.page, "04-handler-list-desktop");
   await openTask(chen.page, "部门签收");
+  assert.match(await chen.page.textContent(".context"), /井盖破损/, "the task shows what it is about");
+  await chen.page.selectOption("#f-decision", "return");
+  assert.ok(await chen.page.isVisible("#f-reason"), "sending back asks for a reason");
+  await shot(chen.page, "05-task-form-desktop");
   await chen.page.selectOption("#f-decision", "accept");
   assert.ok(await chen.page.isHidden("#f-reason"), "the reason shows only when sending back");
   await submit(chen.page);
@@ -134,7 +138,7 @@ try {
   assert.match(detail, /已办结/);
   assert.match(detail, /ticket-route-beichen/, "the timeline names the plugin that routed it");
   assert.match(detail, /周居民 完成了「满意度评价」/);
-  await shot(zhou.page, "05-closed-timeline-phone");
+  await shot(zhou.page, "06-closed-timeline-phone");
   step("the resident rates it and sees the timeline");
 
   // 5. Another community's grid worker gets 404, for the page and for the task.
@@ -142,7 +146,7 @@ try {
   const response = await zhao.page.goto(ticketUrl);
   assert.equal(response.status(), 404);
   assert.match(await zhao.page.textContent("main"), /未找到该页面/);
-  await shot(zhao.page, "06-other-community-404");
+  await shot(zhao.page, "07-other-community-404");
   step("a person from another community gets 404 for the ticket");
 
   // 6. English on request; the choice sticks.
@@ -150,7 +154,7 @@ try {
   assert.match(await chen.page.textContent("h1"), /My tasks/);
   await chen.page.goto(`${BASE}/mine`);
   assert.match(await chen.page.textContent("h1"), /Started by me/);
-  await shot(chen.page, "07-english-desktop");
+  await shot(chen.page, "08-english-desktop");
   step("English is available and remembered");
 
   // 7. A one-time code from the server log signs in (demo mode).

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{Actor, Instance, Workflow};
 use civicflow_store::StoreError;
+use civicflow_store::idempotency::Once;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -150,16 +151,29 @@ async fn create_request(State(state): State<AppState>, headers: HeaderMap, Form(
         Ok(p) => p,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    // A client that sends an Idempotency-Key may retry without filing twice.
+    let key = headers
+        .get(crate::work_api::IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let run = async {
+        let applied = state
+            .runtime
+            .start(&actor.person, service.wf.id(), &profile.unit_id, Value::Object(data))
+            .await?;
+        Ok(json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}]))
+    };
     match state
         .runtime
-        .start(&actor.person, service.wf.id(), &profile.unit_id, Value::Object(data))
+        .store
+        .once(&actor.person, key, state.runtime.now(), run)
         .await
     {
-        Ok(applied) => (
-            StatusCode::CREATED,
-            Json(json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}])),
-        )
-            .into_response(),
+        Ok(Once::Ran(answer)) => (StatusCode::CREATED, Json(answer)).into_response(),
+        Ok(Once::Repeated(answer)) => (StatusCode::OK, Json(answer)).into_response(),
+        Ok(Once::InProgress) => error(
+            StatusCode::CONFLICT,
+            "a request with this Idempotency-Key is still running",
+        ),
         Err(StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields))) => {
             // Say which Open311 parameter was wrong, not which form field.
             let why: Vec<String> = fields

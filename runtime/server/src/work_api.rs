@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use civicflow_engine::org::within;
 use civicflow_engine::{Actor, Instance};
-use civicflow_store::idempotency::Reservation;
+use civicflow_store::idempotency::Once;
 use civicflow_store::{TaskView, runtime::Applied};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -219,43 +219,27 @@ pub async fn start(
     headers: HeaderMap,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let store = &state.runtime.store;
-    let key = headers
-        .get(IDEMPOTENCY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(key) = &key {
-        match store.reserve_key(&actor.person, key, state.runtime.now()).await? {
-            Reservation::Fresh => {}
-            Reservation::Done(answer) => {
-                return Ok((StatusCode::OK, Json(serde_json::from_str(&answer).unwrap_or_default())));
-            }
-            Reservation::InProgress => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "in_progress",
-                    "a request with this Idempotency-Key is still running",
-                ));
-            }
-        }
-    }
-    let result = state
+    let key = headers.get(IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok());
+    let run = async {
+        let applied = state
+            .runtime
+            .start(&actor.person, &req.workflow, &req.unit, req.data)
+            .await?;
+        Ok(serde_json::to_value(AppliedOut::from(&applied)).expect("serializes"))
+    };
+    match state
         .runtime
-        .start(&actor.person, &req.workflow, &req.unit, req.data)
-        .await;
-    match (result, &key) {
-        (Ok(applied), key) => {
-            let body = serde_json::to_value(AppliedOut::from(&applied)).expect("serializes");
-            if let Some(key) = key {
-                store.finish_key(&actor.person, key, &body.to_string()).await?;
-            }
-            Ok((StatusCode::CREATED, Json(body)))
-        }
-        (Err(e), Some(key)) => {
-            store.release_key(&actor.person, key).await?;
-            Err(e.into())
-        }
-        (Err(e), None) => Err(e.into()),
+        .store
+        .once(&actor.person, key, state.runtime.now(), run)
+        .await?
+    {
+        Once::Ran(body) => Ok((StatusCode::CREATED, Json(body))),
+        Once::Repeated(body) => Ok((StatusCode::OK, Json(body))),
+        Once::InProgress => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            "a request with this Idempotency-Key is still running",
+        )),
     }
 }
 

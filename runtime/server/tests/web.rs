@@ -294,6 +294,20 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let created: Value = serde_json::from_str(&body).unwrap();
     let id = created[0]["service_request_id"].as_str().unwrap().to_string();
+    // A retry with the client's Idempotency-Key files nothing new.
+    let body = format!(
+        "api_key={key}&service_code=water&description=%E6%B0%B4%E7%AE%A1%E7%88%86%E4%BA%86%E5%88%B0%E5%A4%84%E6%98%AF%E6%B0%B4&address_string=%E6%9E%9C%E5%9B%AD%E8%B7%AF"
+    );
+    let mut ids = Vec::new();
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let mut req = post(body.clone());
+        req.headers_mut()
+            .insert("idempotency-key", "phone-retry-1".parse().unwrap());
+        let (status, _, answer) = app.send(req).await;
+        assert_eq!(status, expected, "{answer}");
+        ids.push(serde_json::from_str::<Value>(&answer).unwrap()[0]["service_request_id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
     // Bad input says which parameter, and files nothing.
     let (status, _, body) = app
         .send(post(format!("api_key={key}&service_code=road&description=x")))
@@ -322,7 +336,7 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         .await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(),
-        1
+        2
     );
     // Another community's grid worker neither lists nor reads it.
     let other = app.tokens["zhao"].clone();

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 /// What a key says about a request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reservation {
-    /// First use: go ahead, then [`Store::finish_key`] (or [`Store::release_key`] on failure).
+enum Reservation {
+    /// First use: go ahead, then finish the key (or release it on failure).
     Fresh,
     /// Done before: this was the answer.
     Done(String),
@@ -16,8 +16,45 @@ pub enum Reservation {
     InProgress,
 }
 
+/// How a keyed request went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once {
+    /// It ran now; this is its answer.
+    Ran(serde_json::Value),
+    /// It ran before with this key; this was the answer.
+    Repeated(serde_json::Value),
+    /// The first request with this key is still running.
+    InProgress,
+}
+
 impl Store {
-    pub async fn reserve_key(&self, person: &str, key: &str, now: DateTime<Utc>) -> Result<Reservation> {
+    /// Run `request` at most once per person and key; without a key, just run it. A failed
+    /// request frees its key, so a corrected retry can use it.
+    pub async fn once<F>(&self, person: &str, key: Option<&str>, now: DateTime<Utc>, request: F) -> Result<Once>
+    where
+        F: std::future::Future<Output = Result<serde_json::Value>>,
+    {
+        let Some(key) = key else {
+            return request.await.map(Once::Ran);
+        };
+        match self.reserve_key(person, key, now).await? {
+            Reservation::Fresh => {}
+            Reservation::Done(answer) => return Ok(Once::Repeated(serde_json::from_str(&answer)?)),
+            Reservation::InProgress => return Ok(Once::InProgress),
+        }
+        match request.await {
+            Ok(answer) => {
+                self.finish_key(person, key, &answer.to_string()).await?;
+                Ok(Once::Ran(answer))
+            }
+            Err(e) => {
+                self.release_key(person, key).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn reserve_key(&self, person: &str, key: &str, now: DateTime<Utc>) -> Result<Reservation> {
         let fresh = sqlx::query(
             "INSERT INTO idempotency_keys (person_id, key, response, at) VALUES ($1, $2, '', $3) ON CONFLICT DO NOTHING",
         )
@@ -43,7 +80,7 @@ impl Store {
         })
     }
 
-    pub async fn finish_key(&self, person: &str, key: &str, response: &str) -> Result<()> {
+    async fn finish_key(&self, person: &str, key: &str, response: &str) -> Result<()> {
         sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE person_id = $1 AND key = $2")
             .bind(person)
             .bind(key)
@@ -54,7 +91,7 @@ impl Store {
     }
 
     /// The request failed: the key may be used again.
-    pub async fn release_key(&self, person: &str, key: &str) -> Result<()> {
+    async fn release_key(&self, person: &str, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM idempotency_keys WHERE person_id = $1 AND key = $2 AND response = ''")
             .bind(person)
             .bind(key)

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{EngineError, Instance, Workflow};
-use civicflow_store::idempotency::Reservation;
+use civicflow_store::idempotency::Once;
 use civicflow_store::{StoreError, TaskView};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -550,43 +550,28 @@ pub async fn start_submit(
     let key = take(&mut posted, "_key");
     let (data, mut errors) = check(&wf, wf.def.start.form.as_deref(), &mut posted, lang);
     if errors.is_empty() {
-        let store = &state.runtime.store;
         // A double-tapped submit button starts one instance, not two.
-        if let Some(key) = &key {
-            match store.reserve_key(&viewer.profile.id, key, state.runtime.now()).await {
-                Ok(Reservation::Fresh) => {}
-                Ok(Reservation::Done(answer)) => {
-                    let id = serde_json::from_str::<Value>(&answer)
-                        .ok()
-                        .and_then(|v| v["id"].as_str().map(str::to_string));
-                    return see_other(&id.map(|i| format!("/instances/{i}")).unwrap_or_else(|| "/mine".into()));
-                }
-                Ok(Reservation::InProgress) => return see_other("/mine"),
-                Err(e) => return server_error(e, lang),
-            }
-        }
+        let run = async {
+            let applied = state
+                .runtime
+                .start(&viewer.profile.id, &workflow, &unit, data.clone())
+                .await?;
+            Ok(json!({"instance": {"id": applied.instance.id}}))
+        };
+        let page = |answer: &Value| format!("/instances/{}", answer["instance"]["id"].as_str().unwrap_or(""));
         match state
             .runtime
-            .start(&viewer.profile.id, &workflow, &unit, data.clone())
+            .store
+            .once(&viewer.profile.id, key.as_deref(), state.runtime.now(), run)
             .await
         {
-            Ok(applied) => {
-                if let Some(key) = &key {
-                    let _ = store
-                        .finish_key(&viewer.profile.id, key, &json!({"id": applied.instance.id}).to_string())
-                        .await;
-                }
-                return see_other(&format!("/instances/{}?done=1", applied.instance.id));
-            }
-            Err(e) => {
-                if let Some(key) = &key {
-                    let _ = store.release_key(&viewer.profile.id, key).await;
-                }
-                match refusal(e, lang) {
-                    Ok(e) => errors = e,
-                    Err(r) => return r,
-                }
-            }
+            Ok(Once::Ran(answer)) => return see_other(&format!("{}?done=1", page(&answer))),
+            Ok(Once::Repeated(answer)) => return see_other(&page(&answer)),
+            Ok(Once::InProgress) => return see_other("/mine"),
+            Err(e) => match refusal(e, lang) {
+                Ok(e) => errors = e,
+                Err(r) => return r,
+            },
         }
     }
     start_page(
