@@ -55,6 +55,10 @@ enum Command {
         /// Where compiled plugin modules are cached.
         #[arg(long, default_value = "data/plugin-cache")]
         plugin_cache: PathBuf,
+        /// Send session cookies without `Secure`: only for a plain-HTTP intranet address
+        /// (over HTTPS, or on localhost, leave it off).
+        #[arg(long)]
+        insecure_cookies: bool,
     },
     /// Check workflow files: syntax, schema and meaning. Exits non-zero on any error.
     Validate {
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workflows,
             plugins,
             plugin_cache,
+            insecure_cookies,
         } => {
             let options = civicflow_server::ServeOptions {
                 listen,
@@ -189,6 +194,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 workflows,
                 plugins,
                 plugin_cache,
+                insecure_cookies,
             };
             civicflow_server::serve(options).await?;
             Ok(ExitCode::SUCCESS)

@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub plugins: PathBuf,
     /// Where compiled plugin modules are cached.
     pub plugin_cache: PathBuf,
+    /// Session cookies without `Secure`, for a plain-HTTP intranet (browsers drop `Secure`
+    /// cookies over HTTP except on localhost).
+    pub insecure_cookies: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,8 @@ pub struct AppState {
     /// One-time sign-in codes go to the server log (demo mode; a deployment without an SMS
     /// gateway leaves them off).
     pub log_sign_in_codes: bool,
+    /// Session cookies carry `Secure` (off only for a plain-HTTP intranet).
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -199,6 +204,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         runtime: runtime.clone(),
         rules: rules.clone(),
         log_sign_in_codes: opts.demo,
+        secure_cookies: !opts.insecure_cookies,
     };
     let scheduler = tokio::spawn(scheduler::run(runtime, rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");

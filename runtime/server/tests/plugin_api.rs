@@ -44,6 +44,7 @@ async fn app() -> App {
             runtime,
             rules,
             log_sign_in_codes: true,
+            secure_cookies: true,
         },
         admin,
         grid_worker,

@@ -60,11 +60,7 @@ async fn sign_in(app: &App, who: &str) -> String {
 async fn pages_need_a_session_and_sign_in_is_rate_limited() {
     let app = App::new().await;
     let (status, headers, _) = app.send(get("/tasks", None)).await;
-    assert_eq!(
-        status,
-        StatusCode::SEE_OTHER.max(StatusCode::SEE_OTHER),
-        "redirected to sign in"
-    );
+    assert_eq!(status, StatusCode::SEE_OTHER, "redirected to sign in");
     assert_eq!(headers[header::LOCATION], "/login?next=%2Ftasks");
     app.state
         .runtime
@@ -98,6 +94,63 @@ async fn pages_need_a_session_and_sign_in_is_rate_limited() {
     req.headers_mut()
         .insert(header::HOST, "civicflow.example".parse().unwrap());
     assert_eq!(app.send(req).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn asking_for_codes_is_throttled_like_failed_sign_ins() {
+    let app = App::new().await;
+    for _ in 0..5 {
+        let (status, _, body) = app.send(form("/login", None, "login=zhao&action=send_code")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _, _) = app.send(form("/login", None, "login=zhao&action=send_code")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a sixth code in the window is refused"
+    );
+    // An account that does not exist answers alike, so the throttle tells nothing either.
+    for _ in 0..5 {
+        app.send(form("/login", None, "login=nobody&action=send_code")).await;
+    }
+    let (status, _, _) = app.send(form("/login", None, "login=nobody&action=send_code")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_language_picked_before_signing_in_becomes_the_persons_setting() {
+    let app = App::new().await;
+    app.state
+        .runtime
+        .store
+        .set_password("sun", "pass-sun-ok")
+        .await
+        .unwrap();
+    let (status, headers, body) = app
+        .send(form(
+            "/login",
+            Some("cf_lang=en"),
+            "login=sun&password=pass-sun-ok&action=password&next=/tasks",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let cookie = headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // Another browser, no language cookie and a Chinese Accept-Language: the setting wins.
+    let mut req = get("/tasks", Some(&cookie));
+    req.headers_mut()
+        .insert(header::ACCEPT_LANGUAGE, "zh-CN,zh;q=0.9".parse().unwrap());
+    let (_, _, page) = app.send(req).await;
+    assert!(page.contains(r#"<html lang="en">"#), "{page}");
+    // Someone who never chose keeps the default.
+    let other = sign_in(&app, "chen").await;
+    let (_, _, page) = app.send(get("/tasks", Some(&other))).await;
+    assert!(page.contains(r#"<html lang="zh-CN">"#), "{page}");
 }
 
 #[tokio::test]

@@ -35,8 +35,8 @@ pub struct Viewer {
     pub lang: &'static str,
 }
 
-/// The language for a request: `?lang=`, then the `cf_lang` cookie, then the person's
-/// setting, then `Accept-Language`, then zh-CN.
+/// The language for a request: `?lang=`, then the person's setting (signed in), then the
+/// `cf_lang` cookie (chosen before signing in), then `Accept-Language`, then zh-CN.
 pub fn language(parts: &Parts, jar: &CookieJar, setting: Option<&str>) -> &'static str {
     let query = parts.uri.query().and_then(|q| {
         q.split('&')
@@ -44,8 +44,8 @@ pub fn language(parts: &Parts, jar: &CookieJar, setting: Option<&str>) -> &'stat
             .and_then(i18n::supported)
     });
     query
-        .or_else(|| jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value())))
         .or_else(|| setting.and_then(i18n::supported))
+        .or_else(|| jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value())))
         .or_else(|| {
             parts
                 .headers
@@ -261,16 +261,19 @@ pub async fn sign_in(
     }
     let verdict = match (form.action.as_str(), &person) {
         ("send_code" | "code", _) if !page.codes => Ok((false, "sign-in-failed")),
-        ("send_code", Some(p)) => {
-            match store.issue_sign_in_code(p, now, Duration::minutes(CODE_MINUTES)).await {
-                // Demo mode's delivery: the server log. A deployment wires an SMS gateway here.
-                Ok(code) => tracing::info!(person = %p, code = %code, "one-time sign-in code"),
-                Err(e) => return super::server_error(e, lang),
+        ("send_code", _) => {
+            // Each code asked for counts as an attempt on the account and the address, so
+            // nobody can flood a phone; unknown accounts count alike and get the same answer.
+            if let Err(e) = store.record_sign_in_failure(&[&account, &address], now).await {
+                return super::server_error(e, lang);
             }
-            return page.show(StatusCode::OK, None, Some(text(lang, "sign-in-code-sent", &[])));
-        }
-        // The same answer whether or not the account exists.
-        ("send_code", None) => {
+            if let Some(p) = &person {
+                match store.issue_sign_in_code(p, now, Duration::minutes(CODE_MINUTES)).await {
+                    // Demo mode's delivery: the server log. A deployment wires an SMS gateway here.
+                    Ok(code) => tracing::info!(person = %p, code = %code, "one-time sign-in code"),
+                    Err(e) => return super::server_error(e, lang),
+                }
+            }
             return page.show(StatusCode::OK, None, Some(text(lang, "sign-in-code-sent", &[])));
         }
         ("code", Some(p)) => store
@@ -306,12 +309,18 @@ pub async fn sign_in(
         Ok(s) => s,
         Err(e) => return super::server_error(e, lang),
     };
+    // A language picked on the sign-in page becomes the person's setting.
+    if let Some(chosen) = jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value()))
+        && let Err(e) = store.set_locale(&person, chosen).await
+    {
+        return super::server_error(e, lang);
+    }
     tracing::info!(person = %person, "signed in");
     let jar = jar.add(
         Cookie::build((SESSION_COOKIE, cookie))
             .path("/")
             .http_only(true)
-            .secure(true)
+            .secure(state.secure_cookies)
             .same_site(SameSite::Lax)
             .max_age(time::Duration::hours(SESSION_HOURS))
             .build(),

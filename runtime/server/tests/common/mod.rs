@@ -57,6 +57,7 @@ impl App {
                 runtime,
                 rules,
                 log_sign_in_codes: true,
+                secure_cookies: true,
             },
             tokens,
         }
