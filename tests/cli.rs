@@ -55,6 +55,30 @@ fn three_mistakes_give_three_located_diagnostics() {
 }
 
 #[test]
+fn form_hints_naming_missing_fields_are_errors_at_their_line() {
+    let out = civicflow(&["validate", "tests/fixtures/ui-typos.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let at = |line: &str| format!("tests/fixtures/ui-typos.yaml:{line}: error: ");
+    for expected in [
+        format!(
+            "{}no field \"reasn\" in this form's schema; did you mean \"reason\"?",
+            at("22:21")
+        ),
+        format!(
+            "{}no field \"day\" in this form's schema; did you mean \"days\"?",
+            at("25:14")
+        ),
+        format!(
+            "{}no field \"nam\" in this form's schema; did you mean \"name\"?",
+            at("29:20")
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+}
+
+#[test]
 fn shipped_scenarios_pass_and_failures_point_at_the_line() {
     let out = civicflow(&["test", "workflows/"]);
     let text = stdout(&out);

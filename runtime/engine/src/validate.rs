@@ -171,6 +171,57 @@ impl Checker<'_> {
                     self.error(&inner, format!("form \"{name}\" is not a valid JSON Schema: {e}"));
                 }
             }
+            if let Some(ui) = &form.ui {
+                self.check_ui(&format!("/forms/{}/ui", pointer_segment(name)), &form.schema, ui);
+            }
+        }
+    }
+
+    /// Hints must name fields the schema has: a misspelt name would be silently ignored and
+    /// the form would render without the author noticing.
+    fn check_ui(&mut self, at: &str, schema: &Value, ui: &Value) {
+        let props = schema.get("properties").and_then(Value::as_object);
+        let names: Vec<&str> = props
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let unknown = |this: &mut Self, pointer: String, field: &str| {
+            let message = format!(
+                "no field \"{field}\" in this form's schema{}",
+                suggest(field, names.iter().copied())
+            );
+            this.error(&pointer, message);
+        };
+        for (i, field) in ui
+            .get("order")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(field) = field.as_str().filter(|f| !names.contains(f)) {
+                unknown(self, format!("{at}/order/{i}"), field);
+            }
+        }
+        for (field, hints) in ui.get("fields").and_then(Value::as_object).into_iter().flatten() {
+            let here = format!("{at}/fields/{}", pointer_segment(field));
+            let Some(sub) = props.and_then(|p| p.get(field)) else {
+                unknown(self, here, field);
+                continue;
+            };
+            if let Some(other) = hints.pointer("/show_if/field").and_then(Value::as_str)
+                && !names.contains(&other)
+            {
+                unknown(self, format!("{here}/show_if/field"), other);
+            }
+            // An object field carries its own order and fields; a group's rows theirs under `items`.
+            self.check_ui(&here, sub, hints);
+            if let Some(items) = hints.get("items") {
+                self.check_ui(
+                    &format!("{here}/items"),
+                    sub.get("items").unwrap_or(&Value::Null),
+                    items,
+                );
+            }
         }
     }
 

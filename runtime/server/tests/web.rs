@@ -163,6 +163,14 @@ async fn forms_render_from_the_schema_and_keep_input_on_errors() {
         page.contains(r#"id="f-description""#) && page.contains(r#"minlength="5""#),
         "{page}"
     );
+    assert!(page.contains(">道路设施<"), "zh-CN option titles from the schema");
+    let (_, _, english) = app.send(get("/start/ticket?lang=en", Some(&cookie))).await;
+    assert!(
+        english.contains(">Roads and facilities<") && english.contains("What happened"),
+        "{english}"
+    );
+    // `?lang=` became wang's setting; switch back for the messages checked below.
+    app.send(get("/tasks?lang=zh-CN", Some(&cookie))).await;
     let csrf = page
         .split(r#"name="_csrf" value=""#)
         .nth(1)

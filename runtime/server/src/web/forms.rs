@@ -4,9 +4,11 @@
 //! Field names are JSON pointers (`/photos`, `/members/0/name`), so an error the validator
 //! reports at a pointer lands beside the field it concerns.
 //!
-//! `ui` hints, all optional: `order: [name...]`, and under `fields.<name>`: `widget`
-//! (`textarea`, `radio`, `file`, `lines`), `help` and `title` (text or `{zh-CN, en}`),
-//! `placeholder`, and `show_if: {field, equals}`.
+//! `ui` hints, all optional (their shape is `fieldUi` in the workflow schema): `order: [name...]`,
+//! and under `fields.<name>`: `widget` (`textarea`, `radio`, `file`, `lines`), `help`, `title`
+//! and `placeholder` (text or `{zh-CN, en}`), `options.<value>` (a choice's label),
+//! `show_if: {field, equals}`, and `order`/`fields` again for an object or under `items` for
+//! a group's rows.
 
 use crate::i18n::text;
 use civicflow_engine::FormProblem;
@@ -89,15 +91,21 @@ impl Posted {
     }
 }
 
+/// A hint's text in `lang`, falling back to zh-CN.
 fn localized(v: &Value, lang: &str) -> Option<String> {
+    localized_only(v, lang).or_else(|| {
+        v.get(crate::i18n::DEFAULT_LOCALE)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+}
+
+/// A hint's text in `lang` only (a plain string counts for every language), so the schema's
+/// own text can come next.
+fn localized_only(v: &Value, lang: &str) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Object(m) => m
-            .get(lang)
-            .or_else(|| m.get(crate::i18n::DEFAULT_LOCALE))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
+        other => other.get(lang).and_then(Value::as_str).map(str::to_string),
     }
 }
 
@@ -105,22 +113,33 @@ fn html_id(pointer: &str) -> String {
     format!("f{}", pointer.replace('/', "-"))
 }
 
-/// The choices of a `oneOf: [{const, title}]` or `enum` schema.
-fn choices(schema: &Value) -> Option<Vec<(Value, String)>> {
+/// The values a `oneOf: [{const}]` or `enum` schema allows.
+fn choice_values(schema: &Value) -> Option<Vec<Value>> {
     if let Some(one_of) = schema.get("oneOf").and_then(Value::as_array) {
-        return one_of
-            .iter()
-            .map(|o| {
-                let c = o.get("const")?;
-                let label = o.get("title").and_then(Value::as_str).map(str::to_string);
-                Some((c.clone(), label.unwrap_or_else(|| scalar_text(c))))
-            })
-            .collect();
+        return one_of.iter().map(|o| o.get("const").cloned()).collect();
     }
-    schema
-        .get("enum")
-        .and_then(Value::as_array)
-        .map(|e| e.iter().map(|c| (c.clone(), scalar_text(c))).collect())
+    schema.get("enum").and_then(Value::as_array).cloned()
+}
+
+/// The choices with their labels: the field's `ui.options.<value>` in the reader's language,
+/// else the `oneOf` entry's `title` (zh-CN), else the value itself.
+fn choices(schema: &Value, hints: &Value, lang: &str) -> Option<Vec<(Value, String)>> {
+    let title = |c: &Value| {
+        let one_of = schema.get("oneOf").and_then(Value::as_array)?;
+        let entry = one_of.iter().find(|o| o.get("const") == Some(c))?;
+        entry.get("title").and_then(Value::as_str).map(str::to_string)
+    };
+    let values = choice_values(schema)?;
+    let labelled = values.into_iter().map(|c| {
+        let label = hints
+            .get("options")
+            .and_then(|o| o.get(scalar_text(&c)))
+            .and_then(|t| localized_only(t, lang))
+            .or_else(|| title(&c))
+            .unwrap_or_else(|| scalar_text(&c));
+        (c, label)
+    });
+    Some(labelled.collect())
 }
 
 pub fn scalar_text(v: &Value) -> String {
@@ -142,7 +161,11 @@ fn type_of(schema: &Value) -> &str {
     schema
         .get("type")
         .and_then(Value::as_str)
-        .unwrap_or(if choices(schema).is_some() { "string" } else { "object" })
+        .unwrap_or(if choice_values(schema).is_some() {
+            "string"
+        } else {
+            "object"
+        })
 }
 
 /// Fields whose `required` depends on another field: `if/then` (also inside `allOf`) and
@@ -283,7 +306,7 @@ fn field(
     let num = |k: &str| schema.get(k).filter(|v| v.is_number()).map(|v| v.to_string());
     match type_of(schema) {
         "boolean" => f.widget = "checkbox",
-        "integer" | "number" if choices(schema).is_none() => {
+        "integer" | "number" if choice_values(schema).is_none() => {
             f.widget = "number";
             f.attrs.extend(num("minimum").map(|v| ("min", v)));
             f.attrs.extend(num("maximum").map(|v| ("max", v)));
@@ -294,7 +317,7 @@ fn field(
             let items = schema.get("items").unwrap_or(&Value::Null);
             f.max_rows = schema.get("maxItems").and_then(Value::as_u64);
             let list: Vec<Value> = value.and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(options) = choices(items) {
+            if let Some(options) = choices(items, hints, lang) {
                 f.widget = "multiselect";
                 f.options = options
                     .into_iter()
@@ -330,7 +353,7 @@ fn field(
             f.rows = vec![fields(schema, hints, value.unwrap_or(&Value::Null), pointer, lang)];
         }
         _ => {
-            if let Some(options) = choices(schema) {
+            if let Some(options) = choices(schema, hints, lang) {
                 f.widget = if widget_hint == Some("radio") {
                     "radio"
                 } else {
@@ -385,11 +408,12 @@ pub fn read(schema: &Value, posted: &mut Posted, prefix: &str) -> Value {
 }
 
 fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value> {
-    let by_text = |options: &[(Value, String)], raw: &str| {
-        options
+    // A choice is posted as its value's text; read it back as the typed value.
+    let by_text = |values: &[Value], raw: &str| {
+        values
             .iter()
-            .find(|(v, _)| scalar_text(v) == raw)
-            .map(|(v, _)| v.clone())
+            .find(|v| scalar_text(v) == raw)
+            .cloned()
             .unwrap_or_else(|| Value::String(raw.to_string()))
     };
     match type_of(schema) {
@@ -398,8 +422,8 @@ fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value>
         )),
         "array" => {
             let items = schema.get("items").unwrap_or(&Value::Null);
-            let list: Vec<Value> = if let Some(options) = choices(items) {
-                posted.all(pointer).map(|raw| by_text(&options, raw)).collect()
+            let list: Vec<Value> = if let Some(values) = choice_values(items) {
+                posted.all(pointer).map(|raw| by_text(&values, raw)).collect()
             } else if is_file_ref(items) {
                 let mut refs: Vec<String> = posted.all(pointer).map(str::to_string).collect();
                 refs.extend(posted.files.get(pointer).cloned().unwrap_or_default());
@@ -449,8 +473,8 @@ fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value>
             if raw.is_empty() {
                 return None;
             }
-            if let Some(options) = choices(schema) {
-                return Some(by_text(&options, &raw));
+            if let Some(values) = choice_values(schema) {
+                return Some(by_text(&values, &raw));
             }
             if is_file_ref(schema) {
                 return Some(Value::String(raw));
@@ -595,6 +619,23 @@ mod tests {
         assert_eq!(by("/members").widget, "group");
         assert_eq!(by("/members").template[0].name, "/members/__i__/name");
         assert_eq!(by("/when").widget, "date");
+    }
+
+    #[test]
+    fn choice_labels_follow_the_readers_language() {
+        let ui = json!({"fields": {
+            "category": {"options": {"water": {"en": "Water"}}},
+            "tags": {"options": {"a": "A (all languages)"}}
+        }});
+        let labels = |lang: &str, name: &str| -> Vec<String> {
+            let f = fields(&schema(), &ui, &Value::Null, "", lang);
+            let field = f.into_iter().find(|f| f.name == name).unwrap();
+            field.options.into_iter().map(|o| o.label).collect()
+        };
+        // An option without an English label keeps the schema's title rather than nothing.
+        assert_eq!(labels("en", "/category"), ["道路", "Water"]);
+        assert_eq!(labels("zh-CN", "/category"), ["道路", "供水"]);
+        assert_eq!(labels("zh-CN", "/tags"), ["A (all languages)", "b"]);
     }
 
     #[test]

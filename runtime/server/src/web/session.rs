@@ -94,7 +94,10 @@ impl FromRequestParts<AppState> for Viewer {
         let lang = language(parts, &jar, profile.locale.as_deref());
         // A language chosen on a page becomes the person's setting (notifications use it).
         if profile.locale.as_deref() != Some(lang) && parts.uri.query().is_some_and(|q| q.contains("lang=")) {
-            let _ = store.set_locale(&profile.id, lang).await;
+            // Only a preference: the page still shows in the chosen language if this fails.
+            if let Err(e) = store.set_locale(&profile.id, lang).await {
+                tracing::warn!(error = %e, "language setting not saved");
+            }
         }
         Ok(Viewer {
             actor,
