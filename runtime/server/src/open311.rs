@@ -6,7 +6,8 @@
 
 use crate::AppState;
 use crate::work_api::visible;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,6 +36,43 @@ fn error(status: StatusCode, description: impl Into<String>) -> Response {
         Json(json!([{"code": status.as_u16(), "description": description.into()}])),
     )
         .into_response()
+}
+
+/// A failure on our side: logged in full, answered without internals.
+fn failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "open311 request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server could not take the request",
+    )
+}
+
+/// A form body whose parse errors answer in GeoReport's error shape.
+struct GeoForm<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for GeoForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Form::<T>::from_request(req, state)
+            .await
+            .map(|Form(v)| GeoForm(v))
+            .map_err(|r| error(r.status(), r.body_text()))
+    }
+}
+
+/// Query parameters whose parse errors answer in GeoReport's error shape.
+struct GeoQuery<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for GeoQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| GeoQuery(v))
+            .map_err(|r| error(r.status(), r.body_text()))
+    }
 }
 
 /// A service: one choice of a workflow's service field.
@@ -112,10 +150,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, api_key: Option<&str>) ->
         .person_for_token(key.trim())
         .await
         .map_err(|_| error(StatusCode::UNAUTHORIZED, "the api_key is not valid"))?;
-    store
-        .actor(&person)
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    store.actor(&person).await.map_err(failed)
 }
 
 #[derive(Deserialize)]
@@ -126,7 +161,11 @@ struct NewRequest {
     params: HashMap<String, String>,
 }
 
-async fn create_request(State(state): State<AppState>, headers: HeaderMap, Form(req): Form<NewRequest>) -> Response {
+async fn create_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    GeoForm(req): GeoForm<NewRequest>,
+) -> Response {
     let actor = match caller(&state, &headers, req.api_key.as_deref()).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -149,7 +188,7 @@ async fn create_request(State(state): State<AppState>, headers: HeaderMap, Form(
     }
     let profile = match state.runtime.store.profile(&actor.person).await {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return failed(e),
     };
     // A client that sends an Idempotency-Key may retry without filing twice.
     let key = headers
@@ -192,13 +231,7 @@ async fn create_request(State(state): State<AppState>, headers: HeaderMap, Form(
             error(StatusCode::BAD_REQUEST, why.join("; "))
         }
         Err(StoreError::Engine(civicflow_engine::EngineError::Forbidden(m))) => error(StatusCode::FORBIDDEN, m),
-        Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => {
-            tracing::error!(error = %e, "open311 request failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the server could not take the request",
-            )
-        }
+        Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => failed(e),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -262,7 +295,11 @@ struct ListQuery {
 }
 
 /// Requests the caller may see, newest first (at most 1,000, as GeoReport suggests).
-async fn list_requests(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+async fn list_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    GeoQuery(q): GeoQuery<ListQuery>,
+) -> Response {
     let actor = match caller(&state, &headers, q.api_key.as_deref()).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -281,7 +318,7 @@ async fn list_requests(State(state): State<AppState>, headers: HeaderMap, Query(
     {
         let instances = match state.runtime.store.instances_of(wf.id(), 1000).await {
             Ok(list) => list,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return failed(e),
         };
         for i in instances.iter().rev() {
             if wanted.as_ref().is_some_and(|w| !w.contains(&i.id.as_str())) {
@@ -306,7 +343,7 @@ async fn one_request(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(file): Path<String>,
-    Query(q): Query<ListQuery>,
+    GeoQuery(q): GeoQuery<ListQuery>,
 ) -> Response {
     let Some(id) = file.strip_suffix(".json") else {
         return error(StatusCode::NOT_FOUND, "only the JSON format is served");

@@ -382,6 +382,14 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         app.send(post("service_code=road&description=abcdef".into())).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A body the form reader cannot take still answers in GeoReport's error list.
+    let (status, _, body) = app.send(post(format!("api_key={key}&description=abcdef"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors: Value = serde_json::from_str(&body).expect("a JSON error list");
+    assert!(
+        errors[0]["description"].as_str().unwrap().contains("service_code"),
+        "{body}"
+    );
 
     let (status, _, body) = app
         .send(get(&format!("/open311/v2/requests/{id}.json?api_key={key}"), None))
