@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{Actor, Instance, Workflow};
 use civicflow_store::StoreError;
@@ -236,8 +237,17 @@ async fn create_request(
     }
 }
 
-/// A request as GeoReport shows it.
-async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
+/// GeoReport's status of an instance.
+fn status_of(i: &Instance) -> &'static str {
+    if i.status.as_str() == "completed" {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
+/// A request as GeoReport shows it; `updated` is when its last event happened.
+fn describe(state: &AppState, services: &[Service], i: &Instance, updated: Option<DateTime<Utc>>) -> Option<Value> {
     let wf = state.runtime.registry.get(&i.workflow, i.workflow_version)?;
     let cfg = wf.def.open311.as_ref()?;
     let field = |param: &str| {
@@ -249,7 +259,10 @@ async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
             .unwrap_or(Value::Null)
     };
     let code = i.data.get(&cfg.service_field).and_then(Value::as_str).unwrap_or("");
-    let service_name = services_of(state).into_iter().find(|s| s.code == code).map(|s| s.name);
+    let service_name = services
+        .iter()
+        .find(|s| s.wf.id() == i.workflow && s.code == code)
+        .map(|s| s.name.clone());
     let notes: Vec<String> = i
         .position
         .tokens
@@ -263,11 +276,9 @@ async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
                 .unwrap_or_else(|| s.clone())
         })
         .collect();
-    let events = state.runtime.store.events(&i.id).await.ok()?;
-    let updated = events.last().map(|e| e.at).unwrap_or(i.created_at);
     Some(json!({
         "service_request_id": i.id,
-        "status": if i.status.as_str() == "completed" { "closed" } else { "open" },
+        "status": status_of(i),
         "status_notes": notes.join("、"),
         "service_name": service_name,
         "service_code": code,
@@ -275,7 +286,7 @@ async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
         "agency_responsible": i.data.get("department"),
         "service_notice": "",
         "requested_datetime": i.created_at,
-        "updated_datetime": updated,
+        "updated_datetime": updated.unwrap_or(i.created_at),
         "expected_datetime": null,
         "address": field("address_string"),
         "address_id": null,
@@ -286,15 +297,36 @@ async fn describe(state: &AppState, i: &Instance) -> Option<Value> {
     }))
 }
 
+/// Describe instances, reading their last-change times in one query.
+async fn describe_all(state: &AppState, instances: &[Instance]) -> Result<Vec<Value>, Response> {
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let updated = state.runtime.store.last_event_times(&ids).await.map_err(failed)?;
+    let services = services_of(state);
+    Ok(instances
+        .iter()
+        .filter_map(|i| describe(state, &services, i, updated.get(&i.id).copied()))
+        .collect())
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     api_key: Option<String>,
     service_request_id: Option<String>,
     service_code: Option<String>,
+    start_date: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
     status: Option<String>,
 }
 
-/// Requests the caller may see, newest first (at most 1,000, as GeoReport suggests).
+/// GeoReport's limits on a list: at most 1,000 requests, from the last 90 days by default.
+const MAX_REQUESTS: usize = 1000;
+const DEFAULT_DAYS: i64 = 90;
+/// Instances read per query while walking a window for the ones the caller may see.
+const PAGE: i64 = 500;
+
+/// Requests the caller may see, newest first: those named by `service_request_id` (other
+/// filters then do not apply, as GeoReport says), else those reported between `start_date`
+/// and `end_date`, filtered by `service_code` and `status`.
 async fn list_requests(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -304,39 +336,83 @@ async fn list_requests(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let wanted: Option<Vec<&str>> = q
-        .service_request_id
-        .as_deref()
-        .map(|ids| ids.split(',').map(str::trim).collect());
-    let mut out = Vec::new();
-    for wf in state
-        .runtime
-        .registry
-        .all_latest()
-        .iter()
-        .filter(|w| w.def.open311.is_some())
-    {
-        let instances = match state.runtime.store.instances_of(wf.id(), 1000).await {
-            Ok(list) => list,
-            Err(e) => return failed(e),
-        };
-        for i in instances.iter().rev() {
-            if wanted.as_ref().is_some_and(|w| !w.contains(&i.id.as_str())) {
-                continue;
-            }
-            if !visible(&state, &actor, i).await.unwrap_or(false) {
-                continue;
-            }
-            let Some(r) = describe(&state, i).await else { continue };
-            if q.service_code.as_deref().is_some_and(|c| r["service_code"] != c)
-                || q.status.as_deref().is_some_and(|s| r["status"] != s)
-            {
-                continue;
-            }
-            out.push(r);
+    let found = match &q.service_request_id {
+        Some(ids) => requests_by_id(&state, &actor, ids).await,
+        None => requests_in_window(&state, &actor, &q).await,
+    };
+    match found {
+        Ok(found) => match describe_all(&state, &found).await {
+            Ok(out) => Json(out).into_response(),
+            Err(r) => r,
+        },
+        Err(r) => r,
+    }
+}
+
+async fn requests_by_id(state: &AppState, actor: &Actor, ids: &str) -> Result<Vec<Instance>, Response> {
+    let ids: Vec<&str> = ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .take(MAX_REQUESTS)
+        .collect();
+    let mut found = Vec::new();
+    for i in state.runtime.store.instances(&ids).await.map_err(failed)? {
+        let takes_part = state
+            .runtime
+            .registry
+            .get(&i.workflow, i.workflow_version)
+            .is_some_and(|wf| wf.def.open311.is_some());
+        if takes_part && visible(state, actor, &i).await.map_err(|e| failed(e.message))? {
+            found.push(i);
         }
     }
-    Json(out).into_response()
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(found)
+}
+
+async fn requests_in_window(state: &AppState, actor: &Actor, q: &ListQuery) -> Result<Vec<Instance>, Response> {
+    if let Some(s) = q.status.as_deref().filter(|s| !matches!(*s, "open" | "closed")) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("status \"{s}\" is not open or closed"),
+        ));
+    }
+    // The end is inclusive, to the millisecond the store keeps.
+    let to = q.end_date.unwrap_or_else(|| state.runtime.now()) + Duration::milliseconds(1);
+    let from = q.start_date.unwrap_or(to - Duration::days(DEFAULT_DAYS));
+    if from >= to {
+        return Err(error(StatusCode::BAD_REQUEST, "start_date is after end_date"));
+    }
+    let store = &state.runtime.store;
+    let mut found = Vec::new();
+    for wf in state.runtime.registry.all_latest() {
+        let Some(cfg) = &wf.def.open311 else { continue };
+        // Newest first, page by page, until the limit is met with what the caller may see.
+        for offset in (0..).step_by(PAGE as usize) {
+            let page = store
+                .instances_newest_first(wf.id(), from, to, PAGE, offset)
+                .await
+                .map_err(failed)?;
+            for i in &page {
+                let code = i.data.get(&cfg.service_field).and_then(Value::as_str);
+                if q.service_code.as_deref().is_some_and(|c| code != Some(c))
+                    || q.status.as_deref().is_some_and(|s| status_of(i) != s)
+                {
+                    continue;
+                }
+                if visible(state, actor, i).await.map_err(|e| failed(e.message))? {
+                    found.push(i.clone());
+                }
+            }
+            if (page.len() as i64) < PAGE || found.len() >= MAX_REQUESTS {
+                break;
+            }
+        }
+    }
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    found.truncate(MAX_REQUESTS);
+    Ok(found)
 }
 
 async fn one_request(
@@ -359,8 +435,9 @@ async fn one_request(
     if !visible(&state, &actor, &instance).await.unwrap_or(false) {
         return not_found();
     }
-    match describe(&state, &instance).await {
-        Some(r) => Json(json!([r])).into_response(),
-        None => not_found(),
+    match describe_all(&state, std::slice::from_ref(&instance)).await {
+        Ok(out) if !out.is_empty() => Json(out).into_response(),
+        Ok(_) => not_found(),
+        Err(r) => r,
     }
 }

@@ -403,10 +403,39 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
     let (_, _, body) = app
         .send(get(&format!("/open311/v2/requests.json?api_key={key}"), None))
         .await;
+    let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["service_request_id"], id.as_str(), "newest first");
+    // GeoReport's filters: ids, service, status and dates; a bad one says which and why.
+    let (app_ref, key_ref) = (&app, &key);
+    let list = |query: String| async move {
+        let (status, _, body) = app_ref
+            .send(get(
+                &format!("/open311/v2/requests.json?api_key={key_ref}&{query}"),
+                None,
+            ))
+            .await;
+        (status, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let (_, by_id) = list(format!("service_request_id={id},nonexistent")).await;
+    assert_eq!(by_id.as_array().unwrap().len(), 1);
+    assert_eq!(list("service_code=water".into()).await.1.as_array().unwrap().len(), 1);
+    assert_eq!(list("status=closed".into()).await.1, serde_json::json!([]));
     assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(),
-        2
+        list("start_date=2099-01-01T00:00:00Z".into()).await.0,
+        StatusCode::BAD_REQUEST
     );
+    assert_eq!(
+        list("end_date=2000-01-01T00:00:00Z".into()).await.1,
+        serde_json::json!([]),
+        "nothing was reported 90 days before 2000"
+    );
+    let (status, bad) = list("status=pending".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad[0]["description"].as_str().unwrap().contains("pending"), "{bad}");
+    let (status, bad) = list("start_date=yesterday".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad[0]["description"].as_str().unwrap().contains("start_date"), "{bad}");
     // Another community's grid worker neither lists nor reads it.
     let other = app.tokens["zhao"].clone();
     let (status, _, _) = app

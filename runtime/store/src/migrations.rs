@@ -223,4 +223,12 @@ CREATE TABLE attachments (
 );
 "#,
     ),
+    (
+        6,
+        r#"
+-- Lists of a workflow's instances by time (Open311) and of what a person started.
+CREATE INDEX instances_workflow_created ON instances (workflow_id, created_at);
+CREATE INDEX instances_created_by ON instances (created_by, created_at);
+"#,
+    ),
 ];

@@ -1,8 +1,9 @@
 //! Row mapping and the read side: instances, tasks, events.
 
-use crate::db::{Store, from_millis};
+use crate::db::{Store, from_millis, millis};
 use crate::error::{Result, StoreError};
 use crate::org::{ACTOR_FROM, ACTOR_JOIN, actor_from};
+use chrono::{DateTime, Utc};
 use civicflow_engine::Actor;
 use civicflow_engine::machine::{Instance, Position, Status, Task};
 use serde::Serialize;
@@ -153,6 +154,50 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
+    }
+
+    /// Instances of a workflow started in `[from, to)`, newest first: `limit` of them after
+    /// skipping `offset`, so a caller can walk a window page by page.
+    pub async fn instances_newest_first(
+        &self,
+        workflow: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Instance>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = $1 AND created_at >= $2 AND created_at < $3 \
+             ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(workflow)
+        .bind(millis(from))
+        .bind(millis(to))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
+    }
+
+    /// When each instance last changed (its newest event), by id.
+    pub async fn last_event_times(&self, ids: &[&str]) -> Result<HashMap<String, DateTime<Utc>>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT instance_id, MAX(at) FROM events WHERE instance_id IN ({}) GROUP BY instance_id",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for (id, at) in q.fetch_all(&self.pool).await? {
+                out.insert(id, from_millis(at));
+            }
+        }
+        Ok(out)
     }
 
     /// Instances a person started, newest first, at most `limit`.
