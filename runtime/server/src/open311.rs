@@ -367,7 +367,7 @@ async fn requests_by_id(state: &AppState, actor: &Actor, ids: &str) -> Result<Ve
             found.push(i);
         }
     }
-    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     Ok(found)
 }
 
@@ -410,7 +410,7 @@ async fn requests_in_window(state: &AppState, actor: &Actor, q: &ListQuery) -> R
             }
         }
     }
-    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     found.truncate(MAX_REQUESTS);
     Ok(found)
 }
