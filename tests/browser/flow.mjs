@@ -154,7 +154,11 @@ try {
   assert.match(await chen.page.textContent("h1"), /My tasks/);
   await chen.page.goto(`${BASE}/mine`);
   assert.match(await chen.page.textContent("h1"), /Started by me/);
-  await shot(chen.page, "08-english-desktop");
+  // The generated form in English: field titles and choices from the workflow's `ui` hints.
+  await wang.page.goto(`${BASE}/start/ticket?lang=en`);
+  assert.match(await wang.page.textContent("h1"), /Incident ticket/);
+  assert.match(await wang.page.textContent("#f-category"), /Roads and facilities/);
+  await shot(wang.page, "08-english-form-phone");
   step("English is available and remembered");
 
   // 7. A one-time code from the server log signs in (demo mode).
