@@ -1,24 +1,16 @@
 //! Uploading and binding plugins over HTTP: who may, what is refused and why, and the bound
 //! plugin then deciding an instance.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use civicflow_engine::SystemClock;
-use civicflow_engine::files::load_all;
-use civicflow_plugin_host::{Host, PluginRules};
 use civicflow_server::{AppState, router};
-use civicflow_store::org_files::{read_people, read_units};
-use civicflow_store::{Runtime, Store};
+use common::repo;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::sync::Arc;
 use tower::ServiceExt;
-
-fn repo(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
-}
 
 struct App {
     state: AppState,
@@ -26,28 +18,20 @@ struct App {
     grid_worker: String,
 }
 
+/// The shared test app, plus a token for the city's plugin administrator (he).
 async fn app() -> App {
-    let store = Store::connect("sqlite::memory:", None).await.unwrap();
-    let units = read_units(&repo("workflows/org/units.csv")).unwrap();
-    let people = read_people(&repo("workflows/org/people.csv")).unwrap();
-    store.import_org(&units, &people, &|_| {}).await.unwrap();
-    let admin = store.create_token("he", "test", [1; 32]).await.unwrap();
-    let grid_worker = store.create_token("wang", "test", [2; 32]).await.unwrap();
-    let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
-    let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
-    let (workflows, _) = load_all(&[repo("workflows/ticket.yaml")]).unwrap();
-    for wf in workflows {
-        runtime.publish(wf).await.unwrap();
-    }
+    let shared = common::App::new().await;
+    let admin = shared
+        .state
+        .runtime
+        .store
+        .create_token("he", "test", [100; 32])
+        .await
+        .unwrap();
     App {
-        state: AppState {
-            runtime,
-            rules,
-            log_sign_in_codes: true,
-            secure_cookies: true,
-        },
+        grid_worker: shared.tokens["wang"].clone(),
+        state: shared.state,
         admin,
-        grid_worker,
     }
 }
 

@@ -121,6 +121,14 @@ pub(crate) async fn load_instance(conn: &mut AnyConnection, id: &str) -> Result<
     instance_from(&row)
 }
 
+/// Ids bound per `IN (...)` query: well under every backend's limit on parameters.
+const IN_CHUNK: usize = 200;
+
+/// `$1, $2, ... $n` for an `IN (...)` list.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
     #[serde(flatten)]
@@ -183,11 +191,10 @@ impl Store {
     /// When each instance last changed (its newest event), by id.
     pub async fn last_event_times(&self, ids: &[&str]) -> Result<HashMap<String, DateTime<Utc>>> {
         let mut out = HashMap::new();
-        for chunk in ids.chunks(200) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
                 "SELECT instance_id, MAX(at) FROM events WHERE instance_id IN ({}) GROUP BY instance_id",
-                marks.join(", ")
+                placeholders(chunk.len())
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
             for id in chunk {
@@ -215,11 +222,10 @@ impl Store {
     /// Several instances by id (those that exist), for lists.
     pub async fn instances(&self, ids: &[&str]) -> Result<Vec<Instance>> {
         let mut out = Vec::new();
-        for chunk in ids.chunks(200) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
                 "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN ({})",
-                marks.join(", ")
+                placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -236,12 +242,14 @@ impl Store {
     pub async fn names(&self, units: &[&str], people: &[&str]) -> Result<HashMap<String, (String, Option<String>)>> {
         let mut out = HashMap::new();
         for (table, ids, en) in [("units", units, "name_en"), ("people", people, "NULL")] {
-            for chunk in ids.chunks(200) {
+            for chunk in ids.chunks(IN_CHUNK) {
                 if chunk.is_empty() {
                     continue;
                 }
-                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                let sql = format!("SELECT id, name, {en} FROM {table} WHERE id IN ({})", marks.join(", "));
+                let sql = format!(
+                    "SELECT id, name, {en} FROM {table} WHERE id IN ({})",
+                    placeholders(chunk.len())
+                );
                 let mut q = sqlx::query_as::<_, (String, String, Option<String>)>(&sql);
                 for id in chunk {
                     q = q.bind(*id);

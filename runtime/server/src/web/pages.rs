@@ -347,22 +347,42 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
     if task.task.pool && task.task.claimed_by.is_none() {
         return see_other(&format!("/instances/{}", instance.id));
     }
-    let title = state_title(&wf, &task.task.state, viewer.lang);
-    form_page(
+    task_page(
         &viewer,
+        &wf,
+        &task,
+        &instance,
         StatusCode::OK,
+        json!({}),
+        BTreeMap::new(),
+    )
+}
+
+/// A task's form with what the task is about: blank, or as posted with its errors.
+fn task_page(
+    viewer: &Viewer,
+    wf: &Workflow,
+    task: &TaskView,
+    instance: &Instance,
+    status: StatusCode,
+    data: Value,
+    errors: BTreeMap<String, String>,
+) -> Response {
+    form_page(
+        viewer,
+        status,
         FormPage {
-            wf: &wf,
+            wf,
             form: task.task.form.as_deref(),
-            title,
-            action: format!("/tasks/{id}"),
-            data: json!({}),
-            errors: BTreeMap::new(),
+            title: state_title(wf, &task.task.state, viewer.lang),
+            action: format!("/tasks/{}", task.task.id),
+            data,
+            errors,
             units: Vec::new(),
             unit: String::new(),
             key: String::new(),
             instance: Some(format!("/instances/{}", instance.id)),
-            context: filled(&wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
+            context: filled(wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
         },
     )
 }
@@ -381,8 +401,7 @@ pub async fn task_submit(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let form = task.task.form.as_deref();
-    let (data, mut errors) = check(&wf, form, &mut posted, viewer.lang);
+    let (data, mut errors) = check(&wf, task.task.form.as_deref(), &mut posted, viewer.lang);
     if errors.is_empty() {
         match state.runtime.complete(&viewer.profile.id, &id, data.clone()).await {
             Ok(_) => return see_other(&format!("/instances/{}?done=1", instance.id)),
@@ -392,22 +411,14 @@ pub async fn task_submit(
             },
         }
     }
-    form_page(
+    task_page(
         &viewer,
+        &wf,
+        &task,
+        &instance,
         StatusCode::UNPROCESSABLE_ENTITY,
-        FormPage {
-            wf: &wf,
-            form,
-            title: state_title(&wf, &task.task.state, viewer.lang),
-            action: format!("/tasks/{id}"),
-            data,
-            errors,
-            units: Vec::new(),
-            unit: String::new(),
-            key: String::new(),
-            instance: Some(format!("/instances/{}", instance.id)),
-            context: filled(&wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
-        },
+        data,
+        errors,
     )
 }
 
