@@ -38,12 +38,7 @@ pub struct Viewer {
 /// The language for a request: `?lang=`, then the person's setting (signed in), then the
 /// `cf_lang` cookie (chosen before signing in), then `Accept-Language`, then zh-CN.
 pub fn language(parts: &Parts, jar: &CookieJar, setting: Option<&str>) -> &'static str {
-    let query = parts.uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("lang="))
-            .and_then(i18n::supported)
-    });
-    query
+    asked_language(parts)
         .or_else(|| setting.and_then(i18n::supported))
         .or_else(|| jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value())))
         .or_else(|| {
@@ -54,6 +49,15 @@ pub fn language(parts: &Parts, jar: &CookieJar, setting: Option<&str>) -> &'stat
                 .and_then(i18n::from_accept_language)
         })
         .unwrap_or(i18n::DEFAULT_LOCALE)
+}
+
+/// A supported language asked for with `?lang=`.
+fn asked_language(parts: &Parts) -> Option<&'static str> {
+    let query = parts.uri.query()?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("lang="))
+        .and_then(i18n::supported)
 }
 
 /// Where a page request without a session is sent: the sign-in page, then back.
@@ -93,7 +97,7 @@ impl FromRequestParts<AppState> for Viewer {
         };
         let lang = language(parts, &jar, profile.locale.as_deref());
         // A language chosen on a page becomes the person's setting (notifications use it).
-        if profile.locale.as_deref() != Some(lang) && parts.uri.query().is_some_and(|q| q.contains("lang=")) {
+        if asked_language(parts).is_some() && profile.locale.as_deref() != Some(lang) {
             // Only a preference: the page still shows in the chosen language if this fails.
             if let Err(e) = store.set_locale(&profile.id, lang).await {
                 tracing::warn!(error = %e, "language setting not saved");
