@@ -161,7 +161,7 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 version: version.into(),
                 limits,
             };
-            plugins::bind(&store, &binding).await?;
+            plugins::bind(&store, &store.registry().await?, &binding).await?;
             println!(
                 "bound {} {} at {} and below to {}",
                 binding.workflow,

@@ -28,11 +28,16 @@
 //!
 //! A file may also load plugin packages and bind them, to test a locality's rule:
 //! `plugins: [../../plugins/ticket-route]` and
-//! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.0.0}]`.
+//! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.0.0}]`,
+//! and upload working-day tables: `calendars: [{unit: demo-city, file: ../calendars/cn-2026.calendar.yaml}]`.
+//!
+//! The file is checked against `schemas/scenario.schema.json` first (docs/scenarios.md):
+//! an unknown key anywhere is an error at its line, so a misspelt assertion never passes.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use civicflow_engine::ManualClock;
+use civicflow_engine::calendar::YearTable;
 use civicflow_engine::duration::Span;
 use civicflow_engine::files::{load_all, scenario_files};
 use civicflow_engine::yaml::SourceDoc;
@@ -44,7 +49,18 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../schemas/scenario.schema.json")).expect("scenario schema is JSON");
+    jsonschema::validator_for(&schema).expect("scenario schema is valid")
+});
+
+/// The actions a step may take; a step takes at most one.
+const VERBS: [&str; 8] = [
+    "start", "complete", "claim", "withdraw", "signal", "find", "code", "advance",
+];
 
 pub async fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     let files = scenario_files(paths)?;
@@ -85,6 +101,17 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
             return Ok((0, 1));
         }
     };
+    let mut shape: Vec<_> = SCHEMA
+        .iter_errors(&doc.value)
+        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(&e)))
+        .collect();
+    shape.extend(steps_with_two_actions(&doc));
+    if !shape.is_empty() {
+        for d in &shape {
+            println!("FAIL {d}");
+        }
+        return Ok((0, 1));
+    }
     let setup = match Setup::read(&doc, file) {
         Ok(s) => s,
         Err(f) => {
@@ -118,8 +145,47 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
     Ok((passed, failed))
 }
 
+/// A schema error in words: an unknown key is named with what is allowed there.
+fn schema_message(e: &jsonschema::ValidationError) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match e.kind() {
+        K::AdditionalProperties { unexpected } => format!("unknown key(s) {}", unexpected.join(", ")),
+        _ => e.to_string(),
+    }
+}
+
+fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> {
+    let lists = doc
+        .value
+        .get("background")
+        .map(|b| ("/background".to_string(), b))
+        .into_iter()
+        .chain(
+            doc.value
+                .get("scenarios")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, s)| Some((format!("/scenarios/{i}/steps"), s.get("steps")?))),
+        );
+    let mut out = Vec::new();
+    for (at, steps) in lists {
+        for (i, step) in steps.as_array().into_iter().flatten().enumerate() {
+            let verbs: Vec<&str> = VERBS.into_iter().filter(|v| step.get(*v).is_some()).collect();
+            if verbs.len() > 1 {
+                let message = format!("a step takes one action; this one has {}", verbs.join(" and "));
+                out.push(doc.error(&format!("{at}/{i}"), message));
+            }
+        }
+    }
+    out
+}
+
 struct Setup {
     workflow_paths: Vec<PathBuf>,
+    /// `calendars:` of the file: tables to upload at units, read and checked once.
+    calendars: Vec<(String, YearTable)>,
     units: Option<PathBuf>,
     people: Option<PathBuf>,
     start: DateTime<Utc>,
@@ -165,6 +231,7 @@ impl Setup {
                 .map(|d| d.with_timezone(&Utc))
                 .ok_or_else(|| fail("/start_time", "start_time must be an RFC 3339 time"))?,
         };
+        let mut hooks: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let rules = Arc::new(PluginRules::new(Arc::new(
             Host::new(None).map_err(|e| fail("", e.to_string()))?,
         )));
@@ -184,19 +251,42 @@ impl Setup {
                 .load(&m.id, &m.version, &package.wasm)
                 .map_err(|e| fail(&at, e.to_string()))?;
             rules.add_plugin(plugin, m.limits());
+            hooks.insert(m.plugin_ref(), m.hooks.clone());
         }
         if let Some(b) = doc.value.get("bindings") {
             let bindings: Vec<Binding> =
                 serde_json::from_value(b.clone()).map_err(|e| fail("/bindings", format!("bindings: {e}")))?;
+            let (workflows, _) = load_all(&workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
             for (i, b) in bindings.iter().enumerate() {
-                if !rules.has_plugin(&b.plugin_ref()) {
+                let Some(plugin_hooks) = hooks.get(&b.plugin_ref()) else {
                     return Err(fail(
                         &format!("/bindings/{i}/plugin"),
                         format!("plugin {} is not among this file's `plugins`", b.plugin_ref()),
                     ));
-                }
+                };
+                let wf = workflows.iter().find(|w| w.id() == b.workflow);
+                civicflow_server::plugins::check_binding(wf, b, plugin_hooks)
+                    .map_err(|m| fail(&format!("/bindings/{i}"), m))?;
             }
             rules.set_bindings(BindingTable::new(bindings));
+        }
+        let mut calendars = Vec::new();
+        for (i, c) in doc
+            .value
+            .get("calendars")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("/calendars/{i}");
+            let path = rel(&c["file"], &format!("{at}/file"))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| fail(&at, format!("{}: {e}", path.display())))?;
+            let table = YearTable::parse(&path.display().to_string(), &text).map_err(|problems| {
+                let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                fail(&at, all.join("; "))
+            })?;
+            calendars.push((c["unit"].as_str().unwrap_or_default().to_string(), table));
         }
         let secrets = match doc.value.get("secrets") {
             None => BTreeMap::new(),
@@ -205,6 +295,7 @@ impl Setup {
         };
         Ok(Self {
             rules,
+            calendars,
             workflow_paths,
             units,
             people,
@@ -236,6 +327,12 @@ impl Setup {
             .import_org(&units, &people, &|_| {})
             .await
             .map_err(|e| fail("/org", format!("{e}: {}", describe_import(&e))))?;
+        for (i, (unit, table)) in self.calendars.iter().enumerate() {
+            store
+                .upload_calendar(unit, table, "scenario", self.start)
+                .await
+                .map_err(|e| fail(&format!("/calendars/{i}/unit"), e.to_string()))?;
+        }
         let runtime = Runtime::new(store, clock.clone(), self.rules.clone())
             .await
             .map_err(|e| fail("", e.to_string()))?;
@@ -383,10 +480,10 @@ async fn perform(
                     .filter(|t| t.status == "open")
                     .map(|t| t.task.state.as_str())
                     .collect();
-                return Err(fail(
-                    &format!("{at}/state"),
-                    format!("no open task in state \"{state}\"; open tasks: {open:?}"),
-                ));
+                // Refused like any action, so a step can expect it (`error: not_found`).
+                return Ok(Err(StoreError::NotFound(format!(
+                    "no task in state \"{state}\"; open tasks: {open:?}"
+                ))));
             };
             let result = match verb {
                 "claim" => runtime.claim(person, &task.task.id).await,
@@ -483,7 +580,10 @@ async fn perform(
             .as_str()
             .ok_or_else(|| fail(&at, "advance needs a duration like 25h or P1Y"))?;
         let span = Span::parse(text).map_err(|e| fail(&at, e.0))?;
-        clock.set(span.after(civicflow_engine::Clock::now(clock)));
+        let to = span
+            .after(civicflow_engine::Clock::now(clock), None)
+            .map_err(|e| fail(&at, format!("advance by a span without working days: {e}")))?;
+        clock.set(to);
         // Fire until quiet: a timer's transition may arm another timer that is already due.
         loop {
             let fired = runtime
@@ -548,6 +648,54 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             return Err(fail(
                 &format!("{at}/tasks"),
                 format!("expected open tasks {want:?}, got {got:?}"),
+            ));
+        }
+    }
+    if let Some(states) = expect.get("no_task") {
+        let unwanted = string_set(states, &format!("{at}/no_task"))?;
+        let all = runtime
+            .store
+            .instance_tasks(id)
+            .await
+            .map_err(|e| fail(at, e.to_string()))?;
+        if let Some(t) = all
+            .iter()
+            .find(|t| t.status == "open" && unwanted.contains(&t.task.state))
+        {
+            return Err(fail(
+                &format!("{at}/no_task"),
+                format!("state \"{}\" has an open task", t.task.state),
+            ));
+        }
+    }
+    if let Some(due) = expect.get("due").and_then(Value::as_object) {
+        for (state, want) in due {
+            let here = format!("{at}/due/{state}");
+            let want = want
+                .as_str()
+                .and_then(civicflow_engine::time::parse_instant)
+                .ok_or_else(|| fail(&here, "expected an RFC 3339 time"))?;
+            match instance.position.due.get(state) {
+                Some(got) if *got == want => {}
+                Some(got) => {
+                    let message = format!(
+                        "the limit of \"{state}\" is {}, expected {}",
+                        civicflow_engine::time::canonical(*got),
+                        civicflow_engine::time::canonical(want)
+                    );
+                    return Err(fail(&here, message));
+                }
+                None => return Err(fail(&here, format!("state \"{state}\" has no time limit"))),
+            }
+        }
+    }
+    if let Some(absent) = expect.get("events_absent") {
+        let unwanted = string_set(absent, &format!("{at}/events_absent"))?;
+        let log = runtime.store.events(id).await.map_err(|e| fail(at, e.to_string()))?;
+        if let Some(e) = log.iter().find(|e| unwanted.contains(&e.kind)) {
+            return Err(fail(
+                &format!("{at}/events_absent"),
+                format!("event \"{}\" is in the log (event {})", e.kind, e.seq),
             ));
         }
     }

@@ -134,8 +134,10 @@ pub struct State {
     pub form: Option<String>,
     #[serde(default)]
     pub assign: Option<Assign>,
+    /// The time limit, fixed when the state is entered: a duration (`3d`, `5wd`), an
+    /// expression giving a duration, an RFC 3339 time or null (no limit), or a rule hook.
     #[serde(default)]
-    pub due: Option<String>,
+    pub due: Option<ValueExpr>,
     #[serde(default)]
     pub escalate: Vec<Escalation>,
     #[serde(default)]
@@ -244,12 +246,16 @@ pub struct Credit {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timer {
-    /// A duration after entering the state.
+    /// When, counted from entering the state: a duration, a multiple of the state's limit
+    /// (`2x`), an expression or a rule giving either (null: the timer is off).
     #[serde(default)]
-    pub after: Option<String>,
-    /// An expression giving an RFC 3339 deadline.
+    pub after: Option<ValueExpr>,
+    /// An expression or rule giving an RFC 3339 deadline (null: off).
     #[serde(default)]
-    pub at: Option<String>,
+    pub at: Option<ValueExpr>,
+    /// Guard evaluated on entering the state; when false the timer is not armed.
+    #[serde(default)]
+    pub when: Option<String>,
     /// Where to go; without it the timer only notifies (or sets) and the instance stays.
     #[serde(default)]
     pub to: Option<Target>,
@@ -263,11 +269,36 @@ pub struct Timer {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Escalation {
-    pub after: String,
-    /// The role that may act on the task from then on, besides its assignee.
-    pub to: String,
+    /// As a timer's `after`; without it, at the state's time limit (`due`).
+    #[serde(default)]
+    pub after: Option<ValueExpr>,
+    /// Guard evaluated on entering the state; when false this step is not armed.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Who may act on the task from then on, besides its assignee.
+    pub to: EscalationTarget,
     #[serde(default)]
     pub notify: Option<Notify>,
+}
+
+/// Whom an escalation reaches: a role over the task's unit, a role at the ancestor of the
+/// instance's unit of a given level (the street's command centre, wherever the task is), or
+/// what a rule answers (a role, `{role, level}`, or null for nobody).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EscalationTarget {
+    Role(String),
+    At { role: String, level: String },
+    Rule { rule: String },
+}
+
+impl EscalationTarget {
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            EscalationTarget::Role(r) | EscalationTarget::At { role: r, .. } => Some(r),
+            EscalationTarget::Rule { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +311,10 @@ pub struct Assign {
     /// Expression giving the unit id the task belongs to; default: the instance's unit.
     #[serde(default)]
     pub unit: Option<String>,
+    /// The task belongs to the ancestor of the instance's unit of this level (`street`,
+    /// `district`): the street's command centre, wherever in the street it was reported.
+    #[serde(default)]
+    pub level: Option<String>,
     /// Open for any eligible person to claim.
     #[serde(default)]
     pub pool: bool,
@@ -320,6 +355,10 @@ pub struct Schedule {
     pub unit: Option<String>,
     #[serde(default)]
     pub data: BTreeMap<String, String>,
+    /// IANA zone the cron fields are read in; default Asia/Shanghai (`0 0 1 * *` is midnight
+    /// of the 1st in Beijing, not 08:00).
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// A validated definition, ready to run.
@@ -330,7 +369,7 @@ pub struct Workflow {
     pub(crate) exprs: HashMap<String, Expr>,
     pub(crate) forms: HashMap<String, jsonschema::Validator>,
     pub(crate) spans: HashMap<String, Span>,
-    pub(crate) crons: HashMap<String, cron::Schedule>,
+    pub(crate) crons: HashMap<String, (cron::Schedule, chrono_tz::Tz)>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -360,13 +399,23 @@ impl Workflow {
         self.spans[text]
     }
 
+    /// A duration written as a constant, if `text` is one.
+    pub(crate) fn constant_span(&self, text: &str) -> Option<Span> {
+        self.spans.get(text).copied()
+    }
+
     /// Next firing of schedule `id` strictly after `after`.
     pub fn next_schedule_time(
         &self,
         id: &str,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.crons.get(id)?.after(&after).next()
+        let (cron, zone) = self.crons.get(id)?;
+        Some(
+            cron.after(&after.with_timezone(zone))
+                .next()?
+                .with_timezone(&chrono::Utc),
+        )
     }
 
     /// Roles the workflow gives work to (task and collect assignees, escalation roles): the
@@ -375,7 +424,7 @@ impl Workflow {
     pub fn working_roles(&self) -> std::collections::BTreeSet<&str> {
         let states = self.def.states.values();
         let assigned = states.clone().filter_map(|s| s.assign.as_ref()?.role.as_deref());
-        let escalated = states.flat_map(|s| s.escalate.iter().map(|e| e.to.as_str()));
+        let escalated = states.flat_map(|s| s.escalate.iter().filter_map(|e| e.to.role()));
         assigned.chain(escalated).collect()
     }
 
@@ -386,7 +435,7 @@ impl Workflow {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         let code = self.state(state)?.code.as_ref()?;
-        Some(self.span(&code.valid_for).after(now))
+        self.span(&code.valid_for).after(now, None).ok()
     }
 
     /// The firing of schedule `id` before `at`, if it has one.
@@ -395,7 +444,12 @@ impl Workflow {
         id: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.crons.get(id)?.after(&at).next_back()
+        let (cron, zone) = self.crons.get(id)?;
+        Some(
+            cron.after(&at.with_timezone(zone))
+                .next_back()?
+                .with_timezone(&chrono::Utc),
+        )
     }
 
     /// Check form data against the named form: `(json pointer, message)` per problem.
@@ -489,7 +543,7 @@ impl Workflow {
     }
 
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
-    /// `person` (`id`, `attributes`), `unit`, `scheduled_at` and `ledger` (the person's
+    /// `person` (`id`, `attributes`), `unit`, `scheduled_at`, `scheduled_on` and `ledger` (the person's
     /// account totals since the schedule's previous firing).
     pub fn schedule_data(
         &self,
@@ -499,10 +553,16 @@ impl Workflow {
         at: chrono::DateTime<chrono::Utc>,
         ledger: &Value,
     ) -> Result<Value, String> {
+        let zone = self
+            .crons
+            .get(&schedule.id)
+            .map_or(crate::time::DEFAULT_TIME_ZONE, |(_, z)| *z);
         let ctx = crate::expr::context(&serde_json::json!({
             "person": person,
             "unit": {"id": unit},
-            "scheduled_at": at.to_rfc3339(),
+            "scheduled_at": crate::time::canonical(at),
+            // The local day of the firing in the schedule's zone: `scheduled_on[:7]` is the month.
+            "scheduled_on": at.with_timezone(&zone).date_naive().to_string(),
             "ledger": ledger,
         }));
         let mut out = serde_json::Map::new();

@@ -1,8 +1,9 @@
 //! Durations as the regulations state them: `P1Y` (ISO 8601), `30d`, `72h`, `5wd`
-//! (working days, Monday to Friday). Years and months are calendar months, so a year of
-//! probation that starts on 29 Feb ends on 28 Feb.
+//! (working days on the unit's calendar, see [`crate::calendar`]). Years and months are
+//! calendar months, so a year of probation that starts on 29 Feb ends on 28 Feb.
 
-use chrono::{DateTime, Datelike, Months, Utc, Weekday};
+use crate::calendar::Calendar;
+use chrono::{DateTime, Months, Utc};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,19 +57,27 @@ impl Span {
         Ok(span)
     }
 
-    pub fn after(&self, start: DateTime<Utc>) -> DateTime<Utc> {
+    /// The instant this span after `start`; working days need the unit's calendar.
+    pub fn after(&self, start: DateTime<Utc>, calendar: Option<&Calendar>) -> Result<DateTime<Utc>, String> {
         let mut t = start
             .checked_add_months(Months::new(self.months))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         t += chrono::Duration::days(i64::from(self.days));
-        let mut left = self.working_days;
-        while left > 0 {
-            t += chrono::Duration::days(1);
-            if !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) {
-                left -= 1;
-            }
+        if self.working_days > 0 {
+            let cal = calendar.ok_or("working days (wd) are counted on a unit's calendar, and none applies here")?;
+            t = cal.add_working_days(t, self.working_days)?;
         }
-        t + chrono::Duration::seconds(self.seconds as i64)
+        Ok(t + chrono::Duration::seconds(self.seconds as i64))
+    }
+
+    /// `n` times this span (`2x` of a 5-working-day limit is 10 working days).
+    pub fn times(&self, n: u32) -> Span {
+        Span {
+            months: self.months * n,
+            days: self.days * n,
+            working_days: self.working_days * n,
+            seconds: self.seconds * u64::from(n),
+        }
     }
 }
 
@@ -122,12 +131,16 @@ mod tests {
     #[test]
     fn calendar_arithmetic() {
         let fri = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
-        let five_wd = Span::parse("5wd").unwrap().after(fri);
-        assert_eq!(five_wd, Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap());
+        let table = crate::calendar::YearTable::parse("t.csv", "date,kind,name\n2026-11-25,holiday,x\n").unwrap();
+        let cal = Calendar::nearest_first("u", [&table]);
+        let five_wd = Span::parse("5wd").unwrap().after(fri, Some(&cal)).unwrap();
+        assert_eq!(five_wd, Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap());
+        assert!(Span::parse("5wd").unwrap().after(fri, None).is_err());
         let leap = Utc.with_ymd_and_hms(2024, 2, 29, 0, 0, 0).unwrap();
         assert_eq!(
-            Span::parse("P1Y").unwrap().after(leap),
+            Span::parse("P1Y").unwrap().after(leap, None).unwrap(),
             Utc.with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap()
         );
+        assert_eq!(Span::parse("5wd").unwrap().times(2).working_days, 10);
     }
 }

@@ -3,9 +3,11 @@
 //! with no templates registered, so compiled expressions can be `'static` and cached in the
 //! loaded workflow instead of being re-parsed on every transition.
 
-use minijinja::{Environment, Expression, UndefinedBehavior};
+use crate::calendar::Calendar;
+use crate::time::{canonical, parse_instant};
+use minijinja::{Environment, Error, ErrorKind::InvalidOperation, Expression, State, UndefinedBehavior};
 use serde_json::Value;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -14,37 +16,75 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_fuel(Some(100_000));
     env.add_filter("after", after);
     env.add_filter("years_since", years_since);
+    env.add_filter("working_days", working_days);
     env
 });
 
-/// `data.birth_date | years_since(now)`: whole years from a date (or time) to a time, e.g.
-/// an applicant's age on the day they apply.
-fn years_since(from: String, to: String) -> Result<i64, minijinja::Error> {
+/// The calendar of the instance's unit, carried in the context for the time filters.
+#[derive(Debug)]
+struct CalendarHandle(Arc<Calendar>);
+
+impl minijinja::value::Object for CalendarHandle {}
+
+fn calendar(state: &State) -> Arc<Calendar> {
+    state
+        .lookup("calendar")
+        .and_then(|v| v.downcast_object_ref::<CalendarHandle>().map(|h| h.0.clone()))
+        .unwrap_or_else(|| Arc::new(Calendar::empty("")))
+}
+
+fn instant(filter: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    parse_instant(text).ok_or_else(|| {
+        Error::new(
+            InvalidOperation,
+            format!("{filter}: \"{text}\" is not an RFC 3339 time"),
+        )
+    })
+}
+
+/// The local day of a time (in the unit's zone), or a date as written.
+fn local_day(state: &State, filter: &str, text: &str) -> Result<chrono::NaiveDate, Error> {
+    if let Some(t) = parse_instant(text) {
+        return Ok(calendar(state).local_date(t));
+    }
+    chrono::NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").map_err(|e| {
+        Error::new(
+            InvalidOperation,
+            format!("{filter}: \"{text}\" is neither a date (YYYY-MM-DD) nor an RFC 3339 time: {e}"),
+        )
+    })
+}
+
+/// `data.birth_date | years_since(now)`: whole years from a date (or time) to a time, on
+/// local days, e.g. an applicant's age on the day they apply in Beijing.
+fn years_since(state: &State, from: String, to: String) -> Result<i64, Error> {
     use chrono::Datelike;
-    let day = |text: &str| {
-        chrono::NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").map_err(|e| {
-            minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                format!("years_since: \"{text}\" does not start with a date (YYYY-MM-DD): {e}"),
-            )
-        })
-    };
-    let (a, b) = (day(&from)?, day(&to)?);
+    let (a, b) = (
+        local_day(state, "years_since", &from)?,
+        local_day(state, "years_since", &to)?,
+    );
     let before_birthday = (b.month(), b.day()) < (a.month(), a.day());
     Ok(i64::from(b.year() - a.year()) - i64::from(before_birthday))
 }
 
-/// `now | after("72h")`: the RFC 3339 time a duration after a given time.
-fn after(time: String, duration: String) -> Result<String, minijinja::Error> {
-    use minijinja::ErrorKind::InvalidOperation;
-    let start = chrono::DateTime::parse_from_rfc3339(&time).map_err(|e| {
-        minijinja::Error::new(
-            InvalidOperation,
-            format!("after: \"{time}\" is not an RFC 3339 time: {e}"),
-        )
-    })?;
-    let span = crate::duration::Span::parse(&duration).map_err(|e| minijinja::Error::new(InvalidOperation, e.0))?;
-    Ok(span.after(start.with_timezone(&chrono::Utc)).to_rfc3339())
+/// `now | after("72h")`: the time a duration after a given time; `5wd` counts working days
+/// on the calendar of the instance's unit.
+fn after(state: &State, time: String, duration: String) -> Result<String, Error> {
+    let start = instant("after", &time)?;
+    let span = crate::duration::Span::parse(&duration).map_err(|e| Error::new(InvalidOperation, e.0))?;
+    let t = span
+        .after(start, Some(&calendar(state)))
+        .map_err(|e| Error::new(InvalidOperation, format!("after: {e}")))?;
+    Ok(canonical(t))
+}
+
+/// `data.reported_at | working_days(now)`: working days from one time to another on the
+/// unit's calendar (the day of the first not counted).
+fn working_days(state: &State, from: String, to: String) -> Result<i64, Error> {
+    let (a, b) = (instant("working_days", &from)?, instant("working_days", &to)?);
+    calendar(state)
+        .working_days_between(a, b)
+        .map_err(|e| Error::new(InvalidOperation, format!("working_days: {e}")))
 }
 
 /// A compiled expression with its source kept for messages.
@@ -94,6 +134,14 @@ pub fn context(value: &Value) -> minijinja::Value {
     minijinja::Value::from_serialize(value)
 }
 
+/// The context with the unit's calendar, which `after`, `working_days` and `years_since` use.
+pub fn context_with_calendar(value: &Value, cal: &Arc<Calendar>) -> minijinja::Value {
+    minijinja::context! {
+        calendar => minijinja::Value::from_object(CalendarHandle(cal.clone())),
+        ..minijinja::Value::from_serialize(value)
+    }
+}
+
 pub fn check_template(source: &str) -> Result<(), String> {
     ENV.template_from_str(source).map(|_| ()).map_err(|e| describe(&e))
 }
@@ -132,18 +180,24 @@ mod tests {
         assert!(check_template("{{ data.x }").is_err());
         assert_eq!(render("{{ data.income }}元", &ctx).unwrap(), "4000元");
         let t = context(&json!({"now": "2026-01-30T00:00:00+00:00", "born": "2008-01-30"}));
+        // 23:00 UTC on the 29th is already the 30th in Beijing: the birthday has come.
+        let late = context(&json!({"now": "2026-01-29T23:00:00Z", "born": "2008-01-30"}));
+        assert_eq!(
+            Expr::compile("born | years_since(now)").unwrap().eval(&late).unwrap(),
+            json!(18)
+        );
         assert_eq!(
             Expr::compile("born | years_since(now)").unwrap().eval(&t).unwrap(),
             json!(18)
         );
-        let eve = context(&json!({"now": "2026-01-29T23:00:00+00:00", "born": "2008-01-30"}));
+        let eve = context(&json!({"now": "2026-01-29T15:00:00+00:00", "born": "2008-01-30"}));
         assert_eq!(
             Expr::compile("born | years_since(now)").unwrap().eval(&eve).unwrap(),
             json!(17)
         );
         assert_eq!(
             Expr::compile("now | after('3d')").unwrap().eval(&t).unwrap(),
-            json!("2026-02-02T00:00:00+00:00")
+            json!("2026-02-02T00:00:00.000Z")
         );
     }
 }

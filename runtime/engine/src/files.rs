@@ -7,9 +7,22 @@ use crate::validate::load;
 use std::path::{Path, PathBuf};
 
 /// Workflow files under the given paths: `*.yaml`/`*.yml`, not scenario files
-/// (`*.test.yaml`), sorted for stable output.
+/// (`*.test.yaml`) nor calendar tables (`*.calendar.yaml`), sorted for stable output.
 pub fn workflow_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    collect(paths, &|p| is_yaml(p) && !is_scenario(p))
+    collect(paths, &|p| is_yaml(p) && !is_scenario(p) && !is_calendar(p))
+}
+
+/// Working-day tables: `*.calendar.yaml` or `*.calendar.csv`.
+pub fn calendar_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    collect(paths, &is_calendar)
+}
+
+fn is_calendar(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        [".calendar.yaml", ".calendar.yml", ".calendar.csv"]
+            .iter()
+            .any(|s| n.ends_with(s))
+    })
 }
 
 pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {

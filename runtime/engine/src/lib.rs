@@ -2,6 +2,7 @@
 //! state machine. Pure: no IO, no wall clock. Time comes in as an argument, storage is
 //! somebody else's job (see `civicflow-store`).
 
+pub mod calendar;
 pub mod clock;
 pub mod definition;
 pub mod diagnostic;
@@ -10,6 +11,8 @@ pub mod expr;
 pub mod files;
 pub mod machine;
 pub mod org;
+pub mod places;
+pub mod time;
 pub mod validate;
 pub mod yaml;
 

@@ -3,9 +3,15 @@
 //! nothing. It performs no IO and never reads the clock; the caller commits a [`Step`] in
 //! one transaction.
 
-use crate::definition::{Collect, Credit, Notify, State, StateKind, Target, ValueExpr, Workflow, localize};
-use crate::expr::{context, render};
+use crate::calendar::Calendar;
+use crate::definition::{
+    Collect, Credit, EscalationTarget, Notify, State, StateKind, Target, ValueExpr, Workflow, localize,
+};
+use crate::duration::Span;
+use crate::expr::{context_with_calendar, render};
 use crate::org::{RoleGrant, within};
+use crate::places::Places;
+use crate::time::{canonical, normalize, parse_instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -46,6 +52,10 @@ pub struct Position {
     /// Rule hook → the plugin version that first answered it for this instance.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pins: BTreeMap<String, String>,
+    /// State → the time limit fixed when it was last entered; expressions read it as
+    /// `due.<state>` (the on-time measure follows the same limit as the escalation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub due: BTreeMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +90,8 @@ pub struct Task {
     pub below: bool,
     pub claimed_by: Option<String>,
     pub escalated_to: Option<String>,
+    /// The unit over which `escalated_to` may act; none: the task's own unit.
+    pub escalated_path: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -133,7 +145,7 @@ impl Actor {
         let escalated_ok = task
             .escalated_to
             .as_deref()
-            .is_some_and(|r| self.has_role_over(r, &task.unit_path));
+            .is_some_and(|r| self.has_role_over(r, task.escalated_path.as_deref().unwrap_or(&task.unit_path)));
         if escalated_ok {
             return true;
         }
@@ -202,9 +214,18 @@ pub struct Step {
     /// States the instance left, with what the store must clean up after them.
     pub states_left: Vec<Left>,
     pub timers_created: Vec<Timer>,
-    /// `(state, role)`: open tasks of the state may now also be done by the role.
-    pub escalations: Vec<(String, String)>,
+    /// Open tasks of a state that may now also be done by a role.
+    pub escalations: Vec<Escalated>,
     pub credits: Vec<LedgerEntry>,
+}
+
+/// An escalation that fired: holders of `role` over `unit_path` (none: over the task's own
+/// unit) may act on the state's open tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalated {
+    pub state: String,
+    pub role: String,
+    pub unit_path: Option<String>,
 }
 
 /// An amount credited to a person's ledger account.
@@ -351,14 +372,22 @@ impl Rules for ExpressionRules {
     }
 }
 
+/// What a step needs besides the definition, the instance and the action.
+#[derive(Clone, Copy)]
+pub struct Surroundings<'a> {
+    pub now: DateTime<Utc>,
+    pub rules: &'a dyn Rules,
+    pub places: &'a dyn Places,
+}
+
 pub fn step(
     wf: &Workflow,
     instance: Option<Instance>,
     action: Action,
     actor: &Actor,
-    now: DateTime<Utc>,
-    rules: &dyn Rules,
+    at: Surroundings<'_>,
 ) -> Result<Step, EngineError> {
+    let Surroundings { now, rules, places } = at;
     let mut run = match (&action, instance) {
         (
             Action::Start {
@@ -387,7 +416,7 @@ pub fn step(
                 created_by: actor.person.clone(),
                 created_at: now,
             };
-            Run::new(wf, instance, actor, now, rules)
+            Run::new(wf, instance, actor, now, rules, places)
         }
         (_, Some(instance)) => {
             if instance.status != Status::Running {
@@ -396,7 +425,7 @@ pub fn step(
                     instance.id
                 )));
             }
-            Run::new(wf, instance, actor, now, rules)
+            Run::new(wf, instance, actor, now, rules, places)
         }
         (_, None) => return Err(EngineError::Conflict("instance not found".into())),
     };
@@ -416,6 +445,9 @@ struct Run<'a> {
     actor: &'a Actor,
     now: DateTime<Utc>,
     rules: &'a dyn Rules,
+    places: &'a dyn Places,
+    /// The instance unit's calendar, looked up on first use.
+    calendar: std::cell::OnceCell<std::sync::Arc<Calendar>>,
     form: Value,
     /// The body of the signal being handled, if any.
     signal: Value,
@@ -424,13 +456,22 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(wf: &'a Workflow, instance: Instance, actor: &'a Actor, now: DateTime<Utc>, rules: &'a dyn Rules) -> Self {
+    fn new(
+        wf: &'a Workflow,
+        instance: Instance,
+        actor: &'a Actor,
+        now: DateTime<Utc>,
+        rules: &'a dyn Rules,
+        places: &'a dyn Places,
+    ) -> Self {
         let out = Step::unchanged(instance);
         Self {
             wf,
             actor,
             now,
             rules,
+            places,
+            calendar: std::cell::OnceCell::new(),
             form: Value::Null,
             signal: Value::Null,
             automatic_steps: 0,
@@ -447,7 +488,8 @@ impl<'a> Run<'a> {
     }
 
     fn start(&mut self, data: Value) -> Result<(), EngineError> {
-        let data = if data.is_null() { json!({}) } else { data };
+        let mut data = if data.is_null() { json!({}) } else { data };
+        normalize(&mut data);
         if let Some(form) = &self.wf.def.start.form {
             self.check_form(form, &data)?;
         }
@@ -500,10 +542,11 @@ impl<'a> Run<'a> {
         let state = wf
             .state(&task.state)
             .ok_or_else(|| EngineError::Conflict(format!("state \"{}\" not in this version", task.state)))?;
-        let form = if form.is_null() { json!({}) } else { form };
+        let mut form = if form.is_null() { json!({}) } else { form };
         if let Some(name) = &state.form {
             self.check_form(name, &form)?;
         }
+        normalize(&mut form);
         self.form = form.clone();
         if let Some(c) = &state.collect {
             return self.submit(&task.state, state, c, form);
@@ -524,7 +567,7 @@ impl<'a> Run<'a> {
     /// An entry into a collect state: checked for its key, the actor's right to it and the
     /// capacity, appended (or put on the waiting list), then the state's guards are tried.
     fn submit(&mut self, name: &str, state: &State, c: &Collect, form: Value) -> Result<(), EngineError> {
-        let ctx = context(&self.context_json());
+        let ctx = self.context();
         let key = match self.wf.expr(&c.key).eval(&ctx).map_err(EngineError::Evaluation)? {
             Value::String(s) if !s.is_empty() => s,
             Value::Number(n) => n.to_string(),
@@ -582,7 +625,7 @@ impl<'a> Run<'a> {
         };
         entry.insert("key".into(), json!(key));
         entry.insert("submitted_by".into(), json!(self.actor.person));
-        entry.insert("submitted_at".into(), json!(self.now.to_rfc3339()));
+        entry.insert("submitted_at".into(), json!(canonical(self.now)));
         entries_mut(&mut self.out.instance.data, &list).push(Value::Object(entry));
         let kind = if list == c.into {
             "entry_submitted"
@@ -641,7 +684,8 @@ impl<'a> Run<'a> {
     /// it have a guard that holds, else by the workflow's own `on` (wherever it is: every
     /// active state is left). Nothing waiting for it is `Gone`: the caller records the
     /// signal as ignored (a payment for an item already paid is kept for refund, not counted).
-    fn signal(&mut self, name: &str, id: &str, payload: Value) -> Result<(), EngineError> {
+    fn signal(&mut self, name: &str, id: &str, mut payload: Value) -> Result<(), EngineError> {
+        normalize(&mut payload);
         self.signal = payload;
         let wf = self.wf;
         for token in self.out.instance.position.tokens.clone() {
@@ -717,8 +761,17 @@ impl<'a> Run<'a> {
                     .escalate
                     .get(i)
                     .ok_or_else(|| EngineError::Conflict("escalation not in this version".into()))?;
-                self.event("escalated", json!({"state": timer.state, "to": e.to}));
-                self.out.escalations.push((timer.state.clone(), e.to.clone()));
+                let Some((role, unit)) = self.escalation_target(&e.to)? else {
+                    // A rule answered "nobody" for this instance.
+                    return Ok(());
+                };
+                let unit_id = unit.as_ref().map(|u| u.id.clone());
+                self.event("escalated", json!({"state": timer.state, "to": role, "unit": unit_id}));
+                self.out.escalations.push(Escalated {
+                    state: timer.state.clone(),
+                    role,
+                    unit_path: unit.map(|u| u.path),
+                });
                 if let Some(n) = &e.notify {
                     self.notify(n)?;
                 }
@@ -745,9 +798,122 @@ impl<'a> Run<'a> {
             "signal": self.signal,
             "actor": {"id": self.actor.person, "roles": self.actor.roles.iter().map(|g| &g.role).collect::<Vec<_>>()},
             "unit": {"id": i.unit_id, "path": i.unit_path},
-            "instance": {"id": i.id, "created_by": i.created_by, "created_at": i.created_at.to_rfc3339()},
-            "now": self.now.to_rfc3339(),
+            "instance": {"id": i.id, "created_by": i.created_by, "created_at": canonical(i.created_at)},
+            "due": i.position.due.iter().map(|(s, t)| (s.clone(), Value::String(canonical(*t)))).collect::<Map<_, _>>(),
+            "now": canonical(self.now),
         })
+    }
+
+    fn calendar(&self) -> &std::sync::Arc<Calendar> {
+        self.calendar
+            .get_or_init(|| self.places.calendar(&self.out.instance.unit_path))
+    }
+
+    /// The expression context with the unit's calendar, for guards and templates.
+    fn context(&self) -> minijinja::Value {
+        self.context_over(&self.context_json())
+    }
+
+    fn context_over(&self, json: &Value) -> minijinja::Value {
+        context_with_calendar(json, self.calendar())
+    }
+
+    /// The unit of `level` above the instance's unit (itself included).
+    fn ancestor(&self, level: &str) -> Result<crate::places::UnitRef, EngineError> {
+        let i = &self.out.instance;
+        self.places.ancestor_at(&i.unit_path, level).ok_or_else(|| {
+            EngineError::Evaluation(format!(
+                "unit \"{}\" has no unit of level \"{level}\" above it",
+                i.unit_id
+            ))
+        })
+    }
+
+    /// Who an escalation reaches; `None` when a rule answers null.
+    fn escalation_target(
+        &mut self,
+        to: &EscalationTarget,
+    ) -> Result<Option<(String, Option<crate::places::UnitRef>)>, EngineError> {
+        let (role, level) = match to {
+            EscalationTarget::Role(role) => (role.clone(), None),
+            EscalationTarget::At { role, level } => (role.clone(), Some(level.clone())),
+            EscalationTarget::Rule { rule } => {
+                let answer = self.value(&ValueExpr::Rule { rule: rule.clone() }, &self.context_json())?;
+                match answer {
+                    Value::Null => return Ok(None),
+                    Value::String(role) => (role, None),
+                    Value::Object(m) if m.get("role").is_some_and(Value::is_string) => (
+                        m["role"].as_str().unwrap_or_default().to_string(),
+                        m.get("level").and_then(Value::as_str).map(str::to_string),
+                    ),
+                    other => {
+                        return Err(EngineError::Evaluation(format!(
+                            "rule \"{rule}\" gave {other}: an escalation needs a role, {{role, level}} or null"
+                        )));
+                    }
+                }
+            }
+        };
+        let unit = level.map(|l| self.ancestor(&l)).transpose()?;
+        Ok(Some((role, unit)))
+    }
+
+    /// When a time given as a duration, a multiple of the state's limit (`2x`), an
+    /// expression or a rule falls, counted from now; `None`: it is switched off (null).
+    fn time_of(&mut self, spec: &ValueExpr, limit: Option<&Limit>, what: &str) -> Result<Option<Limit>, EngineError> {
+        let answer = match spec {
+            ValueExpr::Expr(text) if self.wf.constant_span(text).is_some() || multiple(text).is_some() => {
+                Value::String(text.clone())
+            }
+            other => self.value(other, &self.context_json())?,
+        };
+        let text = match answer {
+            Value::Null => return Ok(None),
+            Value::String(s) => s,
+            other => {
+                return Err(EngineError::Evaluation(format!(
+                    "{what} gave {other}: expected a duration (3d, 5wd), a multiple of the limit (2x), an RFC 3339 time or null"
+                )));
+            }
+        };
+        let span = |s: Span, this: &Self| {
+            s.after(this.now, Some(this.calendar()))
+                .map(|at| Limit { at, span: Some(s) })
+                .map_err(|e| EngineError::Evaluation(format!("{what}: {e}")))
+        };
+        if let Some(n) = multiple(&text) {
+            return match limit {
+                Some(Limit { span: Some(s), .. }) => span(s.times(n), self).map(Some),
+                Some(Limit { at, span: None }) => Ok(Some(Limit {
+                    at: self.now + (*at - self.now) * n as i32,
+                    span: None,
+                })),
+                None => Err(EngineError::Evaluation(format!(
+                    "{what} is \"{text}\", a multiple of the state's limit, but the state has no `due`"
+                ))),
+            };
+        }
+        if let Ok(s) = Span::parse(&text) {
+            return span(s, self).map(Some);
+        }
+        if let Some(at) = parse_instant(&text) {
+            return Ok(Some(Limit { at, span: None }));
+        }
+        Err(EngineError::Evaluation(format!(
+            "{what} gave \"{text}\": expected a duration (3d, 5wd), a multiple of the limit (2x), an RFC 3339 time or null"
+        )))
+    }
+
+    /// A timer's or escalation's `when:` guard (none: always).
+    fn armed(&self, when: Option<&String>) -> Result<bool, EngineError> {
+        match when {
+            None => Ok(true),
+            Some(src) => self
+                .wf
+                .expr(src)
+                .is_true(&self.context())
+                .map_err(EngineError::Evaluation),
+        }
     }
 
     fn value(&mut self, v: &ValueExpr, ctx_json: &Value) -> Result<Value, EngineError> {
@@ -755,7 +921,7 @@ impl<'a> Run<'a> {
             ValueExpr::Expr(src) => self
                 .wf
                 .expr(src)
-                .eval(&context(ctx_json))
+                .eval(&self.context_over(ctx_json))
                 .map_err(EngineError::Evaluation),
             ValueExpr::Rule { rule } => {
                 let pinned = self.out.instance.position.pins.get(rule).cloned();
@@ -771,8 +937,10 @@ impl<'a> Run<'a> {
                 if let Some(p) = answer.plugin {
                     self.out.instance.position.pins.entry(rule.clone()).or_insert(p);
                 }
-                self.event("rule_evaluated", json!({"rule": rule, "by": by, "value": answer.value}));
-                Ok(answer.value)
+                let mut value = answer.value;
+                normalize(&mut value);
+                self.event("rule_evaluated", json!({"rule": rule, "by": by, "value": value}));
+                Ok(value)
             }
         }
     }
@@ -790,7 +958,7 @@ impl<'a> Run<'a> {
                 Some(ValueExpr::Expr(src)) => self
                     .wf
                     .expr(src)
-                    .is_true(&context(&ctx))
+                    .is_true(&self.context_over(&ctx))
                     .map_err(EngineError::Evaluation)?,
                 Some(rule) => truthy(&self.value(rule, &ctx)?),
             };
@@ -807,7 +975,8 @@ impl<'a> Run<'a> {
         }
         let ctx = self.context_json();
         for (path, v) in set {
-            let value = self.value(v, &ctx)?;
+            let mut value = self.value(v, &ctx)?;
+            normalize(&mut value);
             set_path(&mut self.out.instance.data, path, value);
         }
         Ok(())
@@ -819,7 +988,7 @@ impl<'a> Run<'a> {
         if credits.is_empty() {
             return Ok(());
         }
-        let ctx = context(&self.context_json());
+        let ctx = self.context();
         for c in credits {
             let eval = |src: &str| self.wf.expr(src).eval(&ctx).map_err(EngineError::Evaluation);
             let amount = eval(&c.amount)?
@@ -852,7 +1021,7 @@ impl<'a> Run<'a> {
 
     fn notify(&mut self, n: &Notify) -> Result<(), EngineError> {
         let template = &self.wf.def.templates[&n.template];
-        let ctx = context(&self.context_json());
+        let ctx = self.context();
         let mut text = Map::new();
         for (lang, src) in template {
             let rendered =
@@ -951,16 +1120,45 @@ impl<'a> Run<'a> {
         if let Some(n) = &state.notify {
             self.notify(n)?;
         }
+        // The limit is fixed on entry, so the on-time measure (`due.<state>`), the task's
+        // due time and the escalations all follow the same value.
+        let limit = match &state.due {
+            Some(spec) => self.time_of(spec, None, &format!("`due` of \"{name}\""))?,
+            None => None,
+        };
+        match &limit {
+            Some(l) => self.out.instance.position.due.insert(name.to_string(), l.at),
+            None => self.out.instance.position.due.remove(name),
+        };
         for (i, t) in state.timers.iter().enumerate() {
-            let fire_at = match (&t.after, &t.at) {
-                (Some(d), _) => wf.span(d).after(self.now),
-                (None, Some(src)) => self.deadline(src)?,
-                (None, None) => continue,
+            if !self.armed(t.when.as_ref())? {
+                continue;
+            }
+            let what = format!("timer {i} of \"{name}\"");
+            let Some(spec) = t.after.as_ref().or(t.at.as_ref()) else {
+                continue;
             };
-            self.timer(name, TimerKind::Transition(i), fire_at);
+            if let Some(at) = self.time_of(spec, limit.as_ref(), &what)? {
+                self.timer(name, TimerKind::Transition(i), at.at);
+            }
         }
+        if matches!(state.kind, StateKind::Task | StateKind::Collect) {
+            for (i, e) in state.escalate.iter().enumerate() {
+                if !self.armed(e.when.as_ref())? {
+                    continue;
+                }
+                let at = match &e.after {
+                    Some(spec) => self.time_of(spec, limit.as_ref(), &format!("escalation {i} of \"{name}\""))?,
+                    None => limit.clone(),
+                };
+                if let Some(at) = at {
+                    self.timer(name, TimerKind::Escalation(i), at.at);
+                }
+            }
+        }
+        let due_at = limit.map(|l| l.at);
         match state.kind {
-            StateKind::Task => self.create_task(name)?,
+            StateKind::Task => self.create_task(name, due_at)?,
             StateKind::Collect => {
                 // The lists exist from the start, so guards and templates can count them.
                 let c = state
@@ -970,7 +1168,7 @@ impl<'a> Run<'a> {
                 for list in [Some(&c.into), c.waitlist.as_ref()].into_iter().flatten() {
                     entries_mut(&mut self.out.instance.data, list);
                 }
-                self.create_task(name)?
+                self.create_task(name, due_at)?
             }
             StateKind::Auto | StateKind::Join => {
                 let index = self
@@ -982,18 +1180,6 @@ impl<'a> Run<'a> {
             StateKind::Wait | StateKind::End => {}
         }
         Ok(())
-    }
-
-    fn deadline(&mut self, src: &str) -> Result<DateTime<Utc>, EngineError> {
-        let v = self
-            .wf
-            .expr(src)
-            .eval(&context(&self.context_json()))
-            .map_err(EngineError::Evaluation)?;
-        v.as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
-            .ok_or_else(|| EngineError::Evaluation(format!("deadline `{src}` gave {v}, not an RFC 3339 time")))
     }
 
     fn timer(&mut self, state: &str, kind: TimerKind, fire_at: DateTime<Utc>) {
@@ -1008,28 +1194,37 @@ impl<'a> Run<'a> {
         });
     }
 
-    fn create_task(&mut self, name: &str) -> Result<(), EngineError> {
+    fn create_task(&mut self, name: &str, due_at: Option<DateTime<Utc>>) -> Result<(), EngineError> {
         let wf = self.wf;
         let state = &wf.def.states[name];
         let assign = state.assign.as_ref().expect("validated: task states have assign");
-        let ctx = self.context_json();
+        let ctx = self.context();
         let eval_id = |src: &str| -> Result<String, EngineError> {
-            let v = wf.expr(src).eval(&context(&ctx)).map_err(EngineError::Evaluation)?;
+            let v = wf.expr(src).eval(&ctx).map_err(EngineError::Evaluation)?;
             match v {
                 Value::String(s) if !s.is_empty() => Ok(s),
                 other => Err(EngineError::Evaluation(format!("`{src}` gave {other}, expected an id"))),
             }
         };
         let person = assign.person.as_deref().map(eval_id).transpose()?;
-        let unit_id = match &assign.unit {
-            Some(src) => eval_id(src)?,
-            None => self.out.instance.unit_id.clone(),
+        let i = &self.out.instance;
+        let (unit_id, unit_path) = match (&assign.level, &assign.unit) {
+            (Some(level), _) => {
+                let u = self.ancestor(level)?;
+                (u.id, u.path)
+            }
+            (None, Some(src)) => {
+                let id = eval_id(src)?;
+                // The store fills in the path of another unit.
+                let path = if id == i.unit_id {
+                    i.unit_path.clone()
+                } else {
+                    String::new()
+                };
+                (id, path)
+            }
+            (None, None) => (i.unit_id.clone(), i.unit_path.clone()),
         };
-        let due_at = state.due.as_deref().map(|d| wf.span(d).after(self.now));
-        for (i, e) in state.escalate.iter().enumerate() {
-            let at = wf.span(&e.after).after(self.now);
-            self.timer(name, TimerKind::Escalation(i), at);
-        }
         let task = Task {
             id: uuid::Uuid::now_v7().to_string(),
             instance_id: self.out.instance.id.clone(),
@@ -1037,16 +1232,13 @@ impl<'a> Run<'a> {
             form: state.form.clone(),
             role: assign.role.clone(),
             person,
-            unit_path: if unit_id == self.out.instance.unit_id {
-                self.out.instance.unit_path.clone()
-            } else {
-                String::new()
-            },
+            unit_path,
             unit_id,
             pool: assign.pool,
             below: assign.below,
             claimed_by: None,
             escalated_to: None,
+            escalated_path: None,
             due_at,
             created_at: self.now,
         };
@@ -1059,6 +1251,19 @@ impl<'a> Run<'a> {
         self.out.tasks_created.push(task);
         Ok(())
     }
+}
+
+/// A state's time limit as fixed on entry: when it falls, and the span it was given as (for
+/// multiples like `2x`), unless it was given as a time.
+#[derive(Debug, Clone)]
+struct Limit {
+    at: DateTime<Utc>,
+    span: Option<Span>,
+}
+
+/// `2x`: twice the state's limit.
+fn multiple(text: &str) -> Option<u32> {
+    text.strip_suffix('x')?.parse().ok().filter(|n| *n > 0)
 }
 
 fn truthy(v: &Value) -> bool {

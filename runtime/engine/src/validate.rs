@@ -1,7 +1,7 @@
 //! Loading a workflow: YAML syntax, then the JSON Schema, then meaning. Every problem found
 //! is reported, each at the node it concerns, so an author fixes a file in one pass.
 
-use crate::definition::{Definition, StateKind, Transition, ValueExpr, Workflow, parse_cron};
+use crate::definition::{Definition, EscalationTarget, StateKind, Transition, ValueExpr, Workflow, parse_cron};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::duration::Span;
 use crate::expr::{Expr, check_template};
@@ -100,7 +100,7 @@ struct Checker<'a> {
     exprs: HashMap<String, Expr>,
     forms: HashMap<String, jsonschema::Validator>,
     spans: HashMap<String, Span>,
-    crons: HashMap<String, cron::Schedule>,
+    crons: HashMap<String, (cron::Schedule, chrono_tz::Tz)>,
 }
 
 impl Checker<'_> {
@@ -137,9 +137,17 @@ impl Checker<'_> {
         }
         for (i, s) in def.schedules.iter().enumerate() {
             let at = format!("/schedules/{i}");
+            let zone = match s.time_zone.as_deref().map(crate::time::parse_zone) {
+                None => crate::time::DEFAULT_TIME_ZONE,
+                Some(Ok(z)) => z,
+                Some(Err(e)) => {
+                    self.error(&format!("{at}/time_zone"), e);
+                    crate::time::DEFAULT_TIME_ZONE
+                }
+            };
             match parse_cron(&s.cron) {
                 Ok(sched) => {
-                    self.crons.insert(s.id.clone(), sched);
+                    self.crons.insert(s.id.clone(), (sched, zone));
                 }
                 Err(e) => self.error(&format!("{at}/cron"), e),
             }
@@ -248,6 +256,12 @@ impl Checker<'_> {
                         }
                         if let Some(u) = &a.unit {
                             self.expr(&format!("{at}/assign/unit"), u);
+                            if a.level.is_some() {
+                                self.error(
+                                    &format!("{at}/assign/level"),
+                                    "give the task's unit either by `level` or by `unit`, not both".into(),
+                                );
+                            }
                         }
                         if a.role.is_none() && a.person.is_none() {
                             self.error(&format!("{at}/assign"), "assign needs a role or a person".into());
@@ -270,11 +284,28 @@ impl Checker<'_> {
                     self.form_ref(&format!("{at}/form"), form);
                 }
                 if let Some(due) = &state.due {
-                    self.duration(&format!("{at}/due"), due);
+                    self.time_spec(&format!("{at}/due"), due, false);
                 }
                 for (i, e) in state.escalate.iter().enumerate() {
-                    self.duration(&format!("{at}/escalate/{i}/after"), &e.after);
-                    self.role(&format!("{at}/escalate/{i}/to"), &e.to);
+                    let eat = format!("{at}/escalate/{i}");
+                    match &e.after {
+                        Some(after) => self.time_spec(&format!("{eat}/after"), after, state.due.is_some()),
+                        None if state.due.is_none() => self.error(
+                            &eat,
+                            "an escalation without `after` fires at the state's limit, but the state has no `due`"
+                                .into(),
+                        ),
+                        None => {}
+                    }
+                    if let Some(w) = &e.when {
+                        self.expr(&format!("{eat}/when"), w);
+                    }
+                    match &e.to {
+                        EscalationTarget::Role(role) | EscalationTarget::At { role, .. } => {
+                            self.role(&format!("{eat}/to"), role)
+                        }
+                        EscalationTarget::Rule { rule } => self.rule_ref(&format!("{eat}/to"), rule),
+                    }
                     if let Some(n) = &e.notify {
                         self.template_ref(&format!("{at}/escalate/{i}/notify/template"), &n.template);
                     }
@@ -345,12 +376,16 @@ impl Checker<'_> {
         for (i, t) in state.timers.iter().enumerate() {
             let tat = format!("{at}/timers/{i}");
             match (&t.after, &t.at) {
-                (Some(d), None) => self.duration(&format!("{tat}/after"), d),
-                (None, Some(e)) => self.expr(&format!("{tat}/at"), e),
+                (Some(d), None) => self.time_spec(&format!("{tat}/after"), d, state.due.is_some()),
+                (None, Some(ValueExpr::Expr(e))) => self.expr(&format!("{tat}/at"), e),
+                (None, Some(rule)) => self.value_expr(&format!("{tat}/at"), rule),
                 _ => self.error(
                     &tat,
                     "a timer needs exactly one of `after` (a duration) or `at` (a deadline expression)".into(),
                 ),
+            }
+            if let Some(w) = &t.when {
+                self.expr(&format!("{tat}/when"), w);
             }
             match &t.to {
                 Some(to) => self.target(&format!("{tat}/to"), to.states()),
@@ -548,6 +583,36 @@ impl Checker<'_> {
         }
     }
 
+    /// A time: a constant duration, `Nx` (a multiple of the state's limit), an expression,
+    /// or a rule. Text that starts with a digit is meant as a duration and must be one.
+    fn time_spec(&mut self, at: &str, spec: &ValueExpr, state_has_due: bool) {
+        let ValueExpr::Expr(text) = spec else {
+            return self.value_expr(at, spec);
+        };
+        let is_multiple = text
+            .strip_suffix('x')
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
+        if is_multiple {
+            if !state_has_due {
+                self.error(
+                    at,
+                    format!("\"{text}\" is a multiple of the state's limit, but the state has no `due`"),
+                );
+            }
+        } else if text.starts_with(|c: char| c.is_ascii_digit()) || Span::parse(text).is_ok() {
+            self.duration(at, text);
+        } else {
+            self.expr(at, text);
+        }
+    }
+
+    fn rule_ref(&mut self, at: &str, rule: &str) {
+        if !self.def.rules.contains_key(rule) {
+            let hint = suggest(rule, self.def.rules.keys().map(String::as_str));
+            self.error(&format!("{at}/rule"), format!("unknown rule hook \"{rule}\"{hint}"));
+        }
+    }
+
     fn expr(&mut self, at: &str, source: &str) {
         if self.exprs.contains_key(source) {
             return;
@@ -563,12 +628,7 @@ impl Checker<'_> {
     fn value_expr(&mut self, at: &str, v: &ValueExpr) {
         match v {
             ValueExpr::Expr(source) => self.expr(at, source),
-            ValueExpr::Rule { rule } => {
-                if !self.def.rules.contains_key(rule) {
-                    let hint = suggest(rule, self.def.rules.keys().map(String::as_str));
-                    self.error(&format!("{at}/rule"), format!("unknown rule hook \"{rule}\"{hint}"));
-                }
-            }
+            ValueExpr::Rule { rule } => self.rule_ref(at, rule),
         }
     }
 }

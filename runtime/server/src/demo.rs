@@ -68,7 +68,7 @@ async fn load_plugins(runtime: &Runtime, rules: &PluginRules, dir: &Path) -> Res
                         .map_err(|e| ServeError::Demo(format!("{}: {e}", bindings_file.display())))
                 })?;
         for b in &bindings {
-            plugins::bind(&runtime.store, b)
+            plugins::bind(&runtime.store, &runtime.registry, b)
                 .await
                 .map_err(|e| ServeError::Demo(format!("binding {}: {e}", b.plugin_ref())))?;
         }

@@ -107,7 +107,7 @@ pub async fn bind(
     ApiJson(binding): ApiJson<Binding>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&state, &actor, &binding.unit_id).await?;
-    plugins::bind(&state.runtime.store, &binding)
+    plugins::bind(&state.runtime.store, &state.runtime.registry, &binding)
         .await
         .map_err(publish_error)?;
     // This server answers with the new binding at once; others pick it up on their next tick.

@@ -2,10 +2,11 @@
 //! anything is stored) and keeping a server's loaded plugins and bindings in step with the
 //! database, which several servers may share.
 
+use civicflow_engine::Workflow;
 use civicflow_plugin_host::manifest::MAX_MODULE_BYTES;
 use civicflow_plugin_host::{Binding, BindingTable, Manifest, PluginRules, stored_limits, verify_signature};
-use civicflow_store::Store;
 use civicflow_store::plugins::{BindingRecord, PluginRecord};
+use civicflow_store::{Registry, Store};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -75,22 +76,51 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
     Ok(fresh)
 }
 
+/// The one check every way of binding makes (CLI, HTTP, the demo, scenario files): the
+/// workflow is published, it has the rule hook, and the plugin implements that hook.
+pub fn check_binding(workflow: Option<&Workflow>, binding: &Binding, plugin_hooks: &[String]) -> Result<(), String> {
+    let Some(wf) = workflow else {
+        return Err(format!("no workflow \"{}\" is published", binding.workflow));
+    };
+    if !wf.def.rules.contains_key(&binding.hook) {
+        let hooks: Vec<&str> = wf.def.rules.keys().map(String::as_str).collect();
+        return Err(format!(
+            "workflow \"{}\" has no rule hook \"{}\"{}; its hooks: {}",
+            binding.workflow,
+            binding.hook,
+            civicflow_engine::diagnostic::suggest(&binding.hook, hooks.iter().copied()),
+            if hooks.is_empty() {
+                "none".into()
+            } else {
+                hooks.join(", ")
+            }
+        ));
+    }
+    if !plugin_hooks.iter().any(|h| *h == binding.hook) {
+        return Err(format!(
+            "plugin {} does not implement the hook \"{}\"; it implements: {}",
+            binding.plugin_ref(),
+            binding.hook,
+            plugin_hooks.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Bind a hook to a published plugin version that declares it.
-pub async fn bind(store: &Store, binding: &Binding) -> Result<(), PublishError> {
+pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Result<(), PublishError> {
     let published = store.plugins().await?;
     let record = published
         .iter()
         .find(|p| p.id == binding.plugin && p.version == binding.version)
         .ok_or_else(|| PublishError::Invalid(format!("plugin {} is not published", binding.plugin_ref())))?;
-    let hooks = record.manifest["hooks"].as_array().cloned().unwrap_or_default();
-    if !hooks.iter().any(|h| h == binding.hook.as_str()) {
-        return Err(PublishError::Invalid(format!(
-            "plugin {} does not implement the hook \"{}\" (it implements {:?})",
-            binding.plugin_ref(),
-            binding.hook,
-            hooks
-        )));
-    }
+    let hooks: Vec<String> = record.manifest["hooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(str::to_string))
+        .collect();
+    check_binding(workflows.latest(&binding.workflow).as_deref(), binding, &hooks).map_err(PublishError::Invalid)?;
     store
         .bind(&BindingRecord {
             unit_id: binding.unit_id.clone(),

@@ -14,6 +14,7 @@ pub mod idempotency;
 mod migrations;
 pub mod org;
 pub mod org_files;
+pub mod places;
 pub mod plugins;
 mod queries;
 pub mod registry;

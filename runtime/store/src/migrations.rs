@@ -231,4 +231,23 @@ CREATE INDEX instances_workflow_created ON instances (workflow_id, created_at);
 CREATE INDEX instances_created_by ON instances (created_by, created_at);
 "#,
     ),
+    (
+        7,
+        r#"
+-- The unit over which an escalated task's escalation role may act (the street's command
+-- centre for a department's task); NULL: the task's own unit.
+ALTER TABLE tasks ADD COLUMN escalated_path TEXT;
+CREATE INDEX tasks_open_escalated ON tasks (status, escalated_path);
+-- Working-day tables a unit uploaded, one per year; the calendar at a unit layers its own
+-- and its ancestors' tables.
+CREATE TABLE calendars (
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    year BIGINT NOT NULL,
+    table_json TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    uploaded_at BIGINT NOT NULL,
+    PRIMARY KEY (unit_id, year)
+);
+"#,
+    ),
 ];

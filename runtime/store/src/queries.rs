@@ -20,7 +20,7 @@ pub(crate) struct StoredInstance {
 }
 
 const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash";
-const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, status, due_at, created_at";
+const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, escalated_path, status, due_at, created_at";
 
 fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
     let status: String = r.try_get("status")?;
@@ -71,6 +71,7 @@ fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
             below: below != 0,
             claimed_by: r.try_get(col("claimed_by").as_str())?,
             escalated_to: r.try_get(col("escalated_to").as_str())?,
+            escalated_path: r.try_get(col("escalated_path").as_str())?,
             due_at: due.map(from_millis),
             created_at: from_millis(r.try_get(col("created_at").as_str())?),
         },
@@ -305,12 +306,16 @@ impl Store {
         let columns = TASK_COLUMNS.replace(", ", ", t.");
         let mut out: Vec<TaskView> = Vec::new();
         for root in covered {
-            let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.unit_path LIKE $1"))
-                .bind(format!("{root}%"))
-                .fetch_all(&self.pool)
-                .await?;
-            for r in &rows {
-                out.push(task_view(r)?);
+            // Tasks in the subtree, and tasks escalated to a unit in it (a department's task
+            // that reached the street's command centre).
+            for column in ["unit_path", "escalated_path"] {
+                let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.{column} LIKE $1"))
+                    .bind(format!("{root}%"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                for r in &rows {
+                    out.push(task_view(r)?);
+                }
             }
         }
         // Tasks open to a role's holders below their unit: the task's unit is above a grant.

@@ -52,6 +52,15 @@ impl Registry {
 }
 
 impl Store {
+    /// Every published version, as a registry (for tools that run without a runtime).
+    pub async fn registry(&self) -> Result<Registry> {
+        let registry = Registry::default();
+        for wf in self.load_workflows().await? {
+            registry.insert(Arc::new(wf));
+        }
+        Ok(registry)
+    }
+
     /// Store a validated workflow version. Returns false when this exact version was
     /// already published.
     pub async fn publish_workflow(&self, wf: &Workflow) -> Result<bool> {

@@ -15,7 +15,7 @@ use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
 use crate::writes::{Write, execute_combined, execute_each, plan};
 use chrono::{DateTime, Utc};
-use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Task, Timer, TimerKind, step};
+use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Surroundings, Task, Timer, TimerKind, step};
 use civicflow_engine::{Actor, Clock, EngineError, Workflow};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
@@ -71,6 +71,8 @@ pub struct Shared {
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
     pub rules: Arc<dyn Rules + Send + Sync>,
+    /// Unit levels and calendars, with the stamp they were read at.
+    places: std::sync::RwLock<(Arc<crate::places::OrgPlaces>, String)>,
     codes: CodeKey,
     /// Secrets given to this runtime (tests, the CLI); otherwise read from the environment.
     secrets: std::sync::RwLock<std::collections::HashMap<String, String>>,
@@ -91,17 +93,16 @@ impl std::ops::Deref for Runtime {
 impl Runtime {
     /// A runtime over `store` with every workflow version already published there.
     pub async fn new(store: Store, clock: Arc<dyn Clock>, rules: Arc<dyn Rules + Send + Sync>) -> Result<Self> {
-        let registry = Registry::default();
-        for wf in store.load_workflows().await? {
-            registry.insert(Arc::new(wf));
-        }
+        let registry = store.registry().await?;
         let sqlite = store.backend == Backend::Sqlite;
         let codes = CodeKey::load(&store).await?;
+        let places = (Arc::new(store.load_places().await?), store.places_stamp().await?);
         let shared = Arc::new(Shared {
             store,
             registry,
             clock,
             rules,
+            places: std::sync::RwLock::new(places),
             codes,
             secrets: Default::default(),
         });
@@ -196,6 +197,27 @@ async fn writer(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Job>) {
 }
 
 impl Shared {
+    /// Read unit levels and calendars again if they changed (another server, the CLI).
+    pub async fn sync_places(&self) -> Result<bool> {
+        let stamp = self.store.places_stamp().await?;
+        if self.places.read().expect("not poisoned").1 == stamp {
+            return Ok(false);
+        }
+        let fresh = Arc::new(self.store.load_places().await?);
+        *self.places.write().expect("not poisoned") = (fresh, stamp);
+        Ok(true)
+    }
+
+    /// What a step needs besides the workflow, the instance and the action.
+    pub(crate) fn step_at<R>(&self, now: DateTime<Utc>, f: impl FnOnce(Surroundings<'_>) -> R) -> R {
+        let places = self.places.read().expect("not poisoned").0.clone();
+        f(Surroundings {
+            now,
+            rules: self.rules.as_ref(),
+            places: places.as_ref(),
+        })
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -317,14 +339,7 @@ impl Shared {
                     Op::Withdraw { .. } => Action::Withdraw { task },
                     _ => Action::Claim { task },
                 };
-                let s = step(
-                    &wf,
-                    Some(stored.instance.clone()),
-                    action,
-                    &actor,
-                    now,
-                    self.rules.as_ref(),
-                )?;
+                let s = self.step_at(now, |at| step(&wf, Some(stored.instance.clone()), action, &actor, at))?;
                 plan(s, Some(&stored), now)
             }
         }
@@ -337,7 +352,7 @@ impl Shared {
             unit_path: unit_path.to_string(),
             data,
         };
-        Ok(step(wf, None, action, actor, self.now(), self.rules.as_ref())?)
+        Ok(self.step_at(self.now(), |at| step(wf, None, action, actor, at))?)
     }
 
     /// The action was refused because a rule failed; the instance's log still says so, with
@@ -474,14 +489,15 @@ impl Shared {
         let stored = load_instance(conn, &timer.instance_id).await?;
         let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
         let id = timer.id.clone();
-        let s = step(
-            &wf,
-            Some(stored.instance.clone()),
-            Action::Fire { timer },
-            &Actor::system(),
-            now,
-            self.rules.as_ref(),
-        )?;
+        let s = self.step_at(now, |at| {
+            step(
+                &wf,
+                Some(stored.instance.clone()),
+                Action::Fire { timer },
+                &Actor::system(),
+                at,
+            )
+        })?;
         sqlx::query("DELETE FROM timers WHERE id = $1")
             .bind(&id)
             .execute(&mut *conn)

@@ -110,14 +110,9 @@ impl Shared {
             id: receipt.clone(),
             payload: payload.clone(),
         };
-        let outcome = match step(
-            &wf,
-            Some(stored.instance.clone()),
-            action,
-            &Actor::system(),
-            now,
-            self.rules.as_ref(),
-        ) {
+        let outcome = match self.step_at(now, |at| {
+            step(&wf, Some(stored.instance.clone()), action, &Actor::system(), at)
+        }) {
             Ok(s) => SignalOutcome::Applied(Box::new(commit(&mut tx, s, Some(&stored), now).await?)),
             Err(EngineError::Gone(why)) => {
                 let event = NewEvent {

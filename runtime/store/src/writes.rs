@@ -239,15 +239,15 @@ pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) 
             ));
         }
     }
-    for (state, role) in &s.escalations {
+    for e in &s.escalations {
         w.push(Write::new(
-            "UPDATE tasks SET escalated_to = $3 WHERE instance_id = $1 AND state = $2 AND status = 'open'",
-            vec![Text(id.clone()), Text(state.clone()), Text(role.clone())],
+            "UPDATE tasks SET escalated_to = $3, escalated_path = $4 WHERE instance_id = $1 AND state = $2 AND status = 'open'",
+            vec![Text(id.clone()), Text(e.state.clone()), Text(e.role.clone()), MaybeText(e.unit_path.clone())],
         ));
     }
     for t in &s.tasks_created {
         w.push(Write::new(
-            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, status, due_at, created_at, below) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, 'open', $9, $10, $11 FROM units u WHERE u.id = $7",
+            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, escalated_path, status, due_at, created_at, below) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, NULL, 'open', $9, $10, $11 FROM units u WHERE u.id = $7",
             vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below))],
         ).exactly(1, unknown_unit, &format!("task \"{}\" (unit \"{}\")", t.state, t.unit_id)));
     }
