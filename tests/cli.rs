@@ -262,7 +262,7 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     let (ok, text) = run(&["plugin", "sign", &package, "--key", &key_file]);
     assert!(ok, "{text}");
     let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
-    assert!(ok && text.contains("ticket-route-beichen@1.0.0: published"), "{text}");
+    assert!(ok && text.contains("ticket-route-beichen@1.1.0: published"), "{text}");
 
     let (ok, text) = run(&[
         "plugin",
@@ -274,7 +274,7 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
         "--hook",
         "vote.threshold",
         "--plugin",
-        "ticket-route-beichen@1.0.0",
+        "ticket-route-beichen@1.1.0",
         "--db",
         &db,
     ]);
@@ -292,7 +292,7 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
         "--hook",
         "ticket.route",
         "--plugin",
-        "ticket-route-beichen@1.0.0",
+        "ticket-route-beichen@1.1.0",
         "--db",
         &db,
     ]);

@@ -28,7 +28,7 @@
 //!
 //! A file may also load plugin packages and bind them, to test a locality's rule:
 //! `plugins: [../../plugins/ticket-route]` and
-//! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.0.0}]`,
+//! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.1.0}]`,
 //! and upload working-day tables: `calendars: [{unit: demo-city, file: ../calendars/cn-2026.calendar.yaml}]`.
 //!
 //! The file is checked against `schemas/scenario.schema.json` first (docs/scenarios.md):

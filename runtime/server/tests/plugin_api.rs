@@ -59,7 +59,7 @@ fn manifest() -> String {
 }
 
 fn binding(unit: &str) -> Value {
-    json!({"unit_id": unit, "workflow": "ticket", "hook": "ticket.route", "plugin": "ticket-route-beichen", "version": "1.0.0"})
+    json!({"unit_id": unit, "workflow": "ticket", "hook": "ticket.route", "plugin": "ticket-route-beichen", "version": "1.1.0"})
 }
 
 #[tokio::test]
