@@ -90,6 +90,25 @@ fn shipped_scenarios_pass_and_failures_point_at_the_line() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("tests/fixtures/failing.test.yaml:7:26: error: scenario \"expects the wrong state\": expected states {\"closed\"}, got {\"dispatch\"}"), "{text}");
     assert!(text.trim_end().ends_with("0 passed, 1 failed"), "{text}");
+
+    // Keys the runner does not know are errors at their line, every one of them.
+    let out = civicflow(&["test", "tests/fixtures/typos.test.yaml"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for (line, what) in [(7, "expct"), (10, "stats"), (12, "kind")] {
+        assert!(
+            text.contains(&format!("typos.test.yaml:{line}:")),
+            "line {line}: {text}"
+        );
+        assert!(text.contains(what) || line == 12, "{what}: {text}");
+    }
+    // A binding to a hook the workflow does not have is refused before anything runs.
+    let out = civicflow(&["test", "tests/fixtures/bad-binding.test.yaml"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("bad-binding.test.yaml:5:5: error: workflow \"ticket\" has no rule hook \"ticket.rout\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -264,22 +283,29 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     let (ok, text) = run(&["plugin", "publish", &package, "--db", &db]);
     assert!(ok && text.contains("ticket-route-beichen@1.1.0: published"), "{text}");
 
-    let (ok, text) = run(&[
-        "plugin",
-        "bind",
-        "--unit",
-        "beichen",
-        "--workflow",
-        "ticket",
-        "--hook",
-        "vote.threshold",
-        "--plugin",
-        "ticket-route-beichen@1.1.0",
-        "--db",
-        &db,
-    ]);
+    let bind = |workflow: &str, hook: &str| {
+        run(&[
+            "plugin",
+            "bind",
+            "--unit",
+            "beichen",
+            "--workflow",
+            workflow,
+            "--hook",
+            hook,
+            "--plugin",
+            "ticket-route-beichen@1.1.0",
+            "--db",
+            &db,
+        ])
+    };
+    let (ok, text) = bind("ticket", "ticket.route");
+    assert!(!ok && text.contains("no workflow \"ticket\" is published"), "{text}");
+    let (ok, text) = run(&["publish", "workflows/ticket.yaml", "--db", &db]);
+    assert!(ok, "{text}");
+    let (ok, text) = bind("ticket", "ticket.rout");
     assert!(
-        !ok && text.contains("does not implement the hook \"vote.threshold\""),
+        !ok && text.contains("has no rule hook \"ticket.rout\"") && text.contains("ticket.route"),
         "{text}"
     );
     let (ok, text) = run(&[

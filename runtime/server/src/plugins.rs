@@ -161,3 +161,37 @@ pub async fn sync(store: &Store, rules: &PluginRules, stamp: &str) -> Result<Str
     rules.set_bindings(BindingTable::new(bindings));
     Ok(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binding_names_a_published_hook_the_plugin_implements() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/ticket.yaml")).unwrap();
+        let wf = civicflow_engine::validate::load("ticket.yaml", &text).workflow.unwrap();
+        let binding = |hook: &str| Binding {
+            unit_id: "beichen".into(),
+            workflow: "ticket".into(),
+            hook: hook.into(),
+            plugin: "p".into(),
+            version: "1.0.0".into(),
+            limits: Default::default(),
+        };
+        let hooks = vec!["dues.rate".to_string()];
+        let e = check_binding(Some(&wf), &binding("ticket.route"), &hooks).unwrap_err();
+        assert_eq!(
+            e,
+            "plugin p@1.0.0 does not implement the hook \"ticket.route\"; it implements: dues.rate"
+        );
+        assert!(
+            check_binding(None, &binding("ticket.route"), &hooks)
+                .unwrap_err()
+                .contains("no workflow")
+        );
+        let e = check_binding(Some(&wf), &binding("dues.rate"), &hooks).unwrap_err();
+        assert!(e.contains("has no rule hook \"dues.rate\""), "{e}");
+        assert!(check_binding(Some(&wf), &binding("ticket.route"), &["ticket.route".into()]).is_ok());
+    }
+}
