@@ -106,6 +106,11 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Working-day calendars: a unit's table of holidays and make-up working days per year.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -141,6 +146,25 @@ enum TokenCommand {
     Revoke {
         #[arg(long)]
         token: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Upload year tables (*.calendar.yaml or *.calendar.csv) for a unit and everything below it;
+    /// a year uploaded again replaces the earlier table.
+    Upload {
+        #[arg(long)]
+        unit: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Every uploaded table: unit, year, days off, make-up working days.
+    List {
         #[command(flatten)]
         db: DbArg,
     },
@@ -235,6 +259,55 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let store = civicflow_store::Store::connect(&db.db, None).await?;
             store.set_password(&person, line.trim_end_matches(['\r', '\n'])).await?;
             eprintln!("password set for {person}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calendar {
+            command: CalendarCommand::Upload { unit, files, db },
+        } => {
+            // Every file is checked before any is stored.
+            let mut tables = Vec::new();
+            let mut bad = false;
+            for f in &files {
+                let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                match civicflow_engine::calendar::YearTable::parse(&f.display().to_string(), &text) {
+                    Ok(t) => tables.push(t),
+                    Err(problems) => {
+                        bad = true;
+                        for p in problems {
+                            println!("{p}");
+                        }
+                    }
+                }
+            }
+            if bad {
+                return Ok(ExitCode::FAILURE);
+            }
+            let store = civicflow_store::Store::connect(&db.db, None).await?;
+            for t in &tables {
+                store.upload_calendar(&unit, t, "cli", chrono::Utc::now()).await?;
+                println!(
+                    "{}: {} days off, {} make-up working days, for {unit} and below",
+                    t.year,
+                    t.holidays.len(),
+                    t.workdays.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calendar {
+            command: CalendarCommand::List { db },
+        } => {
+            let store = civicflow_store::Store::connect(&db.db, None).await?;
+            for c in store.calendars().await? {
+                println!(
+                    "{}\t{}\t{} days off\t{} make-up working days\t{}",
+                    c.unit_id,
+                    c.table.year,
+                    c.table.holidays.len(),
+                    c.table.workdays.len(),
+                    c.table.time_zone.name()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

@@ -31,7 +31,32 @@ pub async fn load(runtime: &Runtime, rules: &PluginRules, dir: &Path, plugins_di
         }
         Err(ImportError::Store(e)) => return Err(e.into()),
     }
+    load_calendars(runtime, dir, &units).await?;
     load_plugins(runtime, rules, plugins_dir).await
+}
+
+/// The shipped working-day tables (`*.calendar.yaml`), uploaded at the root unit.
+async fn load_calendars(
+    runtime: &Runtime,
+    dir: &Path,
+    units: &[civicflow_store::org::Numbered<civicflow_store::org::UnitRow>],
+) -> Result<(), ServeError> {
+    let Some(root) = units.iter().map(|u| &u.row).find(|u| u.parent.is_none()) else {
+        return Ok(());
+    };
+    let files = civicflow_engine::files::calendar_files(&[dir.join("calendars")]).unwrap_or_default();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| ServeError::Demo(format!("{}: {e}", f.display())))?;
+        let table = civicflow_engine::calendar::YearTable::parse(&f.display().to_string(), &text)
+            .map_err(|p| ServeError::Demo(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        runtime
+            .store
+            .upload_calendar(&root.id, &table, "demo", runtime.now())
+            .await?;
+        tracing::info!(year = table.year, unit = %root.id, "demo calendar uploaded");
+    }
+    runtime.sync_places().await?;
+    Ok(())
 }
 
 /// Publish every built shipped plugin (a folder with `plugin.yaml` and its module) and the

@@ -96,7 +96,7 @@ pub fn check_binding(workflow: Option<&Workflow>, binding: &Binding, plugin_hook
             }
         ));
     }
-    if !plugin_hooks.iter().any(|h| *h == binding.hook) {
+    if !plugin_hooks.contains(&binding.hook) {
         return Err(format!(
             "plugin {} does not implement the hook \"{}\"; it implements: {}",
             binding.plugin_ref(),

@@ -17,6 +17,10 @@ pub async fn run(runtime: Arc<Runtime>, rules: Arc<PluginRules>, mut stamp: Stri
             Ok(s) => stamp = s,
             Err(e) => tracing::error!(error = %e, "reloading plugins failed"),
         }
+        // Units or calendars changed by an import or an upload elsewhere.
+        if let Err(e) = runtime.sync_places().await {
+            tracing::error!(error = %e, "reloading units and calendars failed");
+        }
         // Timers due while the server was down are simply due now: the first tick fires them.
         match runtime.fire_due_timers(TIMERS_PER_TICK).await {
             Ok(0) => {}
