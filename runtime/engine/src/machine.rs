@@ -1100,6 +1100,14 @@ impl<'a> Run<'a> {
             .state(name)
             .ok_or_else(|| EngineError::Evaluation(format!("unknown state \"{name}\"")))?;
         if state.kind == StateKind::Join {
+            // Validation refuses such a definition; a stored older one must still not lose
+            // the branch and leave the instance with nothing active.
+            if let Some(f) = from.filter(|f| !state.from.iter().any(|s| s == f)) {
+                return Err(EngineError::Evaluation(format!(
+                    "\"{f}\" arrived at the join \"{name}\", which waits only for {:?}",
+                    state.from
+                )));
+            }
             let arrived = self.out.instance.position.joins.entry(name.to_string()).or_default();
             if let Some(f) = from
                 && !arrived.iter().any(|a| a == f)

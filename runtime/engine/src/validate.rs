@@ -34,15 +34,16 @@ pub fn load(file: &str, text: &str) -> Loaded {
             };
         }
     };
-    let mut diags: Vec<Diagnostic> = SCHEMA
-        .iter_errors(&doc.value)
-        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(&e)))
+    let schema_errors: Vec<_> = SCHEMA.iter_errors(&doc.value).collect();
+    let mut diags: Vec<Diagnostic> = schema_errors
+        .iter()
+        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(e)))
         .collect();
-    if !diags.is_empty() {
-        return finish(None, diags);
-    }
-    let def: Definition = match serde_json::from_value(doc.value.clone()) {
+    // The meaning is checked too, on the file without the parts the schema refused, so an
+    // author sees every problem at once rather than one kind per run.
+    let def: Definition = match serde_json::from_value(without_schema_errors(&doc.value, &schema_errors)) {
         Ok(def) => def,
+        Err(_) if !diags.is_empty() => return finish(None, diags),
         Err(e) => return finish(None, vec![doc.error("", format!("definition: {e}"))]),
     };
     let mut c = Checker {
@@ -75,6 +76,50 @@ pub fn load(file: &str, text: &str) -> Loaded {
         def,
     });
     finish(workflow, diags)
+}
+
+/// `value` with what each schema error concerns removed: the unknown keys of an object, or
+/// the node that has the wrong shape (array items from the last, so indices stay right).
+fn without_schema_errors(value: &Value, errors: &[jsonschema::ValidationError]) -> Value {
+    use jsonschema::error::ValidationErrorKind as K;
+    let mut cut: Vec<String> = Vec::new();
+    for e in errors {
+        let at = e.instance_path().to_string();
+        match e.kind() {
+            K::AdditionalProperties { unexpected } => {
+                cut.extend(unexpected.iter().map(|k| format!("{at}/{}", pointer_segment(k))));
+            }
+            _ if !at.is_empty() => cut.push(at),
+            _ => {}
+        }
+    }
+    // Deepest and highest-numbered first, so removing one item does not move another.
+    let key = |p: &String| -> Vec<(usize, String)> {
+        p.split('/')
+            .map(|seg| (seg.parse().unwrap_or(usize::MAX), seg.to_string()))
+            .collect()
+    };
+    cut.sort_by_key(|p| std::cmp::Reverse(key(p)));
+    cut.dedup();
+    let mut out = value.clone();
+    for pointer in cut {
+        let Some((parent, last)) = pointer.rsplit_once('/') else { continue };
+        let last = last.replace("~1", "/").replace("~0", "~");
+        match out.pointer_mut(parent) {
+            Some(Value::Object(m)) => {
+                m.remove(&last);
+            }
+            Some(Value::Array(items)) => {
+                if let Ok(i) = last.parse::<usize>()
+                    && i < items.len()
+                {
+                    items.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn finish(workflow: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Loaded {
@@ -163,6 +208,58 @@ impl Checker<'_> {
         }
         self.signal_handlers("/on", &def.on);
         self.check_reachability();
+        self.check_joins();
+    }
+
+    /// Every way into a join must be one of the branches it waits for: an arrival from
+    /// elsewhere would be dropped, leaving the instance running with no state at all.
+    fn check_joins(&mut self) {
+        let def = self.def;
+        let is_join = |s: &str| def.states.get(s).is_some_and(|st| st.kind == StateKind::Join);
+        if is_join(&def.start.to) {
+            let message = format!("the first state \"{}\" is a join, which waits for branches that never started", def.start.to);
+            self.error("/start/to", message);
+        }
+        for (signal, transitions) in &def.on {
+            for (i, t) in transitions.iter().enumerate() {
+                for target in t.to.states().iter().filter(|t| is_join(t)) {
+                    let message = format!("signal \"{signal}\" may arrive from any state, so it cannot go to the join \"{target}\"");
+                    self.error(&format!("/on/{}/{i}/to", pointer_segment(signal)), message);
+                }
+            }
+        }
+        for (name, state) in &def.states {
+            let at = format!("/states/{}", pointer_segment(name));
+            let at = at.as_str();
+            let ways = state
+                .transitions
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("{at}/transitions/{i}/to"), &t.to))
+                .chain(state.timers.iter().enumerate().filter_map(|(i, t)| Some((format!("{at}/timers/{i}/to"), t.to.as_ref()?))))
+                .chain(state.on.iter().flat_map(|(sig, ts)| {
+                    ts.iter()
+                        .enumerate()
+                        .map(move |(i, t)| (format!("{at}/on/{}/{i}/to", pointer_segment(sig)), &t.to))
+                }));
+            let mut wrong = Vec::new();
+            for (pointer, to) in ways {
+                for target in to.states() {
+                    let join = &def.states.get(target.as_str());
+                    if let Some(j) = join.filter(|j| j.kind == StateKind::Join)
+                        && !j.from.contains(name)
+                    {
+                        wrong.push((pointer.clone(), format!(
+                            "\"{name}\" goes to the join \"{target}\", which waits only for {:?}; add \"{name}\" to its `from` or route this branch elsewhere",
+                            j.from
+                        )));
+                    }
+                }
+            }
+            for (pointer, message) in wrong {
+                self.error(&pointer, message);
+            }
+        }
     }
 
     fn check_forms(&mut self) {
@@ -630,5 +727,41 @@ impl Checker<'_> {
             ValueExpr::Expr(source) => self.expr(at, source),
             ValueExpr::Rule { rule } => self.rule_ref(at, rule),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "id: t\nversion: 1\ntitle: {zh-CN: t}\nroles: {r: {title: {zh-CN: r}}}\nstart: {roles: [r], to: fork}\n";
+
+    fn errors(states: &str) -> Vec<String> {
+        let text = format!("{BASE}states:\n{states}");
+        load("t.yaml", &text)
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_schema_error_does_not_hide_an_undefined_role() {
+        let e = errors(
+            "  fork: {type: task, assign: {role: nobody}, colour: red, transitions: [{to: done}]}\n  done: {type: end}\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().any(|d| d.starts_with("t.yaml:7:9") && d.contains("colour")), "{e:?}");
+        assert!(e.iter().any(|d| d.starts_with("t.yaml:7:") && d.contains("undefined role \"nobody\"")), "{e:?}");
+    }
+
+    #[test]
+    fn a_branch_a_join_does_not_wait_for_is_refused() {
+        let e = errors(
+            "  fork: {type: auto, transitions: [{to: [a, b, c]}]}\n  a: {type: auto, transitions: [{to: j}]}\n  b: {type: auto, transitions: [{to: j}]}\n  c: {type: auto, transitions: [{to: j}]}\n  j: {type: join, from: [a, b], transitions: [{to: done}]}\n  done: {type: end}\n",
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:10:") && e[0].contains("\"c\" goes to the join \"j\""), "{e:?}");
     }
 }

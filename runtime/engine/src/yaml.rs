@@ -23,12 +23,22 @@ impl SourceDoc {
             .prevent_coercion(true);
         let node = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
             let (line, col) = load_error_position(&e);
+            let what = load_error_message(&e);
+            // The parser notices an unclosed bracket lines later; point at the bracket.
+            let (line, col, message) = match unclosed_bracket(text, line, col) {
+                Some((l, c, b)) if matches!(e, marked_yaml::LoadError::ScanError(..)) => (
+                    l,
+                    c,
+                    format!("YAML syntax: this \"{b}\" is never closed (the parser stopped at {line}:{col}: {what})"),
+                ),
+                _ => (line, col, format!("YAML syntax: {what}")),
+            };
             Diagnostic {
                 file: file.to_string(),
                 line,
                 col,
                 severity: Severity::Error,
-                message: format!("YAML syntax: {}", load_error_message(&e)),
+                message,
             }
         })?;
         let mut positions = HashMap::new();
@@ -129,6 +139,36 @@ fn scalar(s: &marked_yaml::types::MarkedScalarNode) -> Value {
     Value::String(s.as_str().to_string())
 }
 
+/// The flow bracket (`[` or `{`) still open where the parser gave up at `line:col`, if any:
+/// a syntax error is usually caused there, lines before the parser noticed.
+fn unclosed_bracket(text: &str, line: usize, col: usize) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    let mut quote: Option<char> = None;
+    for (l, row) in text.lines().enumerate().map(|(i, r)| (i + 1, r)) {
+        let mut prev = ' ';
+        for (c, ch) in row.chars().enumerate().map(|(i, ch)| (i + 1, ch)) {
+            if (l, c) >= (line, col) {
+                return open.pop();
+            }
+            match quote {
+                Some(q) if ch == q => quote = None,
+                Some(_) => {}
+                None => match ch {
+                    '\'' | '"' => quote = Some(ch),
+                    '#' if prev.is_whitespace() => break,
+                    '[' | '{' => open.push((l, c, ch)),
+                    ']' | '}' => {
+                        open.pop();
+                    }
+                    _ => {}
+                },
+            }
+            prev = ch;
+        }
+    }
+    open.pop()
+}
+
 fn load_error_position(e: &marked_yaml::LoadError) -> (usize, usize) {
     use marked_yaml::LoadError::*;
     let m = match e {
@@ -175,6 +215,14 @@ mod tests {
         let err = SourceDoc::parse("t.yaml", "a: 1\nb: [1, 2\n").unwrap_err();
         assert_eq!(err.file, "t.yaml");
         assert!(err.line >= 2, "{err}");
+    }
+
+    #[test]
+    fn an_unclosed_bracket_is_reported_where_it_opened() {
+        let text = "a: 1\nb: {x: 1, y: \"[not a bracket]\" # {nor this\nc: 3\nd: 4\n";
+        let err = SourceDoc::parse("t.yaml", text).unwrap_err();
+        assert_eq!((err.line, err.col), (2, 4), "{err}");
+        assert!(err.message.contains("never closed") && err.message.contains("stopped at"), "{err}");
     }
 
     #[test]
