@@ -18,7 +18,8 @@ struct VillageMember {
     income: Option<f64>,
     #[serde(default)]
     category: Option<String>,
-    /// Set by the branch's approval step of the dues workflow.
+    /// Set by the dues workflow from the member register: an exemption the branch approved,
+    /// up to and including the month it named.
     #[serde(default)]
     hardship_exempt: bool,
 }

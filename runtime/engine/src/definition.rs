@@ -232,6 +232,19 @@ pub struct Transition {
     pub notify: Option<Notify>,
     #[serde(default)]
     pub credit: Vec<Credit>,
+    #[serde(default)]
+    pub register: Option<RegisterWrite>,
+}
+
+/// Write attributes of a person's register entry (the member register), so later instances
+/// read them as `person.attributes.<name>` (a hardship exemption's end, say). A value that
+/// comes out null leaves the attribute as it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterWrite {
+    /// Expression giving the person's id.
+    pub person: String,
+    pub set: BTreeMap<String, ValueExpr>,
 }
 
 /// Credit people's ledger accounts when a transition is taken.
@@ -265,6 +278,8 @@ pub struct Timer {
     pub notify: Option<Notify>,
     #[serde(default)]
     pub credit: Vec<Credit>,
+    #[serde(default)]
+    pub register: Option<RegisterWrite>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 
 use crate::calendar::Calendar;
 use crate::definition::{
-    Collect, Credit, EscalationTarget, Notify, State, StateKind, Target, ValueExpr, Workflow, localize,
+    Collect, Credit, EscalationTarget, Notify, RegisterWrite, State, StateKind, Target, Transition, ValueExpr,
+    Workflow, localize,
 };
 use crate::duration::Span;
 use crate::expr::{context_with_calendar, render};
@@ -217,6 +218,15 @@ pub struct Step {
     /// Open tasks of a state that may now also be done by a role.
     pub escalations: Vec<Escalated>,
     pub credits: Vec<LedgerEntry>,
+    /// Register attributes written for people, to keep beyond this instance.
+    pub register: Vec<RegisterEntry>,
+}
+
+/// Attributes written to one person's register entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterEntry {
+    pub person: String,
+    pub attributes: Map<String, Value>,
 }
 
 /// An escalation that fired: holders of `role` over `unit_path` (none: over the task's own
@@ -249,6 +259,7 @@ impl Step {
             timers_created: Vec::new(),
             escalations: Vec::new(),
             credits: Vec::new(),
+            register: Vec::new(),
         }
     }
 
@@ -561,7 +572,7 @@ impl<'a> Run<'a> {
         );
         self.out.task_completed = Some(task.id);
         let t = &state.transitions[index];
-        self.follow(&task.state, &t.to, &t.set, t.notify.as_ref(), &t.credit)
+        self.take(&task.state, t)
     }
 
     /// An entry into a collect state: checked for its key, the actor's right to it and the
@@ -695,7 +706,7 @@ impl<'a> Run<'a> {
             if let Some(i) = self.choose(&token, transitions)? {
                 self.event("signal_received", json!({"signal": name, "id": id, "state": token}));
                 let t = &transitions[i];
-                return self.follow(&token, &t.to, &t.set, t.notify.as_ref(), &t.credit);
+                return self.take(&token, t);
             }
         }
         let here = self.out.instance.position.tokens.clone();
@@ -708,7 +719,7 @@ impl<'a> Run<'a> {
             }
             self.out.instance.position.joins.clear();
             let t = &transitions[i];
-            return self.follow(first, &t.to, &t.set, t.notify.as_ref(), &t.credit);
+            return self.take(first, t);
         }
         Err(EngineError::Gone(format!(
             "nothing in instance {} waits for signal \"{name}\" with this content now",
@@ -720,7 +731,7 @@ impl<'a> Run<'a> {
     fn close_if_done(&mut self, name: &str, state: &State) -> Result<(), EngineError> {
         if let Some(i) = self.choose(name, &state.transitions)? {
             let t = &state.transitions[i];
-            return self.follow(name, &t.to, &t.set, t.notify.as_ref(), &t.credit);
+            return self.take(name, t);
         }
         Ok(())
     }
@@ -747,11 +758,19 @@ impl<'a> Run<'a> {
                     json!({"state": timer.state, "timer": i, "due": timer.fire_at}),
                 );
                 match &t.to {
-                    Some(to) => self.follow(&timer.state, to, &t.set, t.notify.as_ref(), &t.credit),
+                    Some(to) => self.follow(
+                        &timer.state,
+                        to,
+                        &t.set,
+                        t.notify.as_ref(),
+                        &t.credit,
+                        t.register.as_ref(),
+                    ),
                     // A reminder: act, and stay.
                     None => {
                         self.apply_set(&t.set)?;
                         self.credit(&t.credit)?;
+                        self.write_register(t.register.as_ref())?;
                         t.notify.as_ref().map_or(Ok(()), |n| self.notify(n))
                     }
                 }
@@ -1051,6 +1070,11 @@ impl<'a> Run<'a> {
         });
     }
 
+    /// Take a transition out of `from`.
+    fn take(&mut self, from: &str, t: &Transition) -> Result<(), EngineError> {
+        self.follow(from, &t.to, &t.set, t.notify.as_ref(), &t.credit, t.register.as_ref())
+    }
+
     fn follow(
         &mut self,
         from: &str,
@@ -1058,15 +1082,51 @@ impl<'a> Run<'a> {
         set: &BTreeMap<String, ValueExpr>,
         notify: Option<&Notify>,
         credit: &[Credit],
+        register: Option<&RegisterWrite>,
     ) -> Result<(), EngineError> {
         self.leave(from);
         self.apply_set(set)?;
         self.credit(credit)?;
+        self.write_register(register)?;
         if let Some(n) = notify {
             self.notify(n)?;
         }
         self.event("transitioned", json!({"from": from, "to": to.states()}));
         self.enter_all(to.states(), Some(from))
+    }
+
+    /// A person's register attributes, kept for later instances and audited here.
+    fn write_register(&mut self, register: Option<&RegisterWrite>) -> Result<(), EngineError> {
+        let Some(r) = register else { return Ok(()) };
+        let ctx = self.context_json();
+        let person = match self
+            .wf
+            .expr(&r.person)
+            .eval(&self.context_over(&ctx))
+            .map_err(EngineError::Evaluation)?
+        {
+            Value::String(p) if !p.is_empty() => p,
+            other => {
+                return Err(EngineError::Evaluation(format!(
+                    "register `person: {}` gave {other}, expected a person id",
+                    r.person
+                )));
+            }
+        };
+        let mut attributes = Map::new();
+        for (name, v) in &r.set {
+            let mut value = self.value(v, &ctx)?;
+            normalize(&mut value);
+            if !value.is_null() {
+                attributes.insert(name.clone(), value);
+            }
+        }
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        self.event("register_updated", json!({"person": person, "set": attributes}));
+        self.out.register.push(RegisterEntry { person, attributes });
+        Ok(())
     }
 
     fn enter_all(&mut self, targets: &[String], from: Option<&str>) -> Result<(), EngineError> {
@@ -1183,7 +1243,7 @@ impl<'a> Run<'a> {
                     .choose(name, &state.transitions)?
                     .ok_or_else(|| EngineError::NoTransition(name.to_string()))?;
                 let t = &state.transitions[index];
-                self.follow(name, &t.to, &t.set, t.notify.as_ref(), &t.credit)?;
+                self.take(name, t)?;
             }
             StateKind::Wait | StateKind::End => {}
         }

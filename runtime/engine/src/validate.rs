@@ -103,7 +103,9 @@ fn without_schema_errors(value: &Value, errors: &[jsonschema::ValidationError]) 
     cut.dedup();
     let mut out = value.clone();
     for pointer in cut {
-        let Some((parent, last)) = pointer.rsplit_once('/') else { continue };
+        let Some((parent, last)) = pointer.rsplit_once('/') else {
+            continue;
+        };
         let last = last.replace("~1", "/").replace("~0", "~");
         match out.pointer_mut(parent) {
             Some(Value::Object(m)) => {
@@ -217,13 +219,18 @@ impl Checker<'_> {
         let def = self.def;
         let is_join = |s: &str| def.states.get(s).is_some_and(|st| st.kind == StateKind::Join);
         if is_join(&def.start.to) {
-            let message = format!("the first state \"{}\" is a join, which waits for branches that never started", def.start.to);
+            let message = format!(
+                "the first state \"{}\" is a join, which waits for branches that never started",
+                def.start.to
+            );
             self.error("/start/to", message);
         }
         for (signal, transitions) in &def.on {
             for (i, t) in transitions.iter().enumerate() {
                 for target in t.to.states().iter().filter(|t| is_join(t)) {
-                    let message = format!("signal \"{signal}\" may arrive from any state, so it cannot go to the join \"{target}\"");
+                    let message = format!(
+                        "signal \"{signal}\" may arrive from any state, so it cannot go to the join \"{target}\""
+                    );
                     self.error(&format!("/on/{}/{i}/to", pointer_segment(signal)), message);
                 }
             }
@@ -236,7 +243,13 @@ impl Checker<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| (format!("{at}/transitions/{i}/to"), &t.to))
-                .chain(state.timers.iter().enumerate().filter_map(|(i, t)| Some((format!("{at}/timers/{i}/to"), t.to.as_ref()?))))
+                .chain(
+                    state
+                        .timers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, t)| Some((format!("{at}/timers/{i}/to"), t.to.as_ref()?))),
+                )
                 .chain(state.on.iter().flat_map(|(sig, ts)| {
                     ts.iter()
                         .enumerate()
@@ -499,6 +512,7 @@ impl Checker<'_> {
                 self.template_ref(&format!("{tat}/notify/template"), &n.template);
             }
             self.credits(&tat, &t.credit);
+            self.register(&tat, t.register.as_ref());
         }
         self.signal_handlers(&format!("{at}/on"), &state.on);
     }
@@ -528,6 +542,15 @@ impl Checker<'_> {
             self.template_ref(&format!("{at}/notify/template"), &n.template);
         }
         self.credits(at, &t.credit);
+        self.register(at, t.register.as_ref());
+    }
+
+    fn register(&mut self, at: &str, register: Option<&crate::definition::RegisterWrite>) {
+        let Some(r) = register else { return };
+        self.expr(&format!("{at}/register/person"), &r.person);
+        for (k, v) in &r.set {
+            self.value_expr(&format!("{at}/register/set/{}", pointer_segment(k)), v);
+        }
     }
 
     fn credits(&mut self, at: &str, credits: &[crate::definition::Credit]) {
@@ -734,7 +757,8 @@ impl Checker<'_> {
 mod tests {
     use super::*;
 
-    const BASE: &str = "id: t\nversion: 1\ntitle: {zh-CN: t}\nroles: {r: {title: {zh-CN: r}}}\nstart: {roles: [r], to: fork}\n";
+    const BASE: &str =
+        "id: t\nversion: 1\ntitle: {zh-CN: t}\nroles: {r: {title: {zh-CN: r}}}\nstart: {roles: [r], to: fork}\n";
 
     fn errors(states: &str) -> Vec<String> {
         let text = format!("{BASE}states:\n{states}");
@@ -752,8 +776,15 @@ mod tests {
             "  fork: {type: task, assign: {role: nobody}, colour: red, transitions: [{to: done}]}\n  done: {type: end}\n",
         );
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e.iter().any(|d| d.starts_with("t.yaml:7:9") && d.contains("colour")), "{e:?}");
-        assert!(e.iter().any(|d| d.starts_with("t.yaml:7:") && d.contains("undefined role \"nobody\"")), "{e:?}");
+        assert!(
+            e.iter().any(|d| d.starts_with("t.yaml:7:9") && d.contains("colour")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|d| d.starts_with("t.yaml:7:") && d.contains("undefined role \"nobody\"")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -762,6 +793,9 @@ mod tests {
             "  fork: {type: auto, transitions: [{to: [a, b, c]}]}\n  a: {type: auto, transitions: [{to: j}]}\n  b: {type: auto, transitions: [{to: j}]}\n  c: {type: auto, transitions: [{to: j}]}\n  j: {type: join, from: [a, b], transitions: [{to: done}]}\n  done: {type: end}\n",
         );
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("t.yaml:10:") && e[0].contains("\"c\" goes to the join \"j\""), "{e:?}");
+        assert!(
+            e[0].starts_with("t.yaml:10:") && e[0].contains("\"c\" goes to the join \"j\""),
+            "{e:?}"
+        );
     }
 }

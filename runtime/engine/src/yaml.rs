@@ -222,7 +222,10 @@ mod tests {
         let text = "a: 1\nb: {x: 1, y: \"[not a bracket]\" # {nor this\nc: 3\nd: 4\n";
         let err = SourceDoc::parse("t.yaml", text).unwrap_err();
         assert_eq!((err.line, err.col), (2, 4), "{err}");
-        assert!(err.message.contains("never closed") && err.message.contains("stopped at"), "{err}");
+        assert!(
+            err.message.contains("never closed") && err.message.contains("stopped at"),
+            "{err}"
+        );
     }
 
     #[test]

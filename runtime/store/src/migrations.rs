@@ -248,6 +248,17 @@ CREATE TABLE calendars (
     uploaded_at BIGINT NOT NULL,
     PRIMARY KEY (unit_id, year)
 );
+-- Register attributes a workflow wrote for a person (a hardship exemption's end), kept apart
+-- from the imported columns so a new import does not erase them; the instance that wrote
+-- each value, whose event log holds the change, is kept with it.
+CREATE TABLE person_register (
+    person_id TEXT NOT NULL REFERENCES people(id),
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (person_id, name)
+);
 "#,
     ),
 ];

@@ -306,14 +306,33 @@ pub(crate) struct Holder {
 pub(crate) async fn load_holders(conn: &mut sqlx::AnyConnection, role: &str) -> Result<Vec<Holder>> {
     let rows = sqlx::query("SELECT r.person_id, p.attributes, r.unit_id, u.path FROM person_roles r JOIN units u ON u.id = r.unit_id JOIN people p ON p.id = r.person_id WHERE r.role = $1 ORDER BY r.person_id, r.unit_id")
         .bind(role)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
+    // What workflows wrote to the register, over the imported columns.
+    let written = sqlx::query("SELECT v.person_id, v.name, v.value FROM person_register v WHERE v.person_id IN (SELECT r.person_id FROM person_roles r WHERE r.role = $1)")
+        .bind(role)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut register: std::collections::HashMap<String, serde_json::Map<String, serde_json::Value>> =
+        Default::default();
+    for r in &written {
+        let value: String = r.try_get(2)?;
+        register
+            .entry(r.try_get(0)?)
+            .or_default()
+            .insert(r.try_get(1)?, serde_json::from_str(&value)?);
+    }
     rows.iter()
         .map(|r| {
+            let person: String = r.try_get(0)?;
             let attributes: String = r.try_get(1)?;
+            let mut attributes: serde_json::Value = serde_json::from_str(&attributes)?;
+            if let (Some(map), Some(extra)) = (attributes.as_object_mut(), register.get(&person)) {
+                map.extend(extra.clone());
+            }
             Ok(Holder {
-                person: r.try_get(0)?,
-                attributes: serde_json::from_str(&attributes)?,
+                person,
+                attributes,
                 unit: r.try_get(2)?,
                 path: r.try_get(3)?,
             })

@@ -66,6 +66,10 @@ fn bind<'q>(mut q: Query<'q, sqlx::Any, AnyArguments<'q>>, args: &'q [Arg]) -> Q
     q
 }
 
+fn unknown_person(subject: &str) -> StoreError {
+    EngineError::Evaluation(format!("{subject}: no such person")).into()
+}
+
 fn conflict(subject: &str) -> StoreError {
     EngineError::Conflict(format!("{subject} was changed by someone else; reload and try again")).into()
 }
@@ -250,6 +254,18 @@ pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) 
             "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, escalated_path, status, due_at, created_at, below) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, NULL, 'open', $9, $10, $11 FROM units u WHERE u.id = $7",
             vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below))],
         ).exactly(1, unknown_unit, &format!("task \"{}\" (unit \"{}\")", t.state, t.unit_id)));
+    }
+    for r in &s.register {
+        for (name, value) in &r.attributes {
+            w.push(
+                Write::new(
+                    "INSERT INTO person_register (person_id, name, value, instance_id, at) SELECT p.id, $2, $3, $4, $5 FROM people p WHERE p.id = $1 \
+                     ON CONFLICT (person_id, name) DO UPDATE SET value = excluded.value, instance_id = excluded.instance_id, at = excluded.at",
+                    vec![Text(r.person.clone()), Text(name.clone()), Text(value.to_string()), Text(id.clone()), Int(at)],
+                )
+                .exactly(1, unknown_person, &format!("register of \"{}\"", r.person)),
+            );
+        }
     }
     for c in &s.credits {
         w.push(Write::new(
