@@ -46,10 +46,21 @@ impl BindingTable {
 
     /// The binding nearest to the unit at `unit_path` (`/city/district/.../unit/`).
     pub fn resolve(&self, unit_path: &str, workflow: &str, hook: &str) -> Option<&Binding> {
-        unit_path.split('/').filter(|s| !s.is_empty()).rev().find_map(|unit| {
-            self.by_key
-                .get(&(unit.to_string(), workflow.to_string(), hook.to_string()))
-        })
+        self.chain(unit_path, workflow, hook).into_iter().next()
+    }
+
+    /// Every binding up the tree from the unit, nearest first: where a plugin that answers
+    /// "inherit" hands the question.
+    pub fn chain(&self, unit_path: &str, workflow: &str, hook: &str) -> Vec<&Binding> {
+        unit_path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .rev()
+            .filter_map(|unit| {
+                self.by_key
+                    .get(&(unit.to_string(), workflow.to_string(), hook.to_string()))
+            })
+            .collect()
     }
 }
 
@@ -105,25 +116,49 @@ impl Rules for PluginRules {
         input: &Value,
         pinned: Option<&str>,
     ) -> Result<RuleAnswer, RuleFailure> {
-        let binding = self
+        let chain: Vec<Binding> = self
             .bindings
             .read()
             .expect("bindings lock")
-            .resolve(&instance.unit_path, wf.id(), hook)
-            .cloned();
-        // Pinned: the same version as before, with the current binding's limits if it still
-        // names that version, else the version's own manifest limits.
-        let (plugin_ref, bound_limits) = match (pinned, &binding) {
-            (Some(p), b) => (
-                p.to_string(),
-                b.as_ref().filter(|b| b.plugin_ref() == p).map(|b| b.limits),
-            ),
-            (None, Some(b)) => (b.plugin_ref(), Some(b.limits)),
-            (None, None) => {
-                let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
-                return Ok(RuleAnswer { value, plugin: None });
+            .chain(&instance.unit_path, wf.id(), hook)
+            .into_iter()
+            .cloned()
+            .collect();
+        // Who is asked, in turn, while each answers "inherit": the pinned version first (with
+        // its binding's limits if a binding still names it, else its manifest's) and the
+        // bindings above it, else every binding up the tree; then the workflow's default.
+        let asked: Vec<(String, Option<Limits>)> = match pinned {
+            Some(p) => {
+                let at = chain.iter().position(|b| b.plugin_ref() == p);
+                std::iter::once((p.to_string(), at.map(|i| chain[i].limits)))
+                    .chain(
+                        at.into_iter()
+                            .flat_map(|i| chain[i + 1..].iter().map(|b| (b.plugin_ref(), Some(b.limits)))),
+                    )
+                    .collect()
             }
+            None => chain.iter().map(|b| (b.plugin_ref(), Some(b.limits))).collect(),
         };
+        for (plugin_ref, bound_limits) in asked {
+            if let Some(answer) = self.ask(&plugin_ref, bound_limits, hook, input)? {
+                return Ok(answer);
+            }
+        }
+        let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
+        Ok(RuleAnswer { value, plugin: None })
+    }
+}
+
+impl PluginRules {
+    /// One plugin's answer; `None` when it defers to the binding above.
+    fn ask(
+        &self,
+        plugin_ref: &str,
+        bound_limits: Option<Limits>,
+        hook: &str,
+        input: &Value,
+    ) -> Result<Option<RuleAnswer>, RuleFailure> {
+        let plugin_ref = plugin_ref.to_string();
         let failure = |message: String| RuleFailure {
             plugin: Some(plugin_ref.clone()),
             message,
@@ -140,10 +175,11 @@ impl Rules for PluginRules {
         metrics::histogram!("civicflow_plugin_call_seconds", "plugin" => plugin_ref.clone())
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(report) => Ok(RuleAnswer {
+            Ok(report) if report.inherit => Ok(None),
+            Ok(report) => Ok(Some(RuleAnswer {
                 value: report.output,
                 plugin: Some(plugin_ref),
-            }),
+            })),
             Err(e) => {
                 tracing::warn!(plugin = %plugin_ref, hook, error = %e, "rule plugin failed");
                 Err(failure(format!("{}: {e}", e.code())))
@@ -184,5 +220,76 @@ mod tests {
         );
         assert!(t.resolve("/city/elsewhere/", "dues", "dues.rate").is_none());
         assert!(t.resolve("/city/district/", "ticket", "dues.rate").is_none());
+    }
+}
+
+#[cfg(test)]
+mod inherit_tests {
+    use super::*;
+    use civicflow_engine::machine::{Instance, Position, Status};
+    use serde_json::json;
+
+    /// A module that answers `body` (a JSON text) to every call.
+    fn answering(body: &str) -> Vec<u8> {
+        let escaped = body.replace('"', "\\\"");
+        let wat = format!(
+            r#"(module
+              (import "civicflow" "log" (func $log (param i32 i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 16) "{escaped}")
+              (func (export "civicflow_abi_version") (result i32) (i32.const 1))
+              (func (export "civicflow_alloc") (param i32) (result i32) (i32.const 1024))
+              (func (export "civicflow_call") (param i32 i32) (result i64)
+                (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {len}))))"#,
+            len = body.len()
+        );
+        wat::parse_str(&wat).unwrap()
+    }
+
+    fn binding(unit: &str, plugin: &str) -> Binding {
+        Binding {
+            unit_id: unit.into(),
+            workflow: "w".into(),
+            hook: "w.rate".into(),
+            plugin: plugin.into(),
+            version: "1".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn a_plugin_that_inherits_hands_the_question_up_the_tree() {
+        let yaml = "id: w\nversion: 1\ntitle: {zh-CN: w}\nroles: {r: {title: {zh-CN: r}}}\nstart: {roles: [r], to: done}\nrules: {w.rate: {default: \"7\"}}\nstates: {done: {type: end}}\n";
+        let wf = civicflow_engine::validate::load("w.yaml", yaml).workflow.unwrap();
+        let rules = PluginRules::new(Arc::new(Host::new(None).unwrap()));
+        for (id, body) in [("district", r#"{"ok":1}"#), ("community", r#"{"inherit":true}"#)] {
+            let plugin = rules.host().load(id, "1", &answering(body)).unwrap();
+            rules.add_plugin(plugin, Limits::default());
+        }
+        let instance = |path: &str| Instance {
+            id: "i".into(),
+            workflow: "w".into(),
+            workflow_version: 1,
+            unit_id: "g".into(),
+            unit_path: path.into(),
+            status: Status::Running,
+            position: Position::default(),
+            data: json!({}),
+            rev: 0,
+            created_by: "p".into(),
+            created_at: chrono::Utc::now(),
+        };
+        let ask = |path: &str| {
+            rules
+                .evaluate(&wf, &instance(path), "w.rate", &json!({}), None)
+                .unwrap()
+        };
+        rules.set_bindings(BindingTable::new([binding("d", "district"), binding("c", "community")]));
+        let a = ask("/city/d/s/c/g/");
+        assert_eq!((a.value, a.plugin.as_deref()), (json!(1), Some("district@1")));
+        // With nothing above it, the workflow's default answers.
+        rules.set_bindings(BindingTable::new([binding("c", "community")]));
+        let a = ask("/city/d/s/c/g/");
+        assert_eq!((a.value, a.plugin), (json!(7), None));
     }
 }

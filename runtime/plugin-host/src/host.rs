@@ -70,6 +70,9 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct CallReport {
     pub output: Value,
+    /// The plugin had nothing to say for this input (`{"inherit": true}`): the binding above
+    /// its unit, or the workflow's default, answers instead. `output` is null then.
+    pub inherit: bool,
     pub fuel_used: u64,
     pub memory_peak: usize,
     pub elapsed: Duration,
@@ -310,8 +313,10 @@ impl Host {
             .map_err(|_| PluginError::BadOutput(format!("output range {out_ptr}+{out_len} is outside memory")))?;
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
+        let (output, inherit) = parse_output(&output)?;
         Ok(CallReport {
-            output: parse_output(&output)?,
+            output,
+            inherit,
             fuel_used,
             memory_peak: state.limiter.peak,
             elapsed: started.elapsed(),
@@ -388,10 +393,14 @@ fn classify(e: wasmtime::Error, limits: &Limits) -> PluginError {
     }
 }
 
-fn parse_output(bytes: &[u8]) -> Result<Value, PluginError> {
+/// The answer, and whether the plugin deferred to the binding above it.
+fn parse_output(bytes: &[u8]) -> Result<(Value, bool), PluginError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| PluginError::BadOutput(e.to_string()))?;
     if let Some(ok) = v.get("ok") {
-        return Ok(ok.clone());
+        return Ok((ok.clone(), false));
+    }
+    if v.get("inherit") == Some(&Value::Bool(true)) {
+        return Ok((Value::Null, true));
     }
     if let Some(err) = v.get("error") {
         let field = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -400,5 +409,7 @@ fn parse_output(bytes: &[u8]) -> Result<Value, PluginError> {
             message: field("message"),
         });
     }
-    Err(PluginError::BadOutput("neither \"ok\" nor \"error\" present".into()))
+    Err(PluginError::BadOutput(
+        "none of \"ok\", \"error\" or \"inherit\" present".into(),
+    ))
 }

@@ -53,7 +53,16 @@ impl RuleError {
             message: message.into(),
         }
     }
+
+    /// Not an error: this rule has nothing to say for this input, so the binding above its
+    /// unit answers (or the workflow's default). A community changes one case of its
+    /// district's table: `return Err(RuleError::inherit())` for every other case.
+    pub fn inherit() -> Self {
+        Self::new(INHERIT, "")
+    }
 }
+
+const INHERIT: &str = "inherit";
 
 /// Decode the input straight into the rule's type, run the rule, encode its answer as
 /// `{"ok": ...}`. No intermediate `serde_json::Value`: inside the sandbox every instruction
@@ -118,7 +127,12 @@ pub fn dispatch(ptr: i32, len: i32, route: impl FnOnce(&str, &str) -> Result<Vec
     };
     let bytes = answer
         .unwrap_or_else(|e| {
-            serde_json::to_vec(&json!({ "error": { "code": e.code, "message": e.message } })).unwrap_or_default()
+            let answer = if e.code == INHERIT {
+                json!({ "inherit": true })
+            } else {
+                json!({ "error": { "code": e.code, "message": e.message } })
+            };
+            serde_json::to_vec(&answer).unwrap_or_default()
         })
         .into_boxed_slice();
     let (out_ptr, out_len) = (bytes.as_ptr() as usize as i64, bytes.len() as i64);
