@@ -102,6 +102,9 @@ fn shipped_scenarios_pass_and_failures_point_at_the_line() {
         );
         assert!(text.contains(what) || line == 12, "{what}: {text}");
     }
+    // Values a locality decides by rule: role, unit, limit, escalation, amount; null is "off".
+    let out = civicflow(&["test", "tests/fixtures/locality-rules.test.yaml"]);
+    assert!(out.status.success(), "{}", stdout(&out));
     // A binding to a hook the workflow does not have is refused before anything runs.
     let out = civicflow(&["test", "tests/fixtures/bad-binding.test.yaml"]);
     let text = stdout(&out);

@@ -253,8 +253,25 @@ pub struct Credit {
     pub account: String,
     /// Expression giving a person id or a list of them.
     pub to: String,
-    /// Expression giving the amount (negative to debit).
-    pub amount: String,
+    /// Expression or rule giving the amount (negative to debit).
+    pub amount: ValueExpr,
+}
+
+/// A role by name, or a rule hook answering one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoleSpec {
+    Name(String),
+    Rule { rule: String },
+}
+
+impl RoleSpec {
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            RoleSpec::Name(n) => Some(n),
+            RoleSpec::Rule { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -318,14 +335,15 @@ impl EscalationTarget {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assign {
+    /// A role of the workflow, or a rule naming one (a locality decides who does the step).
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<RoleSpec>,
     /// Expression giving a person id (e.g. the reporter rates the result).
     #[serde(default)]
     pub person: Option<String>,
-    /// Expression giving the unit id the task belongs to; default: the instance's unit.
+    /// Expression or rule giving the unit id the task belongs to; default: the instance's unit.
     #[serde(default)]
-    pub unit: Option<String>,
+    pub unit: Option<ValueExpr>,
     /// The task belongs to the ancestor of the instance's unit of this level (`street`,
     /// `district`): the street's command centre, wherever in the street it was reported.
     #[serde(default)]
@@ -438,7 +456,7 @@ impl Workflow {
     /// starts instances (a resident reporting) reads only what it started or acts on.
     pub fn working_roles(&self) -> std::collections::BTreeSet<&str> {
         let states = self.def.states.values();
-        let assigned = states.clone().filter_map(|s| s.assign.as_ref()?.role.as_deref());
+        let assigned = states.clone().filter_map(|s| s.assign.as_ref()?.role.as_ref()?.name());
         let escalated = states.flat_map(|s| s.escalate.iter().filter_map(|e| e.to.role()));
         assigned.chain(escalated).collect()
     }

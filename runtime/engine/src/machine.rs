@@ -5,8 +5,8 @@
 
 use crate::calendar::Calendar;
 use crate::definition::{
-    Collect, Credit, EscalationTarget, Notify, RegisterWrite, State, StateKind, Target, Transition, ValueExpr,
-    Workflow, localize,
+    Collect, Credit, EscalationTarget, Notify, RegisterWrite, RoleSpec, State, StateKind, Target, Transition,
+    ValueExpr, Workflow, localize,
 };
 use crate::duration::Span;
 use crate::expr::{context_with_calendar, render};
@@ -923,6 +923,27 @@ impl<'a> Run<'a> {
         )))
     }
 
+    /// An id a rule answers (a unit, a person).
+    fn id_from(&mut self, v: &ValueExpr, what: &str) -> Result<String, EngineError> {
+        match self.value(v, &self.context_json())? {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            other => Err(EngineError::Evaluation(format!("{what} gave {other}, expected an id"))),
+        }
+    }
+
+    /// A role a rule answers: it must be one of the workflow's roles.
+    fn role_from_rule(&mut self, rule: &str) -> Result<String, EngineError> {
+        let role = self.id_from(&ValueExpr::Rule { rule: rule.to_string() }, &format!("rule \"{rule}\""))?;
+        if !self.wf.def.roles.contains_key(&role) {
+            let known: Vec<&str> = self.wf.def.roles.keys().map(String::as_str).collect();
+            return Err(EngineError::Evaluation(format!(
+                "rule \"{rule}\" gave the role \"{role}\", which the workflow does not have ({})",
+                known.join(", ")
+            )));
+        }
+        Ok(role)
+    }
+
     /// A timer's or escalation's `when:` guard (none: always).
     fn armed(&self, when: Option<&String>) -> Result<bool, EngineError> {
         match when {
@@ -1007,13 +1028,18 @@ impl<'a> Run<'a> {
         if credits.is_empty() {
             return Ok(());
         }
-        let ctx = self.context();
+        let json = self.context_json();
+        let ctx = self.context_over(&json);
         for c in credits {
-            let eval = |src: &str| self.wf.expr(src).eval(&ctx).map_err(EngineError::Evaluation);
-            let amount = eval(&c.amount)?
-                .as_f64()
-                .ok_or_else(|| EngineError::Evaluation(format!("credit amount `{}` is not a number", c.amount)))?;
-            let people = match eval(&c.to)? {
+            let amount = match self.value(&c.amount, &json)? {
+                Value::Number(n) => n.as_f64().unwrap_or_default(),
+                other => {
+                    return Err(EngineError::Evaluation(format!(
+                        "credit amount gave {other}, not a number"
+                    )));
+                }
+            };
+            let people = match self.wf.expr(&c.to).eval(&ctx).map_err(EngineError::Evaluation)? {
                 Value::String(p) => vec![p],
                 Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
                 other => {
@@ -1275,14 +1301,23 @@ impl<'a> Run<'a> {
             }
         };
         let person = assign.person.as_deref().map(eval_id).transpose()?;
+        let role = match &assign.role {
+            None => None,
+            Some(RoleSpec::Name(r)) => Some(r.clone()),
+            Some(RoleSpec::Rule { rule }) => Some(self.role_from_rule(rule)?),
+        };
+        let unit = match &assign.unit {
+            None => None,
+            Some(ValueExpr::Expr(src)) => Some(eval_id(src)?),
+            Some(rule) => Some(self.id_from(rule, "the task's unit")?),
+        };
         let i = &self.out.instance;
-        let (unit_id, unit_path) = match (&assign.level, &assign.unit) {
+        let (unit_id, unit_path) = match (&assign.level, unit) {
             (Some(level), _) => {
                 let u = self.ancestor(level)?;
                 (u.id, u.path)
             }
-            (None, Some(src)) => {
-                let id = eval_id(src)?;
+            (None, Some(id)) => {
                 // The store fills in the path of another unit.
                 let path = if id == i.unit_id {
                     i.unit_path.clone()
@@ -1298,7 +1333,7 @@ impl<'a> Run<'a> {
             instance_id: self.out.instance.id.clone(),
             state: name.to_string(),
             form: state.form.clone(),
-            role: assign.role.clone(),
+            role,
             person,
             unit_path,
             unit_id,

@@ -358,14 +358,20 @@ impl Checker<'_> {
                         format!("task state \"{name}\" needs `assign` (a role, a person or a pool)"),
                     ),
                     Some(a) => {
-                        if let Some(role) = &a.role {
-                            self.role(&format!("{at}/assign/role"), role);
+                        match &a.role {
+                            Some(crate::definition::RoleSpec::Name(role)) => {
+                                self.role(&format!("{at}/assign/role"), role)
+                            }
+                            Some(crate::definition::RoleSpec::Rule { rule }) => {
+                                self.rule_ref(&format!("{at}/assign/role"), rule)
+                            }
+                            None => {}
                         }
                         if let Some(p) = &a.person {
                             self.expr(&format!("{at}/assign/person"), p);
                         }
                         if let Some(u) = &a.unit {
-                            self.expr(&format!("{at}/assign/unit"), u);
+                            self.value_expr(&format!("{at}/assign/unit"), u);
                             if a.level.is_some() {
                                 self.error(
                                     &format!("{at}/assign/level"),
@@ -556,7 +562,7 @@ impl Checker<'_> {
     fn credits(&mut self, at: &str, credits: &[crate::definition::Credit]) {
         for (i, c) in credits.iter().enumerate() {
             self.expr(&format!("{at}/credit/{i}/to"), &c.to);
-            self.expr(&format!("{at}/credit/{i}/amount"), &c.amount);
+            self.value_expr(&format!("{at}/credit/{i}/amount"), &c.amount);
         }
     }
 
