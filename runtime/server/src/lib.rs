@@ -3,6 +3,7 @@
 
 pub mod api;
 mod attachment_api;
+mod calendar_api;
 mod demo;
 pub mod i18n;
 mod metrics_api;
@@ -82,7 +83,7 @@ const UPLOAD_LIMIT: usize = civicflow_plugin_host::manifest::MAX_MODULE_BYTES * 
 #[openapi(
     info(title = "civicflow", description = "Workflows for party-building and grid governance: start instances, act on tasks, read timelines, upload rule plugins."),
     modifiers(&BearerAuth),
-    tags((name = "work", description = "Instances and tasks"), (name = "workflows"), (name = "plugins"), (name = "signals"))
+    tags((name = "work", description = "Instances and tasks"), (name = "workflows"), (name = "plugins"), (name = "calendars"), (name = "signals"))
 )]
 struct ApiDoc;
 
@@ -125,6 +126,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(attachments)
         .routes(upload)
         .routes(routes!(plugin_api::bind))
+        .routes(routes!(calendar_api::upload))
         .routes(routes!(signal_api::receive))
         .routes(routes!(attachment_api::download))
         .split_for_parts()

@@ -27,7 +27,9 @@ pub struct Upload {
     pub signature: Option<String>,
 }
 
-async fn require_admin(state: &AppState, actor: &Actor, unit: &str) -> Result<(), ApiError> {
+/// A locality's own rules (plugins, bindings, calendars) are managed by `plugin_admin` over
+/// the unit concerned.
+pub(crate) async fn require_admin(state: &AppState, actor: &Actor, unit: &str, doing: &str) -> Result<(), ApiError> {
     let path = state.runtime.store.unit_path(unit).await?;
     if actor.has_role_over(PLUGIN_ADMIN, &path) {
         Ok(())
@@ -35,7 +37,7 @@ async fn require_admin(state: &AppState, actor: &Actor, unit: &str) -> Result<()
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("managing plugins for unit \"{unit}\" needs the {PLUGIN_ADMIN} role there or above"),
+            format!("{doing} for unit \"{unit}\" needs the {PLUGIN_ADMIN} role there or above"),
         ))
     }
 }
@@ -72,7 +74,7 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let manifest =
         Manifest::parse("plugin.yaml", &body.manifest).map_err(|d| publish_error(PublishError::Manifest(d)))?;
-    require_admin(&state, &actor, &manifest.author_unit).await?;
+    require_admin(&state, &actor, &manifest.author_unit, "managing plugins").await?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(body.wasm_base64.trim())
         .map_err(|e| {
@@ -106,7 +108,7 @@ pub async fn bind(
     Caller(actor): Caller,
     ApiJson(binding): ApiJson<Binding>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &actor, &binding.unit_id).await?;
+    require_admin(&state, &actor, &binding.unit_id, "managing plugins").await?;
     plugins::bind(&state.runtime.store, &state.runtime.registry, &binding)
         .await
         .map_err(publish_error)?;

@@ -146,3 +146,29 @@ async fn a_revoked_token_is_refused() {
     let (status, body) = post(&app, "/api/plugins", Some(&app.admin), upload_body(&manifest())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+#[tokio::test]
+async fn a_locality_admin_uploads_a_calendar_and_bad_tables_say_where() {
+    let app = app().await;
+    let table = std::fs::read_to_string(repo("workflows/calendars/cn-2026.calendar.yaml")).unwrap();
+    let body = json!({"unit_id": "beichen", "text": table});
+    let (status, _) = post(&app, "/api/calendars", Some(&app.grid_worker), body.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let bad = json!({"unit_id": "beichen", "format": "csv", "text": "date,kind,name\n2026-10-12,workday,补班\n"});
+    let (status, answer) = post(&app, "/api/calendars", Some(&app.admin), bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let why = answer["error"]["fields"]["/text"].as_str().unwrap();
+    assert!(why.starts_with("row 2:") && why.contains("Monday"), "{why}");
+    assert!(
+        app.state.runtime.store.calendars().await.unwrap().is_empty(),
+        "a bad table stores nothing"
+    );
+    let (status, answer) = post(&app, "/api/calendars", Some(&app.admin), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["year"].as_i64(), answer["holidays"].as_u64()),
+        (Some(2026), Some(33))
+    );
+    let stored = app.state.runtime.store.calendars().await.unwrap();
+    assert_eq!((stored.len(), stored[0].unit_id.as_str()), (1, "beichen"));
+}
