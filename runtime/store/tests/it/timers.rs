@@ -109,3 +109,114 @@ async fn two_runtimes_on_postgres_fire_each_timer_exactly_once() {
     assert!(broken.is_empty(), "{broken:?}");
     one.store.drop_schema(db.schema.as_deref().unwrap()).await.unwrap();
 }
+
+/// Escalation to a role at a level above the instance's unit reaches a task that sits in
+/// another branch of the tree (a department's task reaching the street's command centre):
+/// the escalated holder may act on it and finds it in their task list.
+#[tokio::test]
+async fn escalation_by_level_reaches_a_task_in_another_branch() {
+    const ACROSS: &str = r#"
+id: across
+version: 1
+title: {zh-CN: 跨部门}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: handle}
+states:
+  handle:
+    type: task
+    assign: {role: clerk, unit: "'b'"}
+    due: 1d
+    escalate: [{to: {role: clerk, level: community}}]
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+    for db in databases() {
+        let (rt, clock) = setup(&db).await;
+        let wf = civicflow_engine::validate::load("across.yaml", ACROSS)
+            .workflow
+            .unwrap();
+        rt.publish(wf).await.unwrap();
+        let inst = rt.start("clerk_a", "across", "a", json!({})).await.unwrap();
+        let task = open_task(&rt, &inst.id).await;
+        let listed = async |rt: &civicflow_store::Runtime, who: &str| {
+            let actor = rt.store.actor(who).await.unwrap();
+            let tasks = rt.store.tasks_for(&actor).await.unwrap();
+            tasks.iter().any(|t| t.task.instance_id == inst.id)
+        };
+        assert!(
+            !listed(&rt, "clerk_a").await,
+            "{}: not clerk_a's before the limit",
+            db.label
+        );
+        assert_eq!(
+            rt.complete("clerk_a", &task, json!({})).await.unwrap_err().code(),
+            "forbidden"
+        );
+        clock.advance(chrono::Duration::hours(25));
+        assert_eq!(rt.fire_due_timers(10).await.unwrap(), 1);
+        assert!(
+            listed(&rt, "clerk_a").await,
+            "{}: in clerk_a's list once escalated",
+            db.label
+        );
+        let done = rt.complete("clerk_a", &task, json!({})).await.unwrap();
+        assert_eq!(done.position.tokens, vec!["done"], "{}", db.label);
+    }
+}
+
+/// What a step writes to a person's register is kept beyond its instance, survives a new
+/// import of the people, and is what a later schedule reads.
+#[tokio::test]
+async fn register_attributes_reach_later_instances_and_survive_an_import() {
+    const MARK: &str = r#"
+id: mark
+version: 1
+title: {zh-CN: 登记}
+roles:
+  clerk: {title: {zh-CN: 办事员}}
+start: {roles: [clerk], to: mark}
+states:
+  mark:
+    type: task
+    assign: {role: clerk}
+    transitions:
+      - to: done
+        register: {person: "instance.created_by", set: {exempt_until: "'2099-12'", ignored: "none"}}
+  done: {type: end}
+schedules:
+  - id: items
+    cron: "0 9 1 * *"
+    for_each_role: clerk
+    data: {member: "person.id", exempt: "(person.attributes.exempt_until or '') >= scheduled_on[:7]"}
+"#;
+    for db in databases() {
+        let (rt, clock) = setup(&db).await;
+        let wf = civicflow_engine::validate::load("mark.yaml", MARK).workflow.unwrap();
+        rt.publish(wf).await.unwrap();
+        let inst = rt.start("clerk_a", "mark", "a", json!({})).await.unwrap();
+        let task = open_task(&rt, &inst.id).await;
+        rt.complete("clerk_a", &task, json!({})).await.unwrap();
+        let events = rt.store.events(&inst.id).await.unwrap();
+        let written = events.iter().find(|e| e.kind == "register_updated").expect("audited");
+        assert_eq!(
+            written.payload["set"],
+            json!({"exempt_until": "2099-12"}),
+            "{}: null is not written",
+            db.label
+        );
+        // A new import of the same people keeps what the workflow wrote.
+        seed(&rt.store).await;
+        clock.advance(chrono::Duration::days(40));
+        rt.run_due_schedules().await.unwrap();
+        let items = rt.store.instances_of("mark", 100).await.unwrap();
+        let exempt = |who: &str| {
+            items
+                .iter()
+                .find(|i| i.data["member"] == who)
+                .map(|i| i.data["exempt"].clone())
+        };
+        assert_eq!(exempt("clerk_a"), Some(json!(true)), "{}", db.label);
+        assert_eq!(exempt("clerk_b"), Some(json!(false)), "{}", db.label);
+    }
+}
