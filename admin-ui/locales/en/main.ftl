@@ -125,6 +125,10 @@ event-notified = Notified { $who }: { $text }
 event-transitioned = Moved to "{ $state }"
 event-signal_received = Callback "{ $signal }" received
 event-credited = Credited { $who } { $amount } { $account }
+event-register_updated = { $who }'s register entry was updated ({ $count } { $count ->
+    [one] item
+   *[other] items
+})
 event-completed = Closed
 event-other = { $kind }
 actor-system = System

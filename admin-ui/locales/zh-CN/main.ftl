@@ -113,6 +113,7 @@ event-notified = 通知 { $who }：{ $text }
 event-transitioned = 流转至「{ $state }」
 event-signal_received = 收到外部回调「{ $signal }」
 event-credited = 为 { $who } 记入 { $account } { $amount }
+event-register_updated = 已更新 { $who } 的登记信息（{ $count } 项）
 event-completed = 事项已办结
 event-other = { $kind }
 actor-system = 系统

@@ -684,10 +684,13 @@ pub async fn instance_page(
     };
     let mut people: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
     people.extend(tasks.iter().filter_map(|t| t.task.person.as_deref()));
+    // People and units the events name (credited, register updated, escalated to a unit).
+    people.extend(events.iter().filter_map(|e| e.payload["person"].as_str()));
     people.sort_unstable();
     people.dedup();
     let mut units = vec![instance.unit_id.as_str()];
     units.extend(tasks.iter().map(|t| t.task.unit_id.as_str()));
+    units.extend(events.iter().filter(|e| e.kind == "escalated").filter_map(|e| e.payload["unit"].as_str()));
     let names = match store.names(&units, &people).await {
         Ok(n) => n,
         Err(e) => return server_error(e, lang),
@@ -728,9 +731,14 @@ pub async fn instance_page(
                         who(p["person"].as_str(), p["role"].as_str(), p["unit"].as_str()).into(),
                     ),
                 ],
+                // A role, at a unit when the escalation named a level of the tree.
                 "escalated" => vec![
                     ("state", s("state").into()),
-                    ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
+                    ("who", who(None, p["to"].as_str(), p["unit"].as_str()).into()),
+                ],
+                "register_updated" => vec![
+                    ("who", name_of(&names, p["person"].as_str().unwrap_or(""), lang).into()),
+                    ("count", p["set"].as_object().map_or(0, |m| m.len()).into()),
                 ],
                 "rule_evaluated" => {
                     let by = match p["by"].as_str() {
