@@ -183,6 +183,26 @@ try {
     step("a one-time code signs in");
   }
 
+  // 9. A dispute goes to the street's dispatcher, who picks a department by its name (the
+  // district's list, from its plugin), on a desktop.
+  {
+    await zhou.page.goto(`${BASE}/start/ticket`);
+    await zhou.page.selectOption("#f-category", "dispute");
+    await zhou.page.fill("#f-description", "楼上漏水引发邻里纠纷");
+    await zhou.page.fill("#f-location", "果园社区2号楼");
+    await submit(zhou.page);
+    const li = await signIn(DESKTOP, "li");
+    await openTask(li.page, "指挥中心派单");
+    const options = await li.page.$$eval("#f-department option", (os) => os.map((o) => o.textContent.trim()));
+    assert.ok(options.includes("区城市管理委员会") && options.includes("区水务局"), `departments by name: ${options}`);
+    await li.page.selectOption("#f-department", "beichen-swj");
+    await shot(li.page, "09-dispatch-by-name-desktop");
+    await submit(li.page);
+    assert.match(li.page.url(), /\/instances\/[^/?]+\?done=1$/);
+    assert.match(await li.page.textContent("main"), /部门签收/);
+    step("a dispatcher picks the department by its name");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {

@@ -4,7 +4,7 @@
 //! Since 1.1.0 also the district's time limits by category (`ticket.deadline`).
 
 use civicflow_plugin_sdk::{RuleError, rules};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 struct Input {
@@ -41,4 +41,33 @@ fn deadline(input: Input) -> Result<&'static str, RuleError> {
         .map_or("5wd", |(_, limit)| *limit))
 }
 
-rules! { "ticket.route" => route, "ticket.deadline" => deadline }
+/// The departments a dispatcher may send a ticket to, by name (the dispatch form's choices).
+#[derive(Serialize)]
+struct Department {
+    value: &'static str,
+    title: Title,
+}
+
+#[derive(Serialize)]
+struct Title {
+    #[serde(rename = "zh-CN")]
+    zh: &'static str,
+    en: &'static str,
+}
+
+const DEPARTMENTS: &[(&str, &str, &str)] = &[
+    ("beichen-cgj", "区城市管理委员会", "Urban Management Committee"),
+    ("beichen-swj", "区水务局", "Water Bureau"),
+];
+
+fn departments(_: serde::de::IgnoredAny) -> Result<Vec<Department>, RuleError> {
+    Ok(DEPARTMENTS
+        .iter()
+        .map(|(value, zh, en)| Department {
+            value,
+            title: Title { zh, en },
+        })
+        .collect())
+}
+
+rules! { "ticket.route" => route, "ticket.deadline" => deadline, "ticket.departments" => departments }

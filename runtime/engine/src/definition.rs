@@ -100,6 +100,19 @@ pub struct Form {
     pub schema: Value,
     #[serde(default)]
     pub ui: Option<Value>,
+    /// Field → an expression or rule giving its choices for this instance, as a list of
+    /// values or of `{value, title}` (title a text or `{zh-CN, en}`); null keeps the
+    /// schema's own. Task forms only: the choices are read from the instance.
+    #[serde(default)]
+    pub choices: BTreeMap<String, ValueExpr>,
+}
+
+/// One choice a rule offers for a field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Choice {
+    pub value: Value,
+    /// By language; empty when the rule gave a bare value.
+    pub title: Localized,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

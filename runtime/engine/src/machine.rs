@@ -5,7 +5,7 @@
 
 use crate::calendar::Calendar;
 use crate::definition::{
-    Collect, Credit, EscalationTarget, Notify, RegisterWrite, RoleSpec, State, StateKind, Target, Transition,
+    Choice, Collect, Credit, EscalationTarget, Notify, RegisterWrite, RoleSpec, State, StateKind, Target, Transition,
     ValueExpr, Workflow, localize,
 };
 use crate::duration::Span;
@@ -391,6 +391,18 @@ pub struct Surroundings<'a> {
     pub places: &'a dyn Places,
 }
 
+/// The choices rules give the fields of a task's form for this instance (see
+/// [`crate::definition::Form::choices`]), to show them; completing the task enforces them.
+pub fn task_choices(
+    wf: &Workflow,
+    instance: Instance,
+    form: &str,
+    actor: &Actor,
+    at: Surroundings<'_>,
+) -> Result<BTreeMap<String, Vec<Choice>>, EngineError> {
+    Run::new(wf, instance, actor, at.now, at.rules, at.places).choices(form)
+}
+
 pub fn step(
     wf: &Workflow,
     instance: Option<Instance>,
@@ -558,6 +570,9 @@ impl<'a> Run<'a> {
             self.check_form(name, &form)?;
         }
         normalize(&mut form);
+        if let Some(name) = &state.form {
+            self.check_choices(name, &form)?;
+        }
         self.form = form.clone();
         if let Some(c) = &state.collect {
             return self.submit(&task.state, state, c, form);
@@ -921,6 +936,67 @@ impl<'a> Run<'a> {
         Err(EngineError::Evaluation(format!(
             "{what} gave \"{text}\": expected a duration (3d, 5wd), a multiple of the limit (2x), an RFC 3339 time or null"
         )))
+    }
+
+    /// Each field's choices from its rule, for the instance as it is; the evaluations are not
+    /// logged (showing a form records nothing).
+    fn choices(&mut self, form: &str) -> Result<BTreeMap<String, Vec<Choice>>, EngineError> {
+        let mut out = BTreeMap::new();
+        let Some(def) = self.wf.def.forms.get(form) else {
+            return Ok(out);
+        };
+        let logged = self.out.events.len();
+        for (field, spec) in &def.choices {
+            let items = match self.value(spec, &self.context_json())? {
+                Value::Null => continue,
+                Value::Array(items) => items,
+                other => {
+                    return Err(EngineError::Evaluation(format!(
+                        "the choices of \"{field}\" gave {other}, expected a list"
+                    )));
+                }
+            };
+            let choice = |item: Value| match item {
+                Value::Object(mut m) if m.contains_key("value") => {
+                    let title = match m.remove("title") {
+                        Some(Value::String(t)) => [(crate::definition::DEFAULT_LANG.to_string(), t)].into(),
+                        Some(Value::Object(t)) => t
+                            .into_iter()
+                            .filter_map(|(lang, v)| Some((lang, v.as_str()?.to_string())))
+                            .collect(),
+                        _ => Default::default(),
+                    };
+                    Choice {
+                        value: m.remove("value").unwrap_or_default(),
+                        title,
+                    }
+                }
+                value => Choice {
+                    value,
+                    title: Default::default(),
+                },
+            };
+            out.insert(field.clone(), items.into_iter().map(choice).collect());
+        }
+        self.out.events.truncate(logged);
+        Ok(out)
+    }
+
+    /// A submitted value must be one of its field's choices.
+    fn check_choices(&mut self, form: &str, data: &Value) -> Result<(), EngineError> {
+        let mut problems = Vec::new();
+        for (field, choices) in self.choices(form)? {
+            if let Some(v) = data.get(&field).filter(|v| !v.is_null())
+                && !choices.iter().any(|c| c.value == *v)
+            {
+                problems.push((format!("/{field}"), format!("{v} is not one of the choices")));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidForm(problems))
+        }
     }
 
     /// An id a rule answers (a unit, a person).

@@ -292,6 +292,23 @@ impl Checker<'_> {
             if let Some(ui) = &form.ui {
                 self.check_ui(&format!("/forms/{}/ui", pointer_segment(name)), &form.schema, ui);
             }
+            for (field, spec) in &form.choices {
+                let at = format!("/forms/{}/choices/{}", pointer_segment(name), pointer_segment(field));
+                if form
+                    .schema
+                    .pointer(&format!("/properties/{}", pointer_segment(field)))
+                    .is_none()
+                {
+                    self.error(&at, format!("no field \"{field}\" in this form's schema"));
+                }
+                if self.def.start.form.as_deref() == Some(name.as_str()) {
+                    self.error(
+                        &at,
+                        "choices are read from the instance, which the start form does not have yet".into(),
+                    );
+                }
+                self.value_expr(&at, spec);
+            }
         }
     }
 

@@ -241,6 +241,23 @@ impl Shared {
         Ok((wf, fresh))
     }
 
+    /// The choices rules give the fields of a task's form, for `person` to pick from.
+    pub async fn task_choices(
+        &self,
+        person: &str,
+        task_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<civicflow_engine::definition::Choice>>> {
+        let mut conn = self.store.pool.acquire().await?;
+        let (actor, task, stored) = load_action(&mut conn, task_id, person, false).await?;
+        let Some(form) = task.form.as_deref() else {
+            return Ok(Default::default());
+        };
+        let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+        Ok(self.step_at(self.now(), |at| {
+            civicflow_engine::machine::task_choices(&wf, stored.instance, form, &actor, at)
+        })?)
+    }
+
     /// A check-in code for `state` of an instance, for `person` to display; with its expiry.
     pub async fn check_in_code(&self, person: &str, instance_id: &str, state: &str) -> Result<(String, DateTime<Utc>)> {
         let mut conn = self.store.pool.acquire().await?;

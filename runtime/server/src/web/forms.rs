@@ -142,6 +142,61 @@ fn choices(schema: &Value, hints: &Value, lang: &str) -> Option<Vec<(Value, Stri
     Some(labelled.collect())
 }
 
+/// The schema and hints with choices a rule gave for this instance: each such field becomes
+/// a choice among them (`oneOf`), labelled per language through `ui.options`.
+pub fn with_choices(
+    schema: &Value,
+    ui: &Value,
+    choices: &BTreeMap<String, Vec<civicflow_engine::definition::Choice>>,
+) -> (Value, Value) {
+    let (mut schema, mut ui) = (
+        schema.clone(),
+        if ui.is_object() {
+            ui.clone()
+        } else {
+            Value::Object(Map::new())
+        },
+    );
+    for (field, list) in choices {
+        let Some(prop) = schema
+            .pointer_mut(&format!("/properties/{field}"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let one_of: Vec<Value> = list
+            .iter()
+            .map(|c| {
+                let title = c.title.get(civicflow_engine::definition::DEFAULT_LANG).cloned();
+                serde_json::json!({"const": c.value, "title": title.unwrap_or_else(|| scalar_text(&c.value))})
+            })
+            .collect();
+        prop.remove("enum");
+        prop.insert("oneOf".into(), Value::Array(one_of));
+        let options: Map<String, Value> = list
+            .iter()
+            .map(|c| {
+                (
+                    scalar_text(&c.value),
+                    serde_json::to_value(&c.title).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let hints = ui
+            .as_object_mut()
+            .expect("made an object")
+            .entry("fields")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(hints) = hints.as_object_mut() {
+            let entry = hints.entry(field.clone()).or_insert_with(|| Value::Object(Map::new()));
+            if let Some(entry) = entry.as_object_mut() {
+                entry.insert("options".into(), Value::Object(options));
+            }
+        }
+    }
+    (schema, ui)
+}
+
 pub fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

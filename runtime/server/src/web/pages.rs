@@ -227,12 +227,15 @@ struct FormPage<'a> {
     instance: Option<String>,
     /// What the task is about: the start form as filled in (tasks only).
     context: Vec<forms::Field>,
+    /// Choices rules gave this task's fields (tasks only).
+    choices: BTreeMap<String, Vec<civicflow_engine::definition::Choice>>,
 }
 
 fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
     let def = p.form.and_then(|f| p.wf.def.forms.get(f));
     let schema = def.map(|d| d.schema.clone()).unwrap_or(json!({}));
     let ui = def.and_then(|d| d.ui.clone()).unwrap_or(Value::Null);
+    let (schema, ui) = forms::with_choices(&schema, &ui, &p.choices);
     let mut fields = forms::fields(&schema, &ui, &p.data, "", viewer.lang);
     let summary = forms::attach_errors(&mut fields, &p.errors);
     render(
@@ -347,8 +350,10 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
     if task.task.pool && task.task.claimed_by.is_none() {
         return see_other(&format!("/instances/{}", instance.id));
     }
+    let choices = choices_for(&state, &viewer, &id).await;
     task_page(
         &viewer,
+        choices,
         &wf,
         &task,
         &instance,
@@ -358,9 +363,27 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
     )
 }
 
+/// The choices rules give a task's fields; a failing rule leaves the fields as the schema
+/// has them (completing the task then refuses with the rule's error).
+async fn choices_for(
+    state: &AppState,
+    viewer: &Viewer,
+    task: &str,
+) -> BTreeMap<String, Vec<civicflow_engine::definition::Choice>> {
+    state
+        .runtime
+        .task_choices(&viewer.profile.id, task)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(task, error = %e, "choices for a task form could not be read");
+            BTreeMap::new()
+        })
+}
+
 /// A task's form with what the task is about: blank, or as posted with its errors.
 fn task_page(
     viewer: &Viewer,
+    choices: BTreeMap<String, Vec<civicflow_engine::definition::Choice>>,
     wf: &Workflow,
     task: &TaskView,
     instance: &Instance,
@@ -383,6 +406,7 @@ fn task_page(
             key: String::new(),
             instance: Some(format!("/instances/{}", instance.id)),
             context: filled(wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
+            choices,
         },
     )
 }
@@ -411,8 +435,10 @@ pub async fn task_submit(
             },
         }
     }
+    let choices = choices_for(&state, &viewer, &id).await;
     task_page(
         &viewer,
+        choices,
         &wf,
         &task,
         &instance,
@@ -522,6 +548,7 @@ async fn start_page(
             key,
             instance: None,
             context: Vec::new(),
+            choices: BTreeMap::new(),
         },
     )
 }
@@ -690,7 +717,12 @@ pub async fn instance_page(
     people.dedup();
     let mut units = vec![instance.unit_id.as_str()];
     units.extend(tasks.iter().map(|t| t.task.unit_id.as_str()));
-    units.extend(events.iter().filter(|e| e.kind == "escalated").filter_map(|e| e.payload["unit"].as_str()));
+    units.extend(
+        events
+            .iter()
+            .filter(|e| e.kind == "escalated")
+            .filter_map(|e| e.payload["unit"].as_str()),
+    );
     let names = match store.names(&units, &people).await {
         Ok(n) => n,
         Err(e) => return server_error(e, lang),
