@@ -350,17 +350,15 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
     if task.task.pool && task.task.claimed_by.is_none() {
         return see_other(&format!("/instances/{}", instance.id));
     }
-    let choices = choices_for(&state, &viewer, &id).await;
     task_page(
+        &state,
         &viewer,
-        choices,
-        &wf,
-        &task,
-        &instance,
+        (&task, &instance, &wf),
         StatusCode::OK,
         json!({}),
         BTreeMap::new(),
     )
+    .await
 }
 
 /// The choices rules give a task's fields; a failing rule leaves the fields as the schema
@@ -381,16 +379,15 @@ async fn choices_for(
 }
 
 /// A task's form with what the task is about: blank, or as posted with its errors.
-fn task_page(
+async fn task_page(
+    state: &AppState,
     viewer: &Viewer,
-    choices: BTreeMap<String, Vec<civicflow_engine::definition::Choice>>,
-    wf: &Workflow,
-    task: &TaskView,
-    instance: &Instance,
+    (task, instance, wf): (&TaskView, &Instance, &Workflow),
     status: StatusCode,
     data: Value,
     errors: BTreeMap<String, String>,
 ) -> Response {
+    let choices = choices_for(state, viewer, &task.task.id).await;
     form_page(
         viewer,
         status,
@@ -435,17 +432,15 @@ pub async fn task_submit(
             },
         }
     }
-    let choices = choices_for(&state, &viewer, &id).await;
     task_page(
+        &state,
         &viewer,
-        choices,
-        &wf,
-        &task,
-        &instance,
+        (&task, &instance, &wf),
         StatusCode::UNPROCESSABLE_ENTITY,
         data,
         errors,
     )
+    .await
 }
 
 #[derive(Deserialize)]
