@@ -888,6 +888,11 @@ impl<'a> Run<'a> {
                 }
             }
         };
+        if !self.wf.def.roles.contains_key(&role) {
+            return Err(EngineError::Evaluation(format!(
+                "an escalation to the role \"{role}\", which the workflow does not have"
+            )));
+        }
         let unit = level.map(|l| self.ancestor(&l)).transpose()?;
         Ok(Some((role, unit)))
     }
