@@ -52,6 +52,12 @@ fn three_mistakes_give_three_located_diagnostics() {
         ),
         "{text}"
     );
+    // A schema error does not hide a meaning error in the same file.
+    let out = civicflow(&["validate", "tests/fixtures/schema-and-meaning.yaml"]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("schema-and-meaning.yaml:11:5: error:") && text.contains("colour"), "{text}");
+    assert!(text.contains("schema-and-meaning.yaml:12:") && text.contains("undefined role \"reviewer\""), "{text}");
 }
 
 #[test]

@@ -125,6 +125,17 @@ async fn a_binding_made_over_http_decides_the_next_ticket() {
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = post(&app, "/api/bindings", Some(&app.admin), binding("demo-city")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "above the admin's own district: {body}");
+    // The same check as the command line: a workflow that exists, a hook it has.
+    for (key, wrong, says) in [
+        ("workflow", "tickets", "no workflow \"tickets\" is published"),
+        ("hook", "ticket.rout", "has no rule hook \"ticket.rout\""),
+    ] {
+        let mut b = binding("beichen");
+        b[key] = json!(wrong);
+        let (status, body) = post(&app, "/api/bindings", Some(&app.admin), b).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
     let (status, body) = post(&app, "/api/bindings", Some(&app.admin), binding("beichen")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
