@@ -56,8 +56,14 @@ fn three_mistakes_give_three_located_diagnostics() {
     let out = civicflow(&["validate", "tests/fixtures/schema-and-meaning.yaml"]);
     let text = stdout(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("schema-and-meaning.yaml:11:5: error:") && text.contains("colour"), "{text}");
-    assert!(text.contains("schema-and-meaning.yaml:12:") && text.contains("undefined role \"reviewer\""), "{text}");
+    assert!(
+        text.contains("schema-and-meaning.yaml:11:5: error:") && text.contains("colour"),
+        "{text}"
+    );
+    assert!(
+        text.contains("schema-and-meaning.yaml:12:") && text.contains("undefined role \"reviewer\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -101,7 +107,7 @@ fn shipped_scenarios_pass_and_failures_point_at_the_line() {
     let out = civicflow(&["test", "tests/fixtures/typos.test.yaml"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    for (line, what) in [(7, "expct"), (10, "stats"), (12, "kind")] {
+    for (line, what) in [(8, "expct"), (10, "stats"), (12, "kind")] {
         assert!(
             text.contains(&format!("typos.test.yaml:{line}:")),
             "line {line}: {text}"

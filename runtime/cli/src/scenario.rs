@@ -103,7 +103,7 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
     };
     let mut shape: Vec<_> = SCHEMA
         .iter_errors(&doc.value)
-        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(&e)))
+        .flat_map(|e| civicflow_engine::validate::schema_diagnostics(&doc, &e))
         .collect();
     shape.extend(steps_with_two_actions(&doc));
     if !shape.is_empty() {
@@ -143,15 +143,6 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
         }
     }
     Ok((passed, failed))
-}
-
-/// A schema error in words: an unknown key is named with what is allowed there.
-fn schema_message(e: &jsonschema::ValidationError) -> String {
-    use jsonschema::error::ValidationErrorKind as K;
-    match e.kind() {
-        K::AdditionalProperties { unexpected } => format!("unknown key(s) {}", unexpected.join(", ")),
-        _ => e.to_string(),
-    }
 }
 
 fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> {

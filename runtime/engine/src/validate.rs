@@ -35,10 +35,7 @@ pub fn load(file: &str, text: &str) -> Loaded {
         }
     };
     let schema_errors: Vec<_> = SCHEMA.iter_errors(&doc.value).collect();
-    let mut diags: Vec<Diagnostic> = schema_errors
-        .iter()
-        .map(|e| doc.error(&e.instance_path().to_string(), schema_message(e)))
-        .collect();
+    let mut diags: Vec<Diagnostic> = schema_errors.iter().flat_map(|e| schema_diagnostics(&doc, e)).collect();
     // The meaning is checked too, on the file without the parts the schema refused, so an
     // author sees every problem at once rather than one kind per run.
     let def: Definition = match serde_json::from_value(without_schema_errors(&doc.value, &schema_errors)) {
@@ -128,6 +125,25 @@ fn finish(workflow: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Loade
     diagnostics.sort_by_key(|d| (d.line, d.col));
     diagnostics.dedup();
     Loaded { workflow, diagnostics }
+}
+
+/// A schema error as diagnostics; an unknown key is reported at the key itself, one each,
+/// with what is allowed there.
+pub fn schema_diagnostics(doc: &SourceDoc, e: &jsonschema::ValidationError) -> Vec<Diagnostic> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let at = e.instance_path().to_string();
+    match e.kind() {
+        K::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|k| {
+                doc.key_error(
+                    &format!("{at}/{}", pointer_segment(k)),
+                    format!("unknown key \"{k}\" here"),
+                )
+            })
+            .collect(),
+        _ => vec![doc.error(&at, schema_message(e))],
+    }
 }
 
 fn schema_message(e: &jsonschema::ValidationError) -> String {
@@ -800,7 +816,8 @@ mod tests {
         );
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(
-            e.iter().any(|d| d.starts_with("t.yaml:7:9") && d.contains("colour")),
+            e.iter()
+                .any(|d| d.starts_with("t.yaml:7:") && d.contains("unknown key \"colour\"")),
             "{e:?}"
         );
         assert!(

@@ -64,6 +64,20 @@ impl SourceDoc {
         }
     }
 
+    /// An error at the key of the node at `pointer` (an unknown key), else at the node.
+    pub fn key_error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        match self.positions.get(&format!("{pointer}#key")) {
+            Some(&(line, col)) => Diagnostic {
+                file: self.file.clone(),
+                line,
+                col,
+                severity: Severity::Error,
+                message: message.into(),
+            },
+            None => self.error(pointer, message),
+        }
+    }
+
     pub fn error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         self.diagnostic(pointer, Severity::Error, message)
     }
@@ -107,8 +121,10 @@ fn to_json(node: &Node, pointer: String, positions: &mut HashMap<String, (usize,
             for (key, value) in map.iter() {
                 let child = format!("{pointer}/{}", pointer_segment(key.as_str()));
                 let v = to_json(value, child.clone(), positions);
-                // A key with an empty value has no span of its own: point at the key.
+                // A key with an empty value has no span of its own: point at the key. The key's
+                // own place is kept too, for "unknown key" errors.
                 if let Some(start) = key.span().start() {
+                    positions.insert(format!("{child}#key"), (start.line(), start.column()));
                     positions.entry(child).or_insert((start.line(), start.column()));
                 }
                 out.insert(key.as_str().to_string(), v);
