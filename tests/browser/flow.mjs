@@ -137,6 +137,8 @@ try {
   const detail = await zhou.page.textContent("main");
   assert.match(detail, /已办结/);
   assert.match(detail, /ticket-route-beichen/, "the timeline names the plugin that routed it");
+  assert.match(detail, /按事件类别确定办理时限.*5 个工作日/, "a rule by what it decides, a limit in words");
+  assert.match(detail, /限 \d{4}-\d{2}-\d{2} \d{2}:\d{2} 前完成/, "each step's time limit in China time");
   assert.match(detail, /周居民 完成了「满意度评价」/);
   await shot(zhou.page, "06-closed-timeline-phone");
   step("the resident rates it and sees the timeline");

@@ -111,6 +111,31 @@ timeline-title = Timeline
 
 event-started = { $actor } started "{ $workflow }"
 event-task_created = "{ $state }" began, for { $who }
+event-task_created-due = "{ $state }" began, for { $who }, due by { $due }
+span-years = { $n } { $n ->
+    [one] year
+   *[other] years
+}
+span-months = { $n } { $n ->
+    [one] month
+   *[other] months
+}
+span-days = { $n } { $n ->
+    [one] day
+   *[other] days
+}
+span-working-days = { $n } working { $n ->
+    [one] day
+   *[other] days
+}
+span-hours = { $n } { $n ->
+    [one] hour
+   *[other] hours
+}
+span-minutes = { $n } { $n ->
+    [one] minute
+   *[other] minutes
+}
 event-task_claimed = { $actor } claimed "{ $state }"
 event-task_completed = { $actor } completed "{ $state }"
 event-entry_submitted = { $actor } signed up in "{ $state }"

@@ -99,6 +99,13 @@ timeline-title = 办理过程
 
 event-started = { $actor } 发起了「{ $workflow }」
 event-task_created = 「{ $state }」环节开始，由 { $who } 办理
+event-task_created-due = 「{ $state }」环节开始，由 { $who } 办理，限 { $due } 前完成
+span-years = { $n } 年
+span-months = { $n } 个月
+span-days = { $n } 天
+span-working-days = { $n } 个工作日
+span-hours = { $n } 小时
+span-minutes = { $n } 分钟
 event-task_claimed = { $actor } 认领了「{ $state }」
 event-task_completed = { $actor } 完成了「{ $state }」
 event-entry_submitted = { $actor } 在「{ $state }」提交了登记

@@ -474,6 +474,23 @@ impl Workflow {
         assigned.chain(escalated).collect()
     }
 
+    /// `(state, level)` for every level of the tree the workflow names (`assign.level`,
+    /// escalation `to: {level}`): the org must have units of each, which only the store knows.
+    pub fn levels(&self) -> Vec<(&str, &str)> {
+        let mut out = Vec::new();
+        for (name, s) in &self.def.states {
+            if let Some(level) = s.assign.as_ref().and_then(|a| a.level.as_deref()) {
+                out.push((name.as_str(), level));
+            }
+            for e in &s.escalate {
+                if let EscalationTarget::At { level, .. } = &e.to {
+                    out.push((name.as_str(), level.as_str()));
+                }
+            }
+        }
+        out
+    }
+
     /// Until when a check-in code for `state` signed at `now` works, if the state takes codes.
     pub fn code_expiry(
         &self,

@@ -31,6 +31,13 @@ fn prefix_through(path: &str, id: &str) -> Option<String> {
     path.find(&needle).map(|i| path[..i + needle.len()].to_string())
 }
 
+impl OrgPlaces {
+    /// The levels (kinds) the organisation's units have.
+    pub fn levels(&self) -> std::collections::BTreeSet<&str> {
+        self.kinds.values().map(String::as_str).collect()
+    }
+}
+
 impl Places for OrgPlaces {
     fn calendar(&self, unit_path: &str) -> Arc<Calendar> {
         if let Some(c) = self.calendars.read().expect("not poisoned").get(unit_path) {

@@ -224,6 +224,7 @@ impl Shared {
 
     /// Publish a validated workflow version and arm its schedules.
     pub async fn publish(&self, wf: Workflow) -> Result<(Arc<Workflow>, bool)> {
+        self.check_levels(&wf)?;
         let fresh = self.store.publish_workflow(&wf).await?;
         let wf = Arc::new(wf);
         self.registry.insert(wf.clone());
@@ -256,6 +257,37 @@ impl Shared {
         Ok(self.step_at(self.now(), |at| {
             civicflow_engine::machine::task_choices(&wf, stored.instance, form, &actor, at)
         })?)
+    }
+
+    /// Every level of the tree the workflow names is a level some unit has (a misspelt
+    /// `level: stret` would otherwise fail only when the escalation fires). An organisation
+    /// not imported yet has no levels to check against.
+    fn check_levels(&self, wf: &Workflow) -> Result<()> {
+        let places = self.places.read().expect("not poisoned").0.clone();
+        let levels = places.levels();
+        if levels.is_empty() {
+            return Ok(());
+        }
+        let wrong: Vec<String> = wf
+            .levels()
+            .into_iter()
+            .filter(|(_, l)| !levels.contains(l))
+            .map(|(state, l)| {
+                format!(
+                    "state \"{state}\" names the level \"{l}\", which no unit has{}",
+                    civicflow_engine::diagnostic::suggest(l, levels.iter().copied())
+                )
+            })
+            .collect();
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<&str> = levels.into_iter().collect();
+        Err(StoreError::Invalid(format!(
+            "{} (the levels here: {})",
+            wrong.join("; "),
+            known.join(", ")
+        )))
     }
 
     /// A check-in code for `state` of an instance, for `person` to display; with its expiry.

@@ -74,7 +74,7 @@ fn translate(state: &JState, id: &str, args: Kwargs) -> String {
 
 /// A stored time (RFC 3339, UTC) as China Standard Time, `2026-11-23 14:05`: the one time
 /// zone of the people these pages serve.
-fn when(value: &str) -> String {
+pub(crate) fn when(value: &str) -> String {
     let china = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&china).format("%Y-%m-%d %H:%M").to_string())

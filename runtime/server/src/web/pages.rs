@@ -61,6 +61,26 @@ fn span_text(lang: &str, minutes: i64) -> String {
     text(lang, id, &[("n", n.into())])
 }
 
+/// A duration as people say it: `5wd` is "5 个工作日", `P1Y6M` "1 年 6 个月".
+fn span_words(written: &str, lang: &str) -> Option<String> {
+    let s = civicflow_engine::duration::Span::parse(written).ok()?;
+    let (years, months) = (s.months / 12, s.months % 12);
+    let parts = [
+        ("span-years", u64::from(years)),
+        ("span-months", u64::from(months)),
+        ("span-days", u64::from(s.days)),
+        ("span-working-days", u64::from(s.working_days)),
+        ("span-hours", s.seconds / 3600),
+        ("span-minutes", s.seconds % 3600 / 60),
+    ];
+    let words: Vec<String> = parts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(id, n)| text(lang, id, &[("n", n.into())]))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
 fn due_text(lang: &str, due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (String, bool) {
     match due {
         None => (text(lang, "task-no-due", &[]), false),
@@ -757,6 +777,8 @@ pub async fn instance_page(
                         "who",
                         who(p["person"].as_str(), p["role"].as_str(), p["unit"].as_str()).into(),
                     ),
+                    // The time limit fixed for it, when it has one (`event-task_created-due`).
+                    ("due", p["due"].as_str().map(super::when).unwrap_or_default().into()),
                 ],
                 // A role, at a unit when the escalation named a level of the tree.
                 "escalated" => vec![
@@ -772,11 +794,19 @@ pub async fn instance_page(
                         Some("expression") | None => text(lang, "event-rule-by-default", &[]),
                         Some(plugin) => plugin.to_string(),
                     };
-                    vec![
-                        ("rule", p["rule"].as_str().unwrap_or("").to_string().into()),
-                        ("by", by.into()),
-                        ("value", forms::scalar_text(&p["value"]).into()),
-                    ]
+                    // The rule by what it decides (its description), a time limit in words.
+                    let hook = p["rule"].as_str().unwrap_or("");
+                    let rule = wf
+                        .def
+                        .rules
+                        .get(hook)
+                        .and_then(|r| r.description.as_ref())
+                        .map_or_else(|| hook.to_string(), |d| localize(d, lang).to_string());
+                    let value = p["value"]
+                        .as_str()
+                        .and_then(|v| span_words(v, lang))
+                        .unwrap_or_else(|| forms::scalar_text(&p["value"]));
+                    vec![("rule", rule.into()), ("by", by.into()), ("value", value.into())]
                 }
                 "notified" => vec![
                     ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
@@ -804,7 +834,10 @@ pub async fn instance_page(
                     ("kind", e.kind.clone().into()),
                 ],
             };
-            let id = format!("event-{}", e.kind);
+            let id = match e.kind.as_str() {
+                "task_created" if p["due"].is_string() => "event-task_created-due".to_string(),
+                kind => format!("event-{kind}"),
+            };
             let mut line = text(lang, &id, &args);
             if line == id {
                 line = text(lang, "event-other", &args);

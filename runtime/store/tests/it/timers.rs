@@ -220,3 +220,18 @@ schedules:
         assert_eq!(exempt("clerk_b"), Some(json!(false)), "{}", db.label);
     }
 }
+
+/// A level no unit has is refused when the workflow is published, not when it first fires.
+#[tokio::test]
+async fn a_misspelt_level_is_refused_at_publication() {
+    let db = &databases()[0];
+    let (rt, _) = setup(db).await;
+    let text = "id: lv\nversion: 1\ntitle: {zh-CN: x}\nroles: {clerk: {title: {zh-CN: x}}}\nstart: {roles: [clerk], to: t}\nstates:\n  t: {type: task, assign: {role: clerk, level: comunity}, transitions: [{to: e}]}\n  e: {type: end}\n";
+    let wf = civicflow_engine::validate::load("lv.yaml", text).workflow.unwrap();
+    let e = rt.publish(wf).await.unwrap_err().to_string();
+    assert!(
+        e.contains("\"comunity\"") && e.contains("did you mean \"community\""),
+        "{e}"
+    );
+    assert!(rt.registry.latest("lv").is_none(), "nothing is published");
+}
