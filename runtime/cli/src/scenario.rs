@@ -145,6 +145,11 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
     Ok((passed, failed))
 }
 
+/// The items of the list at `key` (none when absent: the schema has checked the shape).
+fn items<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
 fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> {
     let lists = doc
         .value
@@ -152,11 +157,7 @@ fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> 
         .map(|b| ("/background".to_string(), b))
         .into_iter()
         .chain(
-            doc.value
-                .get("scenarios")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
+            items(&doc.value, "scenarios")
                 .enumerate()
                 .filter_map(|(i, s)| Some((format!("/scenarios/{i}/steps"), s.get("steps")?))),
         );
@@ -226,14 +227,7 @@ impl Setup {
         let rules = Arc::new(PluginRules::new(Arc::new(
             Host::new(None).map_err(|e| fail("", e.to_string()))?,
         )));
-        for (i, v) in doc
-            .value
-            .get("plugins")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, v) in items(&doc.value, "plugins").enumerate() {
             let at = format!("/plugins/{i}");
             let package = Package::read(&rel(v, &at)?).map_err(|e| fail(&at, e.to_string()))?;
             let m = &package.manifest;
@@ -262,14 +256,7 @@ impl Setup {
             rules.set_bindings(BindingTable::new(bindings));
         }
         let mut calendars = Vec::new();
-        for (i, c) in doc
-            .value
-            .get("calendars")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, c) in items(&doc.value, "calendars").enumerate() {
             let at = format!("/calendars/{i}");
             let path = rel(&c["file"], &format!("{at}/file"))?;
             let text = std::fs::read_to_string(&path).map_err(|e| fail(&at, format!("{}: {e}", path.display())))?;
@@ -360,7 +347,7 @@ async fn run_scenario(setup: &Setup, file: &Value, scenario: &Value, at: &str) -
         .get("steps")
         .and_then(Value::as_array)
         .ok_or_else(|| fail(at, "a scenario needs `steps`"))?;
-    let background = file.get("background").and_then(Value::as_array).into_iter().flatten();
+    let background = items(file, "background");
     let located = background
         .enumerate()
         .map(|(i, s)| (format!("/background/{i}"), s))

@@ -595,19 +595,9 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
 }
 
 impl Workflow {
-    /// A rule hook answered by the workflow's own default expression.
-    pub fn default_rule(&self, hook: &str, input: &Value) -> Result<Value, String> {
-        let rule = self
-            .def
-            .rules
-            .get(hook)
-            .ok_or_else(|| format!("unknown rule hook \"{hook}\""))?;
-        self.expr(&rule.default).eval(&crate::expr::context(input))
-    }
-
     /// Start data for one firing of a schedule: its `data` expressions evaluated over
     /// `person` (`id`, `attributes`), `unit`, `scheduled_at`, `scheduled_on` and `ledger` (the person's
-    /// account totals since the schedule's previous firing).
+    /// account totals since the schedule's previous firing), with the unit's calendar.
     pub fn schedule_data(
         &self,
         schedule: &Schedule,
@@ -615,19 +605,21 @@ impl Workflow {
         unit: &str,
         at: chrono::DateTime<chrono::Utc>,
         ledger: &Value,
+        calendar: &std::sync::Arc<crate::calendar::Calendar>,
     ) -> Result<Value, String> {
         let zone = self
             .crons
             .get(&schedule.id)
             .map_or(crate::time::DEFAULT_TIME_ZONE, |(_, z)| *z);
-        let ctx = crate::expr::context(&serde_json::json!({
+        let json = serde_json::json!({
             "person": person,
             "unit": {"id": unit},
             "scheduled_at": crate::time::canonical(at),
             // The local day of the firing in the schedule's zone: `scheduled_on[:7]` is the month.
             "scheduled_on": at.with_timezone(&zone).date_naive().to_string(),
             "ledger": ledger,
-        }));
+        });
+        let ctx = crate::expr::context_with_calendar(&json, calendar);
         let mut out = serde_json::Map::new();
         for (k, src) in &schedule.data {
             out.insert(k.clone(), self.expr(src).eval(&ctx)?);

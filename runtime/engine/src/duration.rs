@@ -81,6 +81,11 @@ impl Span {
     }
 }
 
+/// `2x`: a multiple of a state's time limit (an escalation at twice the limit).
+pub fn limit_multiple(text: &str) -> Option<u32> {
+    text.strip_suffix('x')?.parse().ok().filter(|n| *n > 0)
+}
+
 fn parse_iso(s: &str) -> Option<Span> {
     let mut span = Span::default();
     let mut in_time = false;

@@ -8,7 +8,7 @@ use crate::definition::{
     Choice, Collect, Credit, EscalationTarget, Notify, RegisterWrite, RoleSpec, State, StateKind, Target, Transition,
     ValueExpr, Workflow, localize,
 };
-use crate::duration::Span;
+use crate::duration::{Span, limit_multiple};
 use crate::expr::{context_with_calendar, render};
 use crate::org::{RoleGrant, within};
 use crate::places::Places;
@@ -341,7 +341,7 @@ pub trait Rules {
         hook: &str,
         input: &Value,
         pinned: Option<&str>,
-    ) -> Result<RuleAnswer, RuleFailure>;
+    ) -> Result<Option<RuleAnswer>, RuleFailure>;
 }
 
 /// Why a rule hook gave no answer; `plugin` names the plugin version that failed, if one ran.
@@ -366,20 +366,19 @@ pub struct RuleAnswer {
     pub plugin: Option<String>,
 }
 
-/// Rule hooks answered by the workflow's own default expressions.
+/// No plugins: every rule hook is answered by the workflow's own default expression.
 pub struct ExpressionRules;
 
 impl Rules for ExpressionRules {
     fn evaluate(
         &self,
-        wf: &Workflow,
+        _: &Workflow,
         _: &Instance,
-        hook: &str,
-        input: &Value,
+        _: &str,
+        _: &Value,
         _: Option<&str>,
-    ) -> Result<RuleAnswer, RuleFailure> {
-        let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
-        Ok(RuleAnswer { value, plugin: None })
+    ) -> Result<Option<RuleAnswer>, RuleFailure> {
+        Ok(None)
     }
 }
 
@@ -900,10 +899,19 @@ impl<'a> Run<'a> {
     /// When a time given as a duration, a multiple of the state's limit (`2x`), an
     /// expression or a rule falls, counted from now; `None`: it is switched off (null).
     fn time_of(&mut self, spec: &ValueExpr, limit: Option<&Limit>, what: &str) -> Result<Option<Limit>, EngineError> {
+        let span = |s: Span, this: &Self| {
+            s.after(this.now, Some(this.calendar()))
+                .map(|at| Limit { at, span: Some(s) })
+                .map_err(|e| EngineError::Evaluation(format!("{what}: {e}")))
+        };
+        // A constant was parsed when the workflow was loaded.
+        if let ValueExpr::Expr(text) = spec
+            && let Some(s) = self.wf.constant_span(text)
+        {
+            return span(s, self).map(Some);
+        }
         let answer = match spec {
-            ValueExpr::Expr(text) if self.wf.constant_span(text).is_some() || multiple(text).is_some() => {
-                Value::String(text.clone())
-            }
+            ValueExpr::Expr(text) if limit_multiple(text).is_some() => Value::String(text.clone()),
             other => self.value(other, &self.context_json())?,
         };
         let text = match answer {
@@ -915,12 +923,7 @@ impl<'a> Run<'a> {
                 )));
             }
         };
-        let span = |s: Span, this: &Self| {
-            s.after(this.now, Some(this.calendar()))
-                .map(|at| Limit { at, span: Some(s) })
-                .map_err(|e| EngineError::Evaluation(format!("{what}: {e}")))
-        };
-        if let Some(n) = multiple(&text) {
+        if let Some(n) = limit_multiple(&text) {
             return match limit {
                 Some(Limit { span: Some(s), .. }) => span(s.times(n), self).map(Some),
                 Some(Limit { at, span: None }) => Ok(Some(Limit {
@@ -1046,14 +1049,29 @@ impl<'a> Run<'a> {
                 .map_err(EngineError::Evaluation),
             ValueExpr::Rule { rule } => {
                 let pinned = self.out.instance.position.pins.get(rule).cloned();
-                let answer = self
+                let failed = |f: RuleFailure| EngineError::Rule {
+                    hook: rule.clone(),
+                    plugin: f.plugin,
+                    message: f.message,
+                };
+                let answered = self
                     .rules
                     .evaluate(self.wf, &self.out.instance, rule, ctx_json, pinned.as_deref())
-                    .map_err(|f| EngineError::Rule {
-                        hook: rule.clone(),
-                        plugin: f.plugin,
-                        message: f.message,
-                    })?;
+                    .map_err(failed)?;
+                // No plugin decided: the workflow's default, in the same context as any
+                // expression here (the unit's calendar included).
+                let answer = match answered {
+                    Some(a) => a,
+                    None => {
+                        let default = &self.wf.def.rules[rule].default;
+                        let value = self
+                            .wf
+                            .expr(default)
+                            .eval(&self.context_over(ctx_json))
+                            .map_err(|m| failed(RuleFailure::expression(m)))?;
+                        RuleAnswer { value, plugin: None }
+                    }
+                };
                 let by = answer.plugin.clone().unwrap_or_else(|| "expression".into());
                 if let Some(p) = answer.plugin {
                     self.out.instance.position.pins.entry(rule.clone()).or_insert(p);
@@ -1443,11 +1461,6 @@ impl<'a> Run<'a> {
 struct Limit {
     at: DateTime<Utc>,
     span: Option<Span>,
-}
-
-/// `2x`: twice the state's limit.
-fn multiple(text: &str) -> Option<u32> {
-    text.strip_suffix('x')?.parse().ok().filter(|n| *n > 0)
 }
 
 fn truthy(v: &Value) -> bool {

@@ -748,10 +748,7 @@ impl Checker<'_> {
         let ValueExpr::Expr(text) = spec else {
             return self.value_expr(at, spec);
         };
-        let is_multiple = text
-            .strip_suffix('x')
-            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
-        if is_multiple {
+        if crate::duration::limit_multiple(text).is_some() {
             if !state_has_due {
                 self.error(
                     at,

@@ -115,7 +115,7 @@ impl Rules for PluginRules {
         hook: &str,
         input: &Value,
         pinned: Option<&str>,
-    ) -> Result<RuleAnswer, RuleFailure> {
+    ) -> Result<Option<RuleAnswer>, RuleFailure> {
         let chain: Vec<Binding> = self
             .bindings
             .read()
@@ -141,11 +141,11 @@ impl Rules for PluginRules {
         };
         for (plugin_ref, bound_limits) in asked {
             if let Some(answer) = self.ask(&plugin_ref, bound_limits, hook, input)? {
-                return Ok(answer);
+                return Ok(Some(answer));
             }
         }
-        let value = wf.default_rule(hook, input).map_err(RuleFailure::expression)?;
-        Ok(RuleAnswer { value, plugin: None })
+        // Nobody bound decided: the engine answers with the workflow's default.
+        Ok(None)
     }
 }
 
@@ -285,11 +285,10 @@ mod inherit_tests {
                 .unwrap()
         };
         rules.set_bindings(BindingTable::new([binding("d", "district"), binding("c", "community")]));
-        let a = ask("/city/d/s/c/g/");
+        let a = ask("/city/d/s/c/g/").expect("the district's plugin answers");
         assert_eq!((a.value, a.plugin.as_deref()), (json!(1), Some("district@1")));
-        // With nothing above it, the workflow's default answers.
+        // With nothing above it no plugin decides: the engine answers with the workflow's default.
         rules.set_bindings(BindingTable::new([binding("c", "community")]));
-        let a = ask("/city/d/s/c/g/");
-        assert_eq!((a.value, a.plugin), (json!(7), None));
+        assert!(ask("/city/d/s/c/g/").is_none());
     }
 }

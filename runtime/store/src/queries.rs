@@ -306,16 +306,21 @@ impl Store {
         let columns = TASK_COLUMNS.replace(", ", ", t.");
         let mut out: Vec<TaskView> = Vec::new();
         for root in covered {
-            // Tasks in the subtree, and tasks escalated to a unit in it (a department's task
-            // that reached the street's command centre).
-            for column in ["unit_path", "escalated_path"] {
-                let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.{column} LIKE $1"))
-                    .bind(format!("{root}%"))
-                    .fetch_all(&self.pool)
-                    .await?;
-                for r in &rows {
-                    out.push(task_view(r)?);
-                }
+            let rows = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.unit_path LIKE $1"))
+                .bind(format!("{root}%"))
+                .fetch_all(&self.pool)
+                .await?;
+            // Tasks escalated to a unit in the subtree (a department's task that reached the
+            // street's command centre): a range on the path, so the index answers it. A path
+            // ends in '/', and '0' is the character after it.
+            let end = format!("{}0", root.trim_end_matches('/'));
+            let escalated = sqlx::query(&format!("SELECT t.{columns}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.status = 'open' AND t.escalated_path >= $1 AND t.escalated_path < $2"))
+                .bind(root)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in rows.iter().chain(&escalated) {
+                out.push(task_view(r)?);
             }
         }
         // Tasks open to a role's holders below their unit: the task's unit is above a grant.

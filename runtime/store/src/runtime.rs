@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::writes::{Write, execute_combined, execute_each, plan};
 use chrono::{DateTime, Utc};
 use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Surroundings, Task, Timer, TimerKind, step};
+use civicflow_engine::places::Places as _;
 use civicflow_engine::{Actor, Clock, EngineError, Workflow};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
@@ -567,6 +568,7 @@ impl Shared {
         let select = format!(
             "SELECT workflow_id, schedule_id, next_at FROM schedules WHERE next_at <= $1 ORDER BY next_at LIMIT 1{lock}"
         );
+        let places = self.places.read().expect("not poisoned").0.clone();
         let mut started = 0;
         for _ in 0..1000 {
             let now = self.now();
@@ -607,7 +609,7 @@ impl Shared {
             for (person, unit, path) in targets {
                 let ledger = person["id"].as_str().and_then(|p| ledgers.get(p)).unwrap_or(&none);
                 let data = wf
-                    .schedule_data(schedule, &person, &unit, due, ledger)
+                    .schedule_data(schedule, &person, &unit, due, ledger, &places.calendar(&path))
                     .map_err(EngineError::Evaluation)?;
                 let s = self.start_step(&wf, &Actor::system(), &unit, &path, data)?;
                 commit(&mut tx, s, None, now).await?;
