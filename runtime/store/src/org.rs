@@ -258,6 +258,14 @@ impl Store {
             done += 1;
             progress(done);
         }
+        // Every server reloads the units it keeps in memory (levels) when this changes.
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ('org_imported', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(summary)
     }

@@ -86,17 +86,18 @@ impl Store {
         Ok(places)
     }
 
-    /// What `load_places` would read has changed when this text changes.
+    /// What `load_places` would read has changed when this text changes: every import
+    /// marks itself in `settings`, every upload has its time.
     pub async fn places_stamp(&self) -> Result<String> {
         let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM units) AS units, (SELECT COUNT(*) FROM calendars) AS tables, \
-             (SELECT COALESCE(MAX(uploaded_at), 0) FROM calendars) AS latest",
+            "SELECT (SELECT COALESCE(MAX(value), '') FROM settings WHERE name = 'org_imported') AS imported, \
+             (SELECT COUNT(*) FROM calendars) AS tables, (SELECT COALESCE(MAX(uploaded_at), 0) FROM calendars) AS latest",
         )
         .fetch_one(&self.pool)
         .await?;
-        let (units, tables, latest): (i64, i64, i64) =
-            (r.try_get("units")?, r.try_get("tables")?, r.try_get("latest")?);
-        Ok(format!("{units}:{tables}:{latest}"))
+        let (imported, tables, latest): (String, i64, i64) =
+            (r.try_get("imported")?, r.try_get("tables")?, r.try_get("latest")?);
+        Ok(format!("{imported}:{tables}:{latest}"))
     }
 
     /// Store `table` as `unit`'s calendar for its year, replacing an earlier upload.

@@ -235,3 +235,15 @@ async fn a_misspelt_level_is_refused_at_publication() {
     );
     assert!(rt.registry.latest("lv").is_none(), "nothing is published");
 }
+
+/// An import elsewhere (the CLI, another server) that changes only a unit's level is noticed.
+#[tokio::test]
+async fn an_import_that_changes_a_level_is_noticed() {
+    for db in databases() {
+        let (rt, _) = setup(&db).await;
+        assert!(!rt.sync_places().await.unwrap(), "{}: nothing changed yet", db.label);
+        let units = vec![unit("city", None, "city"), unit("d", Some("city"), "street")];
+        rt.store.import_org(&units, &[], &|_| {}).await.unwrap();
+        assert!(rt.sync_places().await.unwrap(), "{}: same count, other level", db.label);
+    }
+}
