@@ -27,6 +27,9 @@ pub struct Definition {
     pub title: Localized,
     #[serde(default)]
     pub description: Option<Localized>,
+    /// Units in whose subtrees it may be started and is offered; empty: everywhere.
+    #[serde(default)]
+    pub available_in: Vec<String>,
     #[serde(default)]
     pub roles: BTreeMap<String, Role>,
     pub start: Start,
@@ -234,6 +237,9 @@ impl Target {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Transition {
+    /// A stable name an overlay addresses it by (default: its target).
+    #[serde(default)]
+    pub id: Option<String>,
     pub to: Target,
     #[serde(default)]
     pub when: Option<ValueExpr>,
@@ -289,6 +295,9 @@ impl RoleSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timer {
+    /// A stable name an overlay addresses it by (default: its target).
+    #[serde(default)]
+    pub id: Option<String>,
     /// When, counted from entering the state: a duration, a multiple of the state's limit
     /// (`2x`), an expression or a rule giving either (null: the timer is off).
     #[serde(default)]
@@ -314,6 +323,9 @@ pub struct Timer {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Escalation {
+    /// A stable name an overlay addresses it by (default: its role).
+    #[serde(default)]
+    pub id: Option<String>,
     /// As a timer's `after`; without it, at the state's time limit (`due`).
     #[serde(default)]
     pub after: Option<ValueExpr>,
@@ -410,8 +422,13 @@ pub struct Schedule {
 /// A validated definition, ready to run.
 pub struct Workflow {
     pub def: Definition,
+    /// The file the base definition was read from, and its text (overlays are kept apart).
+    pub file: String,
     pub source: String,
+    /// Of the base text alone, or of the base and every overlay composed onto it.
     pub sha256: String,
+    /// The locality overlays composed onto the base, root first; empty for the base itself.
+    pub overlays: Vec<crate::overlay::OverlayPin>,
     pub(crate) exprs: HashMap<String, Expr>,
     pub(crate) forms: HashMap<String, jsonschema::Validator>,
     pub(crate) spans: HashMap<String, Span>,
@@ -431,6 +448,16 @@ impl Workflow {
 
     pub fn version(&self) -> u32 {
         self.def.version
+    }
+
+    /// Whether it may be started at (and is offered to) the unit at `unit_path`.
+    pub fn available_at(&self, unit_path: &str) -> bool {
+        self.def.available_in.is_empty()
+            || self
+                .def
+                .available_in
+                .iter()
+                .any(|u| unit_path.contains(&format!("/{u}/")))
     }
 
     pub fn state(&self, name: &str) -> Option<&State> {

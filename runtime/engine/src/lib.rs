@@ -11,6 +11,7 @@ pub mod expr;
 pub mod files;
 pub mod machine;
 pub mod org;
+pub mod overlay;
 pub mod places;
 pub mod time;
 pub mod validate;

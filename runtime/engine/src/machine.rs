@@ -64,6 +64,8 @@ pub struct Instance {
     pub id: String,
     pub workflow: String,
     pub workflow_version: u32,
+    /// The locality overlays it started with, root first: it runs with them to its end.
+    pub overlays: Vec<crate::overlay::OverlayPin>,
     pub unit_id: String,
     pub unit_path: String,
     pub status: Status,
@@ -429,6 +431,7 @@ pub fn step(
                 id: id.clone(),
                 workflow: wf.id().to_string(),
                 workflow_version: wf.version(),
+                overlays: wf.overlays.clone(),
                 unit_id: unit_id.clone(),
                 unit_path: unit_path.clone(),
                 status: Status::Running,

@@ -25,17 +25,46 @@ pub struct Loaded {
 }
 
 pub fn load(file: &str, text: &str) -> Loaded {
-    let doc = match SourceDoc::parse(file, text) {
+    match SourceDoc::parse(file, text) {
+        Ok(doc) => check(&doc, text, hex::encode(Sha256::digest(text.as_bytes())), Vec::new()),
+        Err(d) => Loaded {
+            workflow: None,
+            diagnostics: vec![d],
+        },
+    }
+}
+
+/// The base workflow (its file name and text) with `overlays` composed onto it in order,
+/// checked as a whole: each diagnostic names the file and line the offending part was
+/// written in, the overlay's where an overlay wrote it.
+pub fn load_composed(file: &str, text: &str, overlays: &[&crate::overlay::Overlay]) -> Loaded {
+    if overlays.is_empty() {
+        return load(file, text);
+    }
+    let composed = SourceDoc::parse(file, text)
+        .map_err(|d| vec![d])
+        .and_then(|base| crate::overlay::compose(&base, overlays));
+    let doc = match composed {
         Ok(doc) => doc,
-        Err(d) => {
+        Err(diagnostics) => {
             return Loaded {
                 workflow: None,
-                diagnostics: vec![d],
+                diagnostics,
             };
         }
     };
+    let mut hash = Sha256::new();
+    hash.update(text.as_bytes());
+    for o in overlays {
+        hash.update(o.sha256.as_bytes());
+    }
+    let pins = overlays.iter().map(|o| o.pin()).collect();
+    check(&doc, text, hex::encode(hash.finalize()), pins)
+}
+
+fn check(doc: &SourceDoc, text: &str, sha256: String, overlays: Vec<crate::overlay::OverlayPin>) -> Loaded {
     let schema_errors: Vec<_> = SCHEMA.iter_errors(&doc.value).collect();
-    let mut diags: Vec<Diagnostic> = schema_errors.iter().flat_map(|e| schema_diagnostics(&doc, e)).collect();
+    let mut diags: Vec<Diagnostic> = schema_errors.iter().flat_map(|e| schema_diagnostics(doc, e)).collect();
     // The meaning is checked too, on the file without the parts the schema refused, so an
     // author sees every problem at once rather than one kind per run.
     let def: Definition = match serde_json::from_value(without_schema_errors(&doc.value, &schema_errors)) {
@@ -44,7 +73,7 @@ pub fn load(file: &str, text: &str) -> Loaded {
         Err(e) => return finish(None, vec![doc.error("", format!("definition: {e}"))]),
     };
     let mut c = Checker {
-        doc: &doc,
+        doc,
         def: &def,
         diags: Vec::new(),
         exprs: HashMap::new(),
@@ -64,8 +93,10 @@ pub fn load(file: &str, text: &str) -> Loaded {
     diags.append(&mut found);
     let has_errors = diags.iter().any(Diagnostic::is_error);
     let workflow = (!has_errors).then(|| Workflow {
-        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        sha256,
+        file: doc.file.clone(),
         source: text.to_string(),
+        overlays,
         exprs,
         forms,
         spans,
@@ -122,7 +153,7 @@ fn without_schema_errors(value: &Value, errors: &[jsonschema::ValidationError]) 
 }
 
 fn finish(workflow: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Loaded {
-    diagnostics.sort_by_key(|d| (d.line, d.col));
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     diagnostics.dedup();
     Loaded { workflow, diagnostics }
 }

@@ -8,12 +8,24 @@ use marked_yaml::{LoaderOptions, Node};
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 
-/// A parsed source file: its JSON value and where each node came from.
+/// A parsed source file: its JSON value and where each node came from. A composed document
+/// (a workflow with locality overlays, see [`crate::overlay`]) spans several files: each
+/// node keeps the file it was written in, so a diagnostic names the overlay's own line.
 #[derive(Debug, Clone)]
 pub struct SourceDoc {
+    /// The file read; for a composed document, the base workflow's.
     pub file: String,
     pub value: Value,
-    positions: HashMap<String, (usize, usize)>,
+    files: Vec<String>,
+    positions: HashMap<String, Pos>,
+}
+
+/// Where a node was written: an index into the document's files, line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub file: usize,
+    pub line: usize,
+    pub col: usize,
 }
 
 impl SourceDoc {
@@ -46,12 +58,40 @@ impl SourceDoc {
         Ok(Self {
             file: file.to_string(),
             value,
+            files: vec![file.to_string()],
             positions,
         })
     }
 
+    /// A document assembled from parts of several files (see [`crate::overlay`]).
+    pub(crate) fn assembled(files: Vec<String>, value: Value, positions: HashMap<String, Pos>) -> Self {
+        Self {
+            file: files.first().cloned().unwrap_or_default(),
+            value,
+            files,
+            positions,
+        }
+    }
+
+    /// Where the node at `pointer` was written, if it has a place of its own; `#key` after
+    /// the pointer asks for its key's place.
+    pub(crate) fn exact(&self, pointer: &str) -> Option<Pos> {
+        self.positions.get(pointer).copied()
+    }
+
     /// Position of the node at `pointer`, or of its nearest ancestor that has one.
     pub fn position(&self, pointer: &str) -> (usize, usize) {
+        let pos = self.located(pointer);
+        (pos.line, pos.col)
+    }
+
+    /// File name and position of the node at `pointer` (or its nearest located ancestor).
+    pub fn origin(&self, pointer: &str) -> (&str, usize, usize) {
+        let pos = self.located(pointer);
+        (&self.files[pos.file], pos.line, pos.col)
+    }
+
+    fn located(&self, pointer: &str) -> Pos {
         let mut p = pointer.to_string();
         loop {
             if let Some(pos) = self.positions.get(&p) {
@@ -59,7 +99,7 @@ impl SourceDoc {
             }
             match p.rfind('/') {
                 Some(i) => p.truncate(i),
-                None => return (1, 1),
+                None => return Pos { file: 0, line: 1, col: 1 },
             }
         }
     }
@@ -67,14 +107,18 @@ impl SourceDoc {
     /// An error at the key of the node at `pointer` (an unknown key), else at the node.
     pub fn key_error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         match self.positions.get(&format!("{pointer}#key")) {
-            Some(&(line, col)) => Diagnostic {
-                file: self.file.clone(),
-                line,
-                col,
-                severity: Severity::Error,
-                message: message.into(),
-            },
+            Some(&pos) => self.at(pos, Severity::Error, message),
             None => self.error(pointer, message),
+        }
+    }
+
+    fn at(&self, pos: Pos, severity: Severity, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.files[pos.file].clone(),
+            line: pos.line,
+            col: pos.col,
+            severity,
+            message: message.into(),
         }
     }
 
@@ -87,14 +131,7 @@ impl SourceDoc {
     }
 
     fn diagnostic(&self, pointer: &str, severity: Severity, message: impl Into<String>) -> Diagnostic {
-        let (line, col) = self.position(pointer);
-        Diagnostic {
-            file: self.file.clone(),
-            line,
-            col,
-            severity,
-            message: message.into(),
-        }
+        self.at(self.located(pointer), severity, message)
     }
 }
 
@@ -103,9 +140,14 @@ pub fn pointer_segment(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-fn to_json(node: &Node, pointer: String, positions: &mut HashMap<String, (usize, usize)>) -> Value {
+fn to_json(node: &Node, pointer: String, positions: &mut HashMap<String, Pos>) -> Value {
+    let pos = |m: &marked_yaml::Marker| Pos {
+        file: 0,
+        line: m.line(),
+        col: m.column(),
+    };
     if let Some(start) = node.span().start() {
-        positions.insert(pointer.clone(), (start.line(), start.column()));
+        positions.insert(pointer.clone(), pos(start));
     }
     match node {
         Node::Scalar(s) => scalar(s),
@@ -124,8 +166,8 @@ fn to_json(node: &Node, pointer: String, positions: &mut HashMap<String, (usize,
                 // A key with an empty value has no span of its own: point at the key. The key's
                 // own place is kept too, for "unknown key" errors.
                 if let Some(start) = key.span().start() {
-                    positions.insert(format!("{child}#key"), (start.line(), start.column()));
-                    positions.entry(child).or_insert((start.line(), start.column()));
+                    positions.insert(format!("{child}#key"), pos(start));
+                    positions.entry(child).or_insert(pos(start));
                 }
                 out.insert(key.as_str().to_string(), v);
             }

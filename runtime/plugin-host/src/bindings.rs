@@ -270,6 +270,7 @@ mod inherit_tests {
             id: "i".into(),
             workflow: "w".into(),
             workflow_version: 1,
+            overlays: Vec::new(),
             unit_id: "g".into(),
             unit_path: path.into(),
             status: Status::Running,

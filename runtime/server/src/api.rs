@@ -21,6 +21,30 @@ pub struct ApiError {
     pub message: String,
     /// JSON pointer of the offending field → what is wrong with it.
     pub fields: BTreeMap<String, String>,
+    /// Located problems of a definition or overlay.
+    pub diagnostics: Vec<DiagnosticBody>,
+}
+
+/// A problem in a file: where (file, line, column) and what.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DiagnosticBody {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub severity: String,
+    pub message: String,
+}
+
+impl From<&civicflow_engine::Diagnostic> for DiagnosticBody {
+    fn from(d: &civicflow_engine::Diagnostic) -> Self {
+        Self {
+            file: d.file.clone(),
+            line: d.line,
+            col: d.col,
+            severity: if d.is_error() { "error" } else { "warning" }.into(),
+            message: d.message.clone(),
+        }
+    }
 }
 
 impl ApiError {
@@ -30,6 +54,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: BTreeMap::new(),
+            diagnostics: Vec::new(),
         }
     }
 
@@ -53,6 +78,9 @@ pub struct ErrorDetail {
     pub message: String,
     /// JSON pointer of each offending field → what is wrong with it.
     pub fields: BTreeMap<String, String>,
+    /// Where a definition or overlay is wrong, one entry per problem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<DiagnosticBody>,
 }
 
 impl IntoResponse for ApiError {
@@ -62,6 +90,7 @@ impl IntoResponse for ApiError {
                 code: self.code.into(),
                 message: self.message,
                 fields: self.fields,
+                diagnostics: self.diagnostics,
             },
         };
         (self.status, Json(body)).into_response()
@@ -72,7 +101,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Invalid(_) | StoreError::Refused(..) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Engine(EngineError::Forbidden(_)) => StatusCode::FORBIDDEN,
             StoreError::Engine(
                 EngineError::Conflict(_) | EngineError::Gone(_) | EngineError::Duplicate(_) | EngineError::Full(_),
@@ -83,6 +112,11 @@ impl From<StoreError> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "request failed");
             return ApiError::new(status, "internal", "the server could not complete the request");
+        }
+        if let StoreError::Refused(message, diagnostics) = &e {
+            let mut err = ApiError::new(status, e.code(), message.clone());
+            err.diagnostics = diagnostics.iter().map(DiagnosticBody::from).collect();
+            return err;
         }
         let mut err = ApiError::new(status, e.code(), e.to_string());
         if let StoreError::Engine(EngineError::InvalidForm(fields)) = &e {

@@ -12,6 +12,17 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A definition or overlay refused at publication, with every located reason.
+    #[error("{}", refused(.0, .1))]
+    Refused(String, Vec<civicflow_engine::Diagnostic>),
+}
+
+fn refused(message: &str, diagnostics: &[civicflow_engine::Diagnostic]) -> String {
+    let mut out = message.to_string();
+    for d in diagnostics {
+        out.push_str(&format!("\n  {d}"));
+    }
+    out
 }
 
 impl StoreError {
@@ -23,6 +34,7 @@ impl StoreError {
             StoreError::Invalid(_) => "invalid",
             StoreError::Db(_) => "database",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::Refused(..) => "invalid",
         }
     }
 }

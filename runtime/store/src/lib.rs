@@ -16,6 +16,7 @@ pub mod org;
 pub mod org_files;
 pub mod places;
 pub mod plugins;
+mod publishing;
 mod queries;
 pub mod registry;
 pub mod runtime;

@@ -261,4 +261,70 @@ CREATE TABLE person_register (
 );
 "#,
     ),
+    (
+        8,
+        r#"
+-- The locality overlays an instance started with, root first (JSON `[{unit, version}]`): it
+-- keeps that composition to its end.
+ALTER TABLE instances ADD COLUMN overlays TEXT NOT NULL DEFAULT '[]';
+-- The file a version was published from, so diagnostics name it.
+ALTER TABLE workflows ADD COLUMN file TEXT NOT NULL DEFAULT '';
+-- A unit's changes to a shared workflow, one row per immutable version.
+CREATE TABLE overlays (
+    workflow_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    file TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    published_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, unit_id, version)
+);
+-- The version of each unit's overlay that new instances get; a rollback points it back.
+CREATE TABLE overlay_live (
+    workflow_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, unit_id)
+);
+-- Units kept on an earlier base version by whoever published a newer one that their
+-- overlay does not apply to.
+CREATE TABLE base_holds (
+    workflow_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    held_by TEXT NOT NULL,
+    held_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, unit_id)
+);
+-- Every publication, rollback and hold, in order; its length is the stamp every server
+-- polls to pick up what another server or the CLI changed.
+CREATE TABLE registry_log (
+    workflow_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    by_person TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX registry_log_workflow ON registry_log (workflow_id, at);
+-- A schedule fires per region: the whole organisation ('') and each unit whose overlays
+-- give it its own version of the workflow; `cron` is the cron and zone it was armed with.
+CREATE TABLE schedule_runs (
+    workflow_id TEXT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    next_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, schedule_id, region)
+);
+CREATE INDEX schedule_runs_due ON schedule_runs (next_at);
+INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at)
+    SELECT workflow_id, schedule_id, '', '', next_at FROM schedules;
+DROP TABLE schedules;
+"#,
+    ),
 ];

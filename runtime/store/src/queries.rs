@@ -19,7 +19,7 @@ pub(crate) struct StoredInstance {
     pub last_hash: String,
 }
 
-const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash";
+const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, overlays, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash";
 const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, escalated_path, status, due_at, created_at";
 
 fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
@@ -32,6 +32,7 @@ fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
             id: r.try_get("id")?,
             workflow: r.try_get("workflow_id")?,
             workflow_version: u32::try_from(version).map_err(|_| StoreError::Corrupt("workflow version".into()))?,
+            overlays: serde_json::from_str(&r.try_get::<String, _>("overlays")?)?,
             unit_id: r.try_get("unit_id")?,
             unit_path: r.try_get("unit_path")?,
             status: Status::parse(&status)

@@ -74,6 +74,8 @@ pub struct Shared {
     pub rules: Arc<dyn Rules + Send + Sync>,
     /// Unit levels and calendars, with the stamp they were read at.
     places: std::sync::RwLock<(Arc<crate::places::OrgPlaces>, String)>,
+    /// The registry's change count when it was last read (see [`Shared::sync_registry`]).
+    pub(crate) registry_stamp: std::sync::RwLock<i64>,
     codes: CodeKey,
     /// Secrets given to this runtime (tests, the CLI); otherwise read from the environment.
     secrets: std::sync::RwLock<std::collections::HashMap<String, String>>,
@@ -94,6 +96,7 @@ impl std::ops::Deref for Runtime {
 impl Runtime {
     /// A runtime over `store` with every workflow version already published there.
     pub async fn new(store: Store, clock: Arc<dyn Clock>, rules: Arc<dyn Rules + Send + Sync>) -> Result<Self> {
+        let registry_stamp = store.registry_stamp().await?;
         let registry = store.registry().await?;
         let sqlite = store.backend == Backend::Sqlite;
         let codes = CodeKey::load(&store).await?;
@@ -104,6 +107,7 @@ impl Runtime {
             clock,
             rules,
             places: std::sync::RwLock::new(places),
+            registry_stamp: std::sync::RwLock::new(registry_stamp),
             codes,
             secrets: Default::default(),
         });
@@ -223,24 +227,14 @@ impl Shared {
         self.clock.now()
     }
 
-    /// Publish a validated workflow version and arm its schedules.
+    /// Publish a validated base version (see [`Shared::publish_base`]).
     pub async fn publish(&self, wf: Workflow) -> Result<(Arc<Workflow>, bool)> {
-        self.check_levels(&wf)?;
-        let fresh = self.store.publish_workflow(&wf).await?;
-        let wf = Arc::new(wf);
-        self.registry.insert(wf.clone());
-        let now = self.now();
-        for s in &wf.def.schedules {
-            if let Some(next) = wf.next_schedule_time(&s.id, now) {
-                sqlx::query("INSERT INTO schedules (workflow_id, schedule_id, next_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(wf.id())
-                    .bind(&s.id)
-                    .bind(millis(next))
-                    .execute(&self.store.pool)
-                    .await?;
-            }
-        }
-        Ok((wf, fresh))
+        self.publish_base(wf, &[], "system").await
+    }
+
+    /// Whether an organisation has been imported (units to check names against).
+    pub(crate) fn places_known(&self) -> bool {
+        !self.places.read().expect("not poisoned").0.levels().is_empty()
     }
 
     /// The choices rules give the fields of a task's form, for `person` to pick from.
@@ -254,7 +248,7 @@ impl Shared {
         let Some(form) = task.form.as_deref() else {
             return Ok(Default::default());
         };
-        let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+        let wf = self.workflow_of(&stored.instance)?;
         Ok(self.step_at(self.now(), |at| {
             civicflow_engine::machine::task_choices(&wf, stored.instance, form, &actor, at)
         })?)
@@ -263,7 +257,7 @@ impl Shared {
     /// Every level of the tree the workflow names is a level some unit has (a misspelt
     /// `level: stret` would otherwise fail only when the escalation fires). An organisation
     /// not imported yet has no levels to check against.
-    fn check_levels(&self, wf: &Workflow) -> Result<()> {
+    pub(crate) fn check_levels(&self, wf: &Workflow) -> Result<()> {
         let places = self.places.read().expect("not poisoned").0.clone();
         let levels = places.levels();
         if levels.is_empty() {
@@ -296,7 +290,7 @@ impl Shared {
         let mut conn = self.store.pool.acquire().await?;
         let stored = load_instance(&mut conn, instance_id).await?;
         let i = &stored.instance;
-        let wf = self.workflow(&i.workflow, i.workflow_version)?;
+        let wf = self.workflow_of(i)?;
         let now = self.now();
         let expires = wf
             .code_expiry(state, now)
@@ -347,10 +341,13 @@ impl Shared {
         provided.or_else(|| std::env::var(name).ok()).filter(|s| !s.is_empty())
     }
 
-    pub(crate) fn workflow(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
-        self.registry
-            .get(id, version)
-            .ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
+    /// The workflow an instance runs: its base version with the overlays it started with.
+    pub(crate) fn workflow_of(&self, i: &Instance) -> Result<Arc<Workflow>> {
+        self.registry.pinned(&crate::registry::Chain {
+            workflow: i.workflow.clone(),
+            version: i.workflow_version,
+            overlays: i.overlays.clone(),
+        })
     }
 
     fn fast_writes(&self) -> bool {
@@ -367,11 +364,14 @@ impl Shared {
                 unit,
                 data,
             } => {
+                let (actor, unit_path) = load_actor_at(conn, person, unit).await?;
                 let wf = self
                     .registry
-                    .latest(workflow)
+                    .resolve(workflow, &unit_path)?
                     .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow}\"")))?;
-                let (actor, unit_path) = load_actor_at(conn, person, unit).await?;
+                if !wf.available_at(&unit_path) {
+                    return Err(EngineError::Forbidden(format!("\"{workflow}\" is not offered at this unit")).into());
+                }
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
                 plan(s, None, now)
             }
@@ -380,7 +380,7 @@ impl Shared {
                 // at once queue instead of racing to the instance's revision.
                 let lock = self.store.backend == Backend::Postgres;
                 let (actor, task, stored) = load_action(conn, task, person, lock).await?;
-                let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+                let wf = self.workflow_of(&stored.instance)?;
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
                         form: self.without_code(&wf, &task, form.clone(), now)?,
@@ -537,7 +537,7 @@ impl Shared {
 
     async fn fire(&self, conn: &mut AnyConnection, timer: Timer, now: DateTime<Utc>) -> Result<()> {
         let stored = load_instance(conn, &timer.instance_id).await?;
-        let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+        let wf = self.workflow_of(&stored.instance)?;
         let id = timer.id.clone();
         let s = self.step_at(now, |at| {
             step(
@@ -566,7 +566,7 @@ impl Shared {
             ""
         };
         let select = format!(
-            "SELECT workflow_id, schedule_id, next_at FROM schedules WHERE next_at <= $1 ORDER BY next_at LIMIT 1{lock}"
+            "SELECT workflow_id, schedule_id, region, next_at FROM schedule_runs WHERE next_at <= $1 ORDER BY next_at LIMIT 1{lock}"
         );
         let places = self.places.read().expect("not poisoned").0.clone();
         let mut started = 0;
@@ -578,28 +578,51 @@ impl Shared {
             };
             let workflow_id: String = row.try_get("workflow_id")?;
             let schedule_id: String = row.try_get("schedule_id")?;
+            let region: String = row.try_get("region")?;
             let due = crate::db::from_millis(row.try_get("next_at")?);
-            let wf = self
-                .registry
-                .latest(&workflow_id)
-                .ok_or_else(|| StoreError::NotFound(format!("workflow \"{workflow_id}\"")))?;
-            let Some(schedule) = wf.def.schedules.iter().find(|s| s.id == schedule_id) else {
-                sqlx::query("DELETE FROM schedules WHERE workflow_id = $1 AND schedule_id = $2")
+            let region_path = if region.is_empty() {
+                String::new()
+            } else {
+                load_unit_path(&mut tx, &region).await?
+            };
+            let wf = self.registry.resolve(&workflow_id, &region_path)?;
+            let Some((wf, schedule)) = wf.as_ref().and_then(|wf| Some((wf, wf.def.schedules.iter().find(|s| s.id == schedule_id)?)))
+            else {
+                sqlx::query("DELETE FROM schedule_runs WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3")
                     .bind(&workflow_id)
                     .bind(&schedule_id)
+                    .bind(&region)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 continue;
+            };
+            // Each unit belongs to the deepest region above it: a street with its own version
+            // of the workflow fires its own schedule for its people, and the rest fire theirs.
+            let roots = self.registry.region_roots(&workflow_id);
+            let in_region = |path: &str| {
+                crate::registry::path_units(path)
+                    .filter(|u| roots.contains(*u))
+                    .next_back()
+                    .unwrap_or_default()
+                    == region
             };
             // `(person, unit, unit path)`; the person as expressions see it.
             let targets: Vec<(Value, String, String)> = match (&schedule.for_each_role, &schedule.unit) {
                 (Some(role), _) => load_holders(&mut tx, role)
                     .await?
                     .into_iter()
+                    .filter(|h| in_region(&h.path))
                     .map(|h| (json!({"id": h.person, "attributes": h.attributes}), h.unit, h.path))
                     .collect(),
-                (None, Some(unit)) => vec![(json!({"id": null}), unit.clone(), load_unit_path(&mut tx, unit).await?)],
+                (None, Some(unit)) => {
+                    let path = load_unit_path(&mut tx, unit).await?;
+                    if in_region(&path) {
+                        vec![(json!({"id": null}), unit.clone(), path)]
+                    } else {
+                        Vec::new()
+                    }
+                }
                 (None, None) => Vec::new(),
             };
             let since = wf.previous_schedule_time(&schedule_id, due);
@@ -616,10 +639,11 @@ impl Shared {
                 started += 1;
             }
             let next = wf.next_schedule_time(&schedule_id, due).map(millis).unwrap_or(i64::MAX);
-            sqlx::query("UPDATE schedules SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2")
+            sqlx::query("UPDATE schedule_runs SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $4")
                 .bind(&workflow_id)
                 .bind(&schedule_id)
                 .bind(next)
+                .bind(&region)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

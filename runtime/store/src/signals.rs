@@ -104,7 +104,7 @@ impl Shared {
                 "instance {instance_id} is not a \"{workflow}\" instance"
             )));
         }
-        let wf = self.workflow(&stored.instance.workflow, stored.instance.workflow_version)?;
+        let wf = self.workflow_of(&stored.instance)?;
         let action = Action::Signal {
             name: name.into(),
             id: receipt.clone(),

@@ -166,8 +166,8 @@ pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) 
         None => {
             instance.rev = 1;
             w.push(Write::new(
-                "INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12)",
-                vec![Text(id.clone()), Text(instance.workflow.clone()), Int(i64::from(instance.workflow_version)), Text(instance.unit_id.clone()), Text(instance.unit_path.clone()), Text(instance.status.as_str().into()), Text(position), Text(data), Text(instance.created_by.clone()), Int(at), Int(last_seq), Text(last_hash)],
+                "INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash, overlays) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12, $13)",
+                vec![Text(id.clone()), Text(instance.workflow.clone()), Int(i64::from(instance.workflow_version)), Text(instance.unit_id.clone()), Text(instance.unit_path.clone()), Text(instance.status.as_str().into()), Text(position), Text(data), Text(instance.created_by.clone()), Int(at), Int(last_seq), Text(last_hash), Text(serde_json::to_string(&instance.overlays)?)],
             ).exactly(1, conflict, &format!("instance {id}")));
         }
         Some(p) => {
