@@ -5,6 +5,7 @@ mod bench;
 mod import;
 mod plugin;
 mod scenario;
+mod show;
 mod validate;
 
 use anyhow::Result;
@@ -82,10 +83,36 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
-    /// Publish workflow files to the database (new versions only).
+    /// Publish workflow files and overlays (*.overlay.yaml) to the database (new versions
+    /// only). A base version that an overlay no longer applies to is refused, with the
+    /// overlay's file and line, unless its unit is kept on the previous version.
     Publish {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Keep this unit (and its subtree) on the previous base version; repeatable.
+        #[arg(long)]
+        keep: Vec<String>,
+        /// Who publishes, for the record.
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Print the effective workflow at a unit (its base version with every overlay from the
+    /// root down), each line an overlay wrote marked with its file and line.
+    Show {
+        workflow: String,
+        #[arg(long)]
+        unit: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// How the effective workflow differs between two units.
+    Diff {
+        workflow: String,
+        /// Two units: `--unit A --unit B`.
+        #[arg(long, num_args = 1, required = true)]
+        unit: Vec<String>,
         #[command(flatten)]
         db: DbArg,
     },
@@ -226,7 +253,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { paths } => validate::run(&paths),
         Command::Test { paths } => scenario::run(&paths).await,
         Command::Import { units, people, db } => import::run(&db.db, units.as_deref(), people.as_deref()).await,
-        Command::Publish { paths, db } => validate::publish(&db.db, &paths).await,
+        Command::Publish { paths, keep, by, db } => validate::publish(&db.db, &paths, &keep, &by).await,
+        Command::Show { workflow, unit, db } => show::show(&db.db, &workflow, &unit).await,
+        Command::Diff { workflow, unit, db } => match unit.as_slice() {
+            [a, b] => show::diff(&db.db, &workflow, a, b).await,
+            _ => Err(anyhow::anyhow!("diff compares two units: --unit A --unit B")),
+        },
         Command::Plugin { command } => plugin::run(command).await,
         Command::Token {
             command: TokenCommand::Create { person, label, db },

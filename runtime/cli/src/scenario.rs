@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use civicflow_engine::ManualClock;
 use civicflow_engine::calendar::YearTable;
 use civicflow_engine::duration::Span;
-use civicflow_engine::files::{load_all, scenario_files};
+use civicflow_engine::files::{load_all, load_overlays, scenario_files};
 use civicflow_engine::yaml::SourceDoc;
 use civicflow_plugin_host::{Binding, BindingTable, Host, PluginRules};
 use civicflow_server::plugins::Package;
@@ -58,8 +58,8 @@ static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 });
 
 /// The actions a step may take; a step takes at most one.
-const VERBS: [&str; 8] = [
-    "start", "complete", "claim", "withdraw", "signal", "find", "code", "advance",
+const VERBS: [&str; 9] = [
+    "start", "complete", "claim", "withdraw", "signal", "find", "code", "advance", "publish",
 ];
 
 pub async fn run(paths: &[PathBuf]) -> Result<ExitCode> {
@@ -175,6 +175,8 @@ fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> 
 }
 
 struct Setup {
+    /// The scenario file's folder, which its paths are relative to.
+    dir: PathBuf,
     workflow_paths: Vec<PathBuf>,
     /// `calendars:` of the file: tables to upload at units, read and checked once.
     calendars: Vec<(String, YearTable)>,
@@ -272,6 +274,7 @@ impl Setup {
                 .map_err(|e| fail("/secrets", format!("secrets: a map of names to strings: {e}")))?,
         };
         Ok(Self {
+            dir: dir.to_path_buf(),
             rules,
             calendars,
             workflow_paths,
@@ -327,7 +330,51 @@ impl Setup {
                 .await
                 .map_err(|e| fail("/workflows", e.to_string()))?;
         }
+        // Overlays from the root down, so each is checked on top of its ancestors'.
+        let (overlays, problems) =
+            load_overlays(&self.workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
+        if let Some(d) = problems.first() {
+            return Err(fail("/workflows", format!("overlay does not load: {d}")));
+        }
+        let mut placed = Vec::new();
+        for o in overlays {
+            let path = runtime
+                .store
+                .unit_path(&o.unit)
+                .await
+                .map_err(|e| fail("/workflows", format!("{}: {e}", o.file())))?;
+            placed.push((path.matches('/').count(), o));
+        }
+        placed.sort_by_key(|(depth, _)| *depth);
+        for (_, o) in placed {
+            runtime
+                .publish_overlay(o, "scenario")
+                .await
+                .map_err(|e| fail("/workflows", e.to_string()))?;
+        }
         Ok((runtime, clock))
+    }
+
+    /// A `publish:` step: a new base version or overlay file, as its publisher would.
+    async fn publish(&self, runtime: &Runtime, file: &str) -> Result<Result<(), StoreError>, Failure> {
+        let path = self.dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| fail("", format!("{}: {e}", path.display())))?;
+        let name = path.display().to_string();
+        if civicflow_engine::files::is_overlay(&path) {
+            let overlay = match civicflow_engine::overlay::Overlay::load(&name, &text) {
+                Ok(o) => o,
+                Err(d) => return Ok(Err(StoreError::Refused("the overlay does not load".into(), d))),
+            };
+            return Ok(runtime.publish_overlay(overlay, "scenario").await.map(|_| ()));
+        }
+        let loaded = civicflow_engine::validate::load(&name, &text);
+        let Some(wf) = loaded.workflow else {
+            return Ok(Err(StoreError::Refused(
+                "the workflow does not load".into(),
+                loaded.diagnostics,
+            )));
+        };
+        Ok(runtime.publish(wf).await.map(|_| ()))
     }
 }
 
@@ -356,7 +403,13 @@ async fn run_scenario(setup: &Setup, file: &Value, scenario: &Value, at: &str) -
     let mut named: std::collections::HashMap<String, String> = Default::default();
     for (sat, step) in located {
         let expected_error = step.get("error").and_then(Value::as_str);
-        let outcome = perform(&runtime, &clock, step, &sat, &mut current, &mut named, &setup.secrets).await?;
+        let outcome = match step.get("publish").and_then(Value::as_str) {
+            Some(file) => setup
+                .publish(&runtime, file)
+                .await
+                .map_err(|f| fail(&format!("{sat}/publish"), f.message))?,
+            None => perform(&runtime, &clock, step, &sat, &mut current, &mut named, &setup.secrets).await?,
+        };
         match (outcome, expected_error) {
             (Ok(()), None) => {}
             (Ok(()), Some(code)) => {
@@ -596,6 +649,20 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             return Err(fail(
                 &format!("{at}/states"),
                 format!("expected states {want:?}, got {got:?}"),
+            ));
+        }
+    }
+    if let Some(parts) = expect.get("composition") {
+        let want: Vec<String> = parts
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut got = vec![format!("{}@{}", instance.workflow, instance.workflow_version)];
+        got.extend(instance.overlays.iter().map(ToString::to_string));
+        if want != got {
+            return Err(fail(
+                &format!("{at}/composition"),
+                format!("expected the instance to run {want:?}, it runs {got:?}"),
             ));
         }
     }

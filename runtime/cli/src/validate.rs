@@ -1,24 +1,45 @@
-//! `civicflow validate` and `civicflow publish`.
+//! `civicflow validate` and `civicflow publish`: workflow files and locality overlays.
 
 use anyhow::{Result, bail};
 use civicflow_engine::Diagnostic;
-use civicflow_engine::files::{load_all, workflow_files};
+use civicflow_engine::files::{load_all, load_overlays, overlay_files, workflow_files};
+use civicflow_engine::validate::load_composed;
+use civicflow_store::StoreError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Check workflows, and each overlay composed onto the newest version of its base among
+/// them. An overlay's place in a chain (its ancestors' overlays below it) needs the
+/// organisation tree: `civicflow test` and publishing check that.
 pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
-    let files = workflow_files(paths)?;
-    let (workflows, diagnostics) = load_all(paths)?;
+    let files = workflow_files(paths)?.len() + overlay_files(paths)?.len();
+    let (workflows, mut diagnostics) = load_all(paths)?;
+    let (overlays, overlay_problems) = load_overlays(paths)?;
+    diagnostics.extend(overlay_problems);
+    let mut valid = workflows.len();
+    for o in &overlays {
+        let base = workflows
+            .iter()
+            .filter(|w| w.id() == o.workflow)
+            .max_by_key(|w| w.version());
+        let Some(base) = base else {
+            diagnostics.push(o.error(
+                "/extends",
+                format!("no workflow \"{}\" among the files checked", o.workflow),
+            ));
+            continue;
+        };
+        let loaded = load_composed(&base.file, &base.source, &[o]);
+        valid += usize::from(loaded.workflow.is_some());
+        diagnostics.extend(loaded.diagnostics);
+    }
+    diagnostics.dedup();
     for d in &diagnostics {
         println!("{d}");
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
-    println!(
-        "{} file(s) checked: {} valid, {errors} error(s), {warnings} warning(s)",
-        files.len(),
-        workflows.len()
-    );
+    println!("{files} file(s) checked: {valid} valid, {errors} error(s), {warnings} warning(s)");
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {
@@ -26,8 +47,12 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-pub async fn publish(db: &str, paths: &[PathBuf]) -> Result<ExitCode> {
-    let (workflows, diagnostics) = load_all(paths)?;
+/// Publish workflows, then overlays from the root of the tree down. A refusal prints every
+/// located reason; what was published before it stays published.
+pub async fn publish(db: &str, paths: &[PathBuf], keep: &[String], by: &str) -> Result<ExitCode> {
+    let (workflows, mut diagnostics) = load_all(paths)?;
+    let (overlays, problems) = load_overlays(paths)?;
+    diagnostics.extend(problems);
     if diagnostics.iter().any(Diagnostic::is_error) {
         for d in &diagnostics {
             println!("{d}");
@@ -43,8 +68,40 @@ pub async fn publish(db: &str, paths: &[PathBuf]) -> Result<ExitCode> {
     .await?;
     for wf in workflows {
         let label = format!("{}@{}", wf.id(), wf.version());
-        let (_, fresh) = runtime.publish(wf).await?;
-        println!("{label}: {}", if fresh { "published" } else { "already published" });
+        match runtime.publish_base(wf, keep, by).await {
+            Ok((_, fresh)) => println!("{label}: {}", if fresh { "published" } else { "already published" }),
+            Err(e) => return Ok(refused(&label, e)),
+        }
+    }
+    let mut placed = Vec::new();
+    for o in overlays {
+        let depth = runtime
+            .store
+            .unit_path(&o.unit)
+            .await
+            .map_or(0, |p| p.matches('/').count());
+        placed.push((depth, o));
+    }
+    placed.sort_by_key(|(depth, _)| *depth);
+    for (_, o) in placed {
+        let label = format!("overlay of {} at {}@{}", o.workflow, o.unit, o.version);
+        match runtime.publish_overlay(o, by).await {
+            Ok(fresh) => println!("{label}: {}", if fresh { "published" } else { "already published" }),
+            Err(e) => return Ok(refused(&label, e)),
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn refused(label: &str, e: StoreError) -> ExitCode {
+    match e {
+        StoreError::Refused(message, diagnostics) => {
+            for d in &diagnostics {
+                println!("{d}");
+            }
+            println!("{label}: {message}");
+        }
+        other => println!("{label}: {other}"),
+    }
+    ExitCode::FAILURE
 }

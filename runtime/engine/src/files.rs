@@ -3,13 +3,43 @@
 
 use crate::Diagnostic;
 use crate::definition::Workflow;
+use crate::overlay::Overlay;
 use crate::validate::load;
 use std::path::{Path, PathBuf};
 
 /// Workflow files under the given paths: `*.yaml`/`*.yml`, not scenario files
-/// (`*.test.yaml`) nor calendar tables (`*.calendar.yaml`), sorted for stable output.
+/// (`*.test.yaml`), calendar tables (`*.calendar.yaml`) nor overlays (`*.overlay.yaml`),
+/// sorted for stable output.
 pub fn workflow_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    collect(paths, &|p| is_yaml(p) && !is_scenario(p) && !is_calendar(p))
+    collect(paths, &|p| {
+        is_yaml(p) && !is_scenario(p) && !is_calendar(p) && !is_overlay(p)
+    })
+}
+
+/// Locality overlays: `*.overlay.yaml`.
+pub fn overlay_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    collect(paths, &is_overlay)
+}
+
+pub fn is_overlay(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".overlay.yaml") || n.ends_with(".overlay.yml"))
+}
+
+/// Read every overlay file: those that parse, and the diagnostics of those that do not.
+pub fn load_overlays(paths: &[PathBuf]) -> std::io::Result<(Vec<Overlay>, Vec<Diagnostic>)> {
+    let mut overlays = Vec::new();
+    let mut diagnostics = Vec::new();
+    for file in overlay_files(paths)? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+        match Overlay::load(&file.display().to_string(), &text) {
+            Ok(o) => overlays.push(o),
+            Err(d) => diagnostics.extend(d),
+        }
+    }
+    Ok((overlays, diagnostics))
 }
 
 /// Working-day tables: `*.calendar.yaml` or `*.calendar.csv`.
@@ -50,7 +80,10 @@ fn collect(paths: &[PathBuf], keep: &dyn Fn(&Path) -> bool) -> std::io::Result<V
             out.extend(files);
             out.extend(collect(&dirs, keep)?);
         } else if p.is_file() {
-            out.push(p.clone());
+            // A file named outright is taken if it is of the kind asked for.
+            if keep(p) {
+                out.push(p.clone());
+            }
         } else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,

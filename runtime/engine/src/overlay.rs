@@ -76,7 +76,10 @@ impl Overlay {
         Ok(Overlay {
             workflow: text_of("extends"),
             unit: text_of("unit"),
-            version: doc.value["version"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+            version: doc.value["version"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0),
             about: serde_json::from_value(doc.value["about"].clone()).ok(),
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
             source: text.to_string(),
@@ -120,7 +123,13 @@ impl Overlay {
             }
         }
         if let Some(Value::Object(edit)) = self.doc.value.get("available_in") {
-            for (i, v) in edit.get("add").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (i, v) in edit
+                .get("add")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 at(format!("/available_in/add/{i}"), v);
             }
         }
@@ -135,6 +144,14 @@ impl Overlay {
 /// applying (an item to hide that is not there, a part that must stay); what the result
 /// means is checked afterwards by [`crate::validate::load_composed`].
 pub fn compose(base: &SourceDoc, overlays: &[&Overlay]) -> Result<SourceDoc, Vec<Diagnostic>> {
+    let (doc, diags) = compose_all(base, overlays);
+    if diags.is_empty() { Ok(doc) } else { Err(diags) }
+}
+
+/// As [`compose`], applying whatever does apply: with the errors, the document without the
+/// changes that were refused, so its meaning can be checked too and an author sees every
+/// problem of every layer at once.
+pub(crate) fn compose_all(base: &SourceDoc, overlays: &[&Overlay]) -> (SourceDoc, Vec<Diagnostic>) {
     let mut files = vec![base.file.clone()];
     let mut tree = Node::from_doc(base, 0);
     let mut c = Composer {
@@ -150,20 +167,21 @@ pub fn compose(base: &SourceDoc, overlays: &[&Overlay]) -> Result<SourceDoc, Vec
         let Body::Map(entries) = change.body else {
             continue;
         };
-        let entries: Vec<(String, Node)> = entries.into_iter().filter(|(k, _)| !META.contains(&k.as_str())).collect();
+        let entries: Vec<(String, Node)> = entries
+            .into_iter()
+            .filter(|(k, _)| !META.contains(&k.as_str()))
+            .collect();
         c.files.clone_from(&files);
         c.merge_map(&mut tree, entries, &mut Vec::new());
     }
     c.files.clone_from(&files);
     c.forget_hidden_fields(&mut tree);
     c.check_hidden_states(&tree);
-    if !c.diags.is_empty() {
-        c.diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-        return Err(c.diags);
-    }
+    c.diags
+        .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     let mut positions = HashMap::new();
     let value = tree.into_value(String::new(), &mut positions);
-    Ok(SourceDoc::assembled(files, value, positions))
+    (SourceDoc::assembled(files, value, positions), c.diags)
 }
 
 /// A positioned node of a document being composed.
@@ -198,7 +216,12 @@ impl Node {
             ),
             Value::Object(map) => Body::Map(
                 map.iter()
-                    .map(|(k, v)| (k.clone(), Self::build(doc, v, format!("{pointer}/{}", pointer_segment(k)), file)))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            Self::build(doc, v, format!("{pointer}/{}", pointer_segment(k)), file),
+                        )
+                    })
                     .collect(),
             ),
             other => Body::Leaf(other.clone()),
@@ -308,9 +331,7 @@ impl ItemKey {
             ["states", _, "timers"] => Some(ItemKey::Timer),
             ["schedules"] => Some(ItemKey::Id),
             [.., "credit"] => Some(ItemKey::Credit),
-            ["forms", _, "schema", .., "oneOf" | "anyOf"]
-                if base.iter().all(|n| n.get("const").is_some()) =>
-            {
+            ["forms", _, "schema", .., "oneOf" | "anyOf"] if base.iter().all(|n| n.get("const").is_some()) => {
                 Some(ItemKey::Choice)
             }
             _ => None,
@@ -403,7 +424,11 @@ struct Composer {
 
 impl Composer {
     fn error(&mut self, at: Option<Pos>, message: String) {
-        let pos = at.unwrap_or(Pos { file: 0, line: 1, col: 1 });
+        let pos = at.unwrap_or(Pos {
+            file: 0,
+            line: 1,
+            col: 1,
+        });
         self.diags.push(Diagnostic {
             file: self.files.get(pos.file).cloned().unwrap_or_default(),
             line: pos.line,
@@ -423,13 +448,17 @@ impl Composer {
 
     fn merge_entry(&mut self, base: &mut Node, key: String, change: Node, path: &mut Vec<String>) {
         if path.first().is_some_and(|p| p == "signals") {
-            let message = "signed callbacks (`signals`) are set up centrally with their secrets; an overlay cannot change them".to_string();
+            let message =
+                "signed callbacks (`signals`) are set up centrally with their secrets; an overlay cannot change them"
+                    .to_string();
             return self.error(change.key_at.or(change.at), message);
         }
         if !matches!(base.body, Body::Map(_)) {
             base.body = Body::Map(Vec::new());
         }
-        let Body::Map(entries) = &mut base.body else { unreachable!() };
+        let Body::Map(entries) = &mut base.body else {
+            unreachable!()
+        };
         let existing = entries.iter().position(|(k, _)| *k == key);
         if change.is_hide() {
             let Some(i) = existing else {
@@ -440,9 +469,8 @@ impl Composer {
             };
             if path.len() == 2 && path[0] == "states" {
                 if is_end(&entries[i].1) {
-                    let message = format!(
-                        "\"{key}\" is an end state: reports count the instances that reach it, so it stays"
-                    );
+                    let message =
+                        format!("\"{key}\" is an end state: reports count the instances that reach it, so it stays");
                     return self.error(change.at, message);
                 }
                 self.hidden_states.push((key.clone(), change.at));
@@ -498,7 +526,9 @@ impl Composer {
             return replace(base, change);
         }
         match (&mut base.body, change.body) {
-            (Body::Map(_), Body::Map(entries)) if !is_list_edit_entries(&entries) => self.merge_map(base, entries, path),
+            (Body::Map(_), Body::Map(entries)) if !is_list_edit_entries(&entries) => {
+                self.merge_map(base, entries, path)
+            }
             (Body::List(items), Body::List(changes)) => match ItemKey::of(path, items) {
                 Some(kind) => self.merge_items(base, kind, changes),
                 None => replace(
@@ -534,7 +564,10 @@ impl Composer {
         let Body::List(items) = &mut base.body else { return };
         for mut change in changes {
             if !matches!(change.body, Body::Map(_)) {
-                self.error(change.at, format!("each item here changes or adds one {}: a mapping", kind.what()));
+                self.error(
+                    change.at,
+                    format!("each item here changes or adds one {}: a mapping", kind.what()),
+                );
                 continue;
             }
             let hide = change.take("hide");
@@ -625,7 +658,10 @@ impl Composer {
                 }
             }
         }
-        let anchor = edit.take("before").map(|n| (n, true)).or_else(|| edit.take("after").map(|n| (n, false)));
+        let anchor = edit
+            .take("before")
+            .map(|n| (n, true))
+            .or_else(|| edit.take("after").map(|n| (n, false)));
         let mut at = items.len();
         if let Some((anchor, before)) = anchor {
             let v = anchor.value();
@@ -635,7 +671,11 @@ impl Composer {
                     let known: Vec<String> = items.iter().map(|i| plain(&i.value())).collect();
                     self.error(
                         anchor.at,
-                        format!("{} is not in this list to place items next to (it has: {})", plain(&v), known.join(", ")),
+                        format!(
+                            "{} is not in this list to place items next to (it has: {})",
+                            plain(&v),
+                            known.join(", ")
+                        ),
                     );
                 }
             }
@@ -700,16 +740,27 @@ impl Composer {
             }
         };
         look(tree.get("start").and_then(|s| s.get("to")), "start".into());
-        if let Some(Node { body: Body::Map(states), .. }) = tree.get("states") {
+        if let Some(Node {
+            body: Body::Map(states),
+            ..
+        }) = tree.get("states")
+        {
             for (name, state) in states {
                 for list in ["transitions", "timers"] {
-                    if let Some(Node { body: Body::List(items), .. }) = state.get(list) {
+                    if let Some(Node {
+                        body: Body::List(items),
+                        ..
+                    }) = state.get(list)
+                    {
                         for item in items {
                             look(item.get("to"), format!("state \"{name}\""));
                         }
                     }
                 }
-                if let Some(Node { body: Body::Map(on), .. }) = state.get("on") {
+                if let Some(Node {
+                    body: Body::Map(on), ..
+                }) = state.get("on")
+                {
                     for (_, n) in on {
                         if let Body::List(items) = &n.body {
                             for item in items {
@@ -859,9 +910,18 @@ states:
         ])
         .unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(text[0].starts_with("o0.yaml:5:9: error: \"done\" is an end state"), "{text:?}");
-        assert!(text[1].starts_with("o0.yaml:6:3: error: the workflow has no state \"s9\""), "{text:?}");
-        assert!(text[2].contains("o0.yaml:9:") && text[2].contains("no escalation \"second\""), "{text:?}");
+        assert!(
+            text[0].starts_with("o0.yaml:5:9: error: \"done\" is an end state"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("o0.yaml:6:3: error: the workflow has no state \"s9\""),
+            "{text:?}"
+        );
+        assert!(
+            text[2].contains("o0.yaml:9:") && text[2].contains("no escalation \"second\""),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -869,7 +929,9 @@ states:
         let errors = compose_texts(&["extends: t\nunit: u\nversion: 1\nstates:\n  s2: {hide: true}\n"]).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].to_string().starts_with("o0.yaml:5:7: error: state \"s2\" is hidden here, but state \"s1\" still goes to \"s2\" (base.yaml:"),
+            errors[0].to_string().starts_with(
+                "o0.yaml:5:7: error: state \"s2\" is hidden here, but state \"s1\" still goes to \"s2\" (base.yaml:"
+            ),
             "{}",
             errors[0]
         );
@@ -882,7 +944,10 @@ states:
 
     #[test]
     fn a_hidden_field_leaves_required_and_ui() {
-        let doc = compose_texts(&["extends: t\nunit: u\nversion: 1\nforms:\n  f:\n    schema:\n      properties:\n        x: {hide: true}\n"]).unwrap();
+        let doc = compose_texts(&[
+            "extends: t\nunit: u\nversion: 1\nforms:\n  f:\n    schema:\n      properties:\n        x: {hide: true}\n",
+        ])
+        .unwrap();
         assert_eq!(doc.value["forms"]["f"]["schema"]["required"], serde_json::json!([]));
     }
 
@@ -897,13 +962,35 @@ states:
         assert!(loaded.workflow.is_none());
         let text: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
         assert!(text.iter().all(|d| d.starts_with("street.overlay.yaml:")), "{text:?}");
-        assert!(text.iter().any(|d| d.starts_with("street.overlay.yaml:6:10:")), "the bad limit: {text:?}");
-        assert!(text.iter().any(|d| d.starts_with("street.overlay.yaml:8:14:") && d.contains("nowhere")), "{text:?}");
-        assert!(text.iter().any(|d| d.starts_with("street.overlay.yaml:9:5:") && d.contains("colour")), "{text:?}");
+        assert!(
+            text.iter().any(|d| d.starts_with("street.overlay.yaml:6:10:")),
+            "the bad limit: {text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|d| d.starts_with("street.overlay.yaml:8:14:") && d.contains("nowhere")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|d| d.starts_with("street.overlay.yaml:9:5:") && d.contains("colour")),
+            "{text:?}"
+        );
         let fine = Overlay::load("o.yaml", "extends: t\nunit: u\nversion: 2\nstates: {s1: {due: 2d}}\n").unwrap();
-        let wf = crate::validate::load_composed("base.yaml", BASE, &[&fine]).workflow.unwrap();
-        assert_eq!(wf.overlays, vec![OverlayPin { unit: "u".into(), version: 2 }]);
-        assert_ne!(wf.sha256, crate::validate::load("base.yaml", BASE).workflow.unwrap().sha256);
+        let wf = crate::validate::load_composed("base.yaml", BASE, &[&fine])
+            .workflow
+            .unwrap();
+        assert_eq!(
+            wf.overlays,
+            vec![OverlayPin {
+                unit: "u".into(),
+                version: 2
+            }]
+        );
+        assert_ne!(
+            wf.sha256,
+            crate::validate::load("base.yaml", BASE).workflow.unwrap().sha256
+        );
     }
 
     #[test]

@@ -41,25 +41,30 @@ pub fn load_composed(file: &str, text: &str, overlays: &[&crate::overlay::Overla
     if overlays.is_empty() {
         return load(file, text);
     }
-    let composed = SourceDoc::parse(file, text)
-        .map_err(|d| vec![d])
-        .and_then(|base| crate::overlay::compose(&base, overlays));
-    let doc = match composed {
+    let base = match SourceDoc::parse(file, text) {
         Ok(doc) => doc,
-        Err(diagnostics) => {
+        Err(d) => {
             return Loaded {
                 workflow: None,
-                diagnostics,
+                diagnostics: vec![d],
             };
         }
     };
+    let (doc, refused) = crate::overlay::compose_all(&base, overlays);
     let mut hash = Sha256::new();
     hash.update(text.as_bytes());
     for o in overlays {
         hash.update(o.sha256.as_bytes());
     }
     let pins = overlays.iter().map(|o| o.pin()).collect();
-    check(&doc, text, hex::encode(hash.finalize()), pins)
+    let mut loaded = check(&doc, text, hex::encode(hash.finalize()), pins);
+    if !refused.is_empty() {
+        loaded.workflow = None;
+        loaded.diagnostics.extend(refused);
+        let Loaded { diagnostics, .. } = finish(None, loaded.diagnostics);
+        loaded.diagnostics = diagnostics;
+    }
+    loaded
 }
 
 fn check(doc: &SourceDoc, text: &str, sha256: String, overlays: Vec<crate::overlay::OverlayPin>) -> Loaded {

@@ -99,7 +99,13 @@ impl SourceDoc {
             }
             match p.rfind('/') {
                 Some(i) => p.truncate(i),
-                None => return Pos { file: 0, line: 1, col: 1 },
+                None => {
+                    return Pos {
+                        file: 0,
+                        line: 1,
+                        col: 1,
+                    };
+                }
             }
         }
     }
@@ -132,6 +138,90 @@ impl SourceDoc {
 
     fn diagnostic(&self, pointer: &str, severity: Severity, message: impl Into<String>) -> Diagnostic {
         self.at(self.located(pointer), severity, message)
+    }
+}
+
+impl SourceDoc {
+    /// The document as block YAML; with `blame`, each line written in another file than the
+    /// first (an overlay's part of a composed workflow) ends with `# file:line`.
+    pub fn to_yaml(&self, blame: bool) -> String {
+        let mut out = String::new();
+        self.write_node(&self.value, "", 0, blame, &mut out);
+        out
+    }
+
+    fn note(&self, pointer: &str, blame: bool) -> String {
+        if !blame {
+            return String::new();
+        }
+        let pos = self.located(pointer);
+        if pos.file == 0 {
+            return String::new();
+        }
+        format!("  # {}:{}", self.files[pos.file], pos.line)
+    }
+
+    fn write_node(&self, value: &Value, pointer: &str, indent: usize, blame: bool, out: &mut String) {
+        let pad = "  ".repeat(indent);
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let child = format!("{pointer}/{}", pointer_segment(k));
+                    let key = yaml_scalar(&Value::String(k.clone()));
+                    match v {
+                        Value::Object(m) if !m.is_empty() => {
+                            out.push_str(&format!("{pad}{key}:{}\n", self.note(&child, blame)));
+                            self.write_node(v, &child, indent + 1, blame, out);
+                        }
+                        Value::Array(a) if !a.is_empty() => {
+                            out.push_str(&format!("{pad}{key}:{}\n", self.note(&child, blame)));
+                            self.write_node(v, &child, indent + 1, blame, out);
+                        }
+                        _ => out.push_str(&format!("{pad}{key}: {}{}\n", yaml_scalar(v), self.note(&child, blame))),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let child = format!("{pointer}/{i}");
+                    match v {
+                        Value::Object(m) if !m.is_empty() => {
+                            // The item's first key shares the dash's line.
+                            let mut inner = String::new();
+                            self.write_node(v, &child, indent + 1, blame, &mut inner);
+                            let body = inner.trim_start_matches(' ');
+                            out.push_str(&format!("{pad}- {body}"));
+                        }
+                        _ => out.push_str(&format!("{pad}- {}{}\n", yaml_scalar(v), self.note(&child, blame))),
+                    }
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", yaml_scalar(other))),
+        }
+    }
+}
+
+/// A scalar as YAML: plain where it reads back as the same string, else JSON-quoted.
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s.chars().all(|c| c.is_alphanumeric() || "_-./@+".contains(c))
+                && !s.starts_with(['-', '.', '@'])
+                && s.parse::<f64>().is_err()
+                && !matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+                );
+            if plain {
+                s.clone()
+            } else {
+                Value::String(s.clone()).to_string()
+            }
+        }
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        other => other.to_string(),
     }
 }
 
@@ -284,6 +374,14 @@ mod tests {
             err.message.contains("never closed") && err.message.contains("stopped at"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn yaml_output_reads_back_the_same() {
+        let text = "a: 1\nb:\n  - x\n  - {k: 'true', l: [1, 2], m: {}}\nc: \"x: y\"\nd: 果园 社区\n";
+        let doc = SourceDoc::parse("t.yaml", text).unwrap();
+        let again = SourceDoc::parse("u.yaml", &doc.to_yaml(true)).unwrap();
+        assert_eq!(doc.value, again.value, "{}", doc.to_yaml(true));
     }
 
     #[test]

@@ -47,16 +47,20 @@ impl Shared {
             kept.push((unit.clone(), info.path, version));
         }
         let held: Vec<String> = self.registry.holds(&id).into_iter().map(|(u, _)| u).collect();
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         for (unit, _) in self.registry.live_overlays(&id) {
             let info = self.unit(&unit).await?;
             let on_path = |u: &String| info.path.contains(&format!("/{u}/"));
             if kept.iter().any(|(k, _, _)| on_path(k)) || held.iter().any(on_path) {
                 continue;
             }
-            let pins = self.registry.chain_at(&id, &info.path).map(|c| c.overlays).unwrap_or_default();
+            let pins = self
+                .registry
+                .chain_at(&id, &info.path)
+                .map(|c| c.overlays)
+                .unwrap_or_default();
             let loaded = self.registry.compose_on(&wf, &pins, &[])?;
-            problems.extend(at_unit(&unit, &info, loaded.diagnostics));
+            problems.add(&unit, &info, loaded.diagnostics);
         }
         if !problems.is_empty() {
             return Err(StoreError::Refused(
@@ -65,7 +69,7 @@ impl Shared {
                     wf.version(),
                     previous.unwrap_or_default()
                 ),
-                problems,
+                problems.into_diagnostics(),
             ));
         }
         let fresh = self.store.publish_workflow(&wf, by).await?;
@@ -100,8 +104,11 @@ impl Shared {
         let id = overlay.workflow.clone();
         let refuse = |message: String, d: Vec<Diagnostic>| StoreError::Refused(message, d);
         if self.registry.latest(&id).is_none() {
-            let d = vec![overlay_error(&overlay, "/extends", format!("no workflow \"{id}\" is published"))];
-            return Err(refuse(format!("the overlay extends \"{id}\", which is not published"), d));
+            let d = vec![overlay.error("/extends", format!("no workflow \"{id}\" is published"))];
+            return Err(refuse(
+                format!("the overlay extends \"{id}\", which is not published"),
+                d,
+            ));
         }
         let Some(info) = self.unit_if_any(&overlay.unit).await? else {
             let d = vec![overlay.unit_error(format!("no unit \"{}\" in the organisation", overlay.unit))];
@@ -109,7 +116,10 @@ impl Shared {
         };
         let mut outside = Vec::new();
         for (named, at) in overlay.named_units() {
-            let inside = self.unit_if_any(&named).await?.is_some_and(|u| u.path.starts_with(&info.path));
+            let inside = self
+                .unit_if_any(&named)
+                .await?
+                .is_some_and(|u| u.path.starts_with(&info.path));
             if !inside {
                 outside.push(Diagnostic {
                     message: format!(
@@ -142,8 +152,7 @@ impl Shared {
                 newest + 1
             )));
         }
-        let mut problems = self.check_subtree(&id, &overlay.unit, &info, &overlay).await?;
-        problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        let problems = self.check_subtree(&id, &overlay.unit, &info, &overlay).await?;
         if !problems.is_empty() {
             return Err(refuse(
                 format!("the overlay of \"{id}\" at {} is not published", info.name),
@@ -233,11 +242,15 @@ impl Shared {
     /// `overlay` composed at `unit` (on its ancestors' live overlays) and at every unit
     /// below with a live overlay: what does not hold, each diagnostic naming its unit.
     async fn check_subtree(&self, id: &str, unit: &str, info: &UnitInfo, overlay: &Overlay) -> Result<Vec<Diagnostic>> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let mut units: BTreeSet<String> = BTreeSet::from([unit.to_string()]);
         units.extend(self.registry.live_overlays(id).into_iter().map(|(u, _)| u));
         for u in units {
-            let at = if u == unit { self.unit(&u).await.ok() } else { self.unit_if_any(&u).await? };
+            let at = if u == unit {
+                self.unit(&u).await.ok()
+            } else {
+                self.unit_if_any(&u).await?
+            };
             let Some(at) = at.filter(|a| a.path.starts_with(&info.path)) else {
                 continue;
             };
@@ -250,16 +263,14 @@ impl Shared {
                 chain.overlays.sort_by_key(depth);
             }
             let loaded = self.registry.compose(&chain, &[overlay])?;
-            let mut found = at_unit(&u, &at, loaded.diagnostics);
-            if found.is_empty()
-                && let Some(wf) = loaded.workflow
-                && let Err(e) = self.check_levels(&wf)
+            if let Some(wf) = &loaded.workflow
+                && let Err(e) = self.check_levels(wf)
             {
-                found.push(overlay_error(overlay, "", e.to_string()));
+                problems.add(&u, &at, vec![overlay.error("", e.to_string())]);
             }
-            problems.extend(found);
+            problems.add(&u, &at, loaded.diagnostics);
         }
-        Ok(problems)
+        Ok(problems.into_diagnostics())
     }
 
     /// Schedules fire per region: the whole organisation, and each unit that runs its own
@@ -381,7 +392,14 @@ impl Shared {
     }
 }
 
-async fn set_live(conn: &mut sqlx::AnyConnection, workflow: &str, unit: &str, version: u32, by: &str, at: i64) -> Result<()> {
+async fn set_live(
+    conn: &mut sqlx::AnyConnection,
+    workflow: &str,
+    unit: &str,
+    version: u32,
+    by: &str,
+    at: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO overlay_live (workflow_id, unit_id, version, set_by, set_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (workflow_id, unit_id) DO UPDATE SET version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
@@ -396,18 +414,32 @@ async fn set_live(conn: &mut sqlx::AnyConnection, workflow: &str, unit: &str, ve
     Ok(())
 }
 
-/// Errors of composing at a unit, each saying which unit's composition it broke.
-fn at_unit(unit: &str, info: &UnitInfo, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diagnostics
-        .into_iter()
-        .filter(Diagnostic::is_error)
-        .map(|d| Diagnostic {
-            message: format!("{} (at unit {} \"{unit}\")", d.message, info.name),
-            ..d
-        })
-        .collect()
-}
+/// Errors of composing at several units, each reported once with the units it breaks.
+#[derive(Default)]
+struct Problems(std::collections::BTreeMap<(String, usize, usize, String), Vec<String>>);
 
-fn overlay_error(overlay: &Overlay, pointer: &str, message: String) -> Diagnostic {
-    overlay.error(pointer, message)
+impl Problems {
+    fn add(&mut self, unit: &str, info: &UnitInfo, diagnostics: Vec<Diagnostic>) {
+        for d in diagnostics.into_iter().filter(Diagnostic::is_error) {
+            let units = self.0.entry((d.file, d.line, d.col, d.message)).or_default();
+            units.push(format!("{} \"{unit}\"", info.name));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.0
+            .into_iter()
+            .map(|((file, line, col, message), units)| Diagnostic {
+                file,
+                line,
+                col,
+                severity: civicflow_engine::Severity::Error,
+                message: format!("{message} (at {})", units.join(", ")),
+            })
+            .collect()
+    }
 }

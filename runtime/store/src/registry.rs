@@ -10,9 +10,11 @@
 use crate::db::{Store, first_publication, millis};
 use crate::error::{Result, StoreError};
 use chrono::{DateTime, Utc};
+use civicflow_engine::Diagnostic;
 use civicflow_engine::Workflow;
-use civicflow_engine::overlay::{Overlay, OverlayPin};
+use civicflow_engine::overlay::{Overlay, OverlayPin, compose};
 use civicflow_engine::validate::{Loaded, load, load_composed};
+use civicflow_engine::yaml::SourceDoc;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -172,31 +174,40 @@ impl Registry {
     }
 
     pub(crate) fn compose_on(&self, base: &Workflow, pins: &[OverlayPin], extra: &[&Overlay]) -> Result<Loaded> {
+        let published = self.layers(base.id(), pins, extra)?;
+        let layers = with_extra(&published, pins, extra);
+        Ok(load_composed(&source_name(base), &base.source, &layers))
+    }
+
+    /// The composed document of `chain`, each part with the file and line it came from
+    /// (for `civicflow show`), or why it does not compose.
+    pub fn composed_document(&self, chain: &Chain) -> Result<Result<SourceDoc, Vec<Diagnostic>>> {
+        let base = self
+            .get(&chain.workflow, chain.version)
+            .ok_or_else(|| StoreError::NotFound(format!("workflow {}@{}", chain.workflow, chain.version)))?;
+        let published = self.layers(&chain.workflow, &chain.overlays, &[])?;
+        let layers = with_extra(&published, &chain.overlays, &[]);
+        Ok(SourceDoc::parse(&source_name(&base), &base.source)
+            .map_err(|d| vec![d])
+            .and_then(|doc| compose(&doc, &layers)))
+    }
+
+    /// The published overlays `pins` name (those of units in `extra` are left out).
+    fn layers(&self, workflow: &str, pins: &[OverlayPin], extra: &[&Overlay]) -> Result<Vec<Option<Arc<Overlay>>>> {
         let inner = self.read();
-        let mut layers: Vec<&Overlay> = Vec::new();
-        for pin in pins {
-            if let Some(o) = extra.iter().find(|o| o.unit == pin.unit) {
-                layers.push(o);
-                continue;
-            }
-            let published = inner
-                .overlays
-                .get(&(base.id().to_string(), pin.unit.clone()))
-                .and_then(|vs| vs.get(&pin.version))
-                .ok_or_else(|| StoreError::NotFound(format!("overlay of \"{}\" at {pin}", base.id())))?;
-            layers.push(&published.overlay);
-        }
-        for o in extra {
-            if !pins.iter().any(|p| p.unit == o.unit) {
-                layers.push(o);
-            }
-        }
-        let file = if base.file.is_empty() {
-            format!("{}@{}", base.id(), base.version())
-        } else {
-            base.file.clone()
-        };
-        Ok(load_composed(&file, &base.source, &layers))
+        pins.iter()
+            .map(|pin| {
+                if extra.iter().any(|o| o.unit == pin.unit) {
+                    return Ok(None);
+                }
+                inner
+                    .overlays
+                    .get(&(workflow.to_string(), pin.unit.clone()))
+                    .and_then(|vs| vs.get(&pin.version))
+                    .map(|p| Some(p.overlay.clone()))
+                    .ok_or_else(|| StoreError::NotFound(format!("overlay of \"{workflow}\" at {pin}")))
+            })
+            .collect()
     }
 
     /// Every version of the overlay of `workflow` at `unit`, oldest first.
@@ -270,6 +281,34 @@ impl Registry {
     }
 }
 
+/// `published` (by pin, None where `extra` has that unit's) with the extra overlays in their
+/// unit's place or after the rest.
+fn with_extra<'a>(
+    published: &'a [Option<Arc<Overlay>>],
+    pins: &[OverlayPin],
+    extra: &[&'a Overlay],
+) -> Vec<&'a Overlay> {
+    let mut layers: Vec<&Overlay> = pins
+        .iter()
+        .zip(published)
+        .filter_map(|(pin, p)| match p {
+            Some(o) => Some(o.as_ref()),
+            None => extra.iter().find(|o| o.unit == pin.unit).copied(),
+        })
+        .collect();
+    layers.extend(extra.iter().filter(|o| !pins.iter().any(|p| p.unit == o.unit)).copied());
+    layers
+}
+
+/// The name diagnostics give the base's text: the file it was published from.
+fn source_name(base: &Workflow) -> String {
+    if base.file.is_empty() {
+        format!("{}@{}", base.id(), base.version())
+    } else {
+        base.file.clone()
+    }
+}
+
 fn newest(inner: &Inner, id: &str) -> Option<Arc<Workflow>> {
     inner
         .bases
@@ -311,7 +350,11 @@ impl Store {
             }
             let file: String = r.try_get("file")?;
             let source: String = r.try_get("source")?;
-            let file = if file.is_empty() { format!("{id}@{version}") } else { file };
+            let file = if file.is_empty() {
+                format!("{id}@{version}")
+            } else {
+                file
+            };
             let loaded = load(&file, &source);
             let wf = loaded.workflow.ok_or_else(|| {
                 let first = loaded.diagnostics.first().map(ToString::to_string).unwrap_or_default();
@@ -333,7 +376,9 @@ impl Store {
             let (file, source): (String, String) = (r.try_get("file")?, r.try_get("source")?);
             let overlay = Overlay::load(&file, &source).map_err(|d| {
                 let first = d.first().map(ToString::to_string).unwrap_or_default();
-                StoreError::Corrupt(format!("stored overlay of {workflow} at {unit}@{version} no longer loads: {first}"))
+                StoreError::Corrupt(format!(
+                    "stored overlay of {workflow} at {unit}@{version} no longer loads: {first}"
+                ))
             })?;
             registry.insert_overlay(PublishedOverlay {
                 overlay: Arc::new(overlay),

@@ -586,7 +586,9 @@ impl Shared {
                 load_unit_path(&mut tx, &region).await?
             };
             let wf = self.registry.resolve(&workflow_id, &region_path)?;
-            let Some((wf, schedule)) = wf.as_ref().and_then(|wf| Some((wf, wf.def.schedules.iter().find(|s| s.id == schedule_id)?)))
+            let Some((wf, schedule)) = wf
+                .as_ref()
+                .and_then(|wf| Some((wf, wf.def.schedules.iter().find(|s| s.id == schedule_id)?)))
             else {
                 sqlx::query("DELETE FROM schedule_runs WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3")
                     .bind(&workflow_id)
@@ -639,13 +641,15 @@ impl Shared {
                 started += 1;
             }
             let next = wf.next_schedule_time(&schedule_id, due).map(millis).unwrap_or(i64::MAX);
-            sqlx::query("UPDATE schedule_runs SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $4")
-                .bind(&workflow_id)
-                .bind(&schedule_id)
-                .bind(next)
-                .bind(&region)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE schedule_runs SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $4",
+            )
+            .bind(&workflow_id)
+            .bind(&schedule_id)
+            .bind(next)
+            .bind(&region)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             metrics::counter!("civicflow_transitions_total", "source" => "schedule", "outcome" => "applied")
                 .increment(targets_started as u64);
