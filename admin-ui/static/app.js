@@ -28,6 +28,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
+    // Each unit may have its own version of a form (its overlays): show that unit's.
+    document.querySelectorAll("select[data-switch-unit]").forEach(function (select) {
+      select.addEventListener("change", function () {
+        location.search = "?unit=" + encodeURIComponent(select.value);
+      });
+    });
     document.querySelectorAll("form").forEach(function (form) {
       applyConditions(form);
       form.addEventListener("change", function () { applyConditions(form); });

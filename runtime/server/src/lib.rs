@@ -10,20 +10,19 @@ mod metrics_api;
 pub mod open311;
 mod plugin_api;
 pub mod plugins;
-mod scheduler;
+pub mod scheduler;
 pub mod signal_api;
 mod uploads;
 pub mod web;
 pub mod work_api;
+pub mod workflow_api;
 
 use axum::extract::DefaultBodyLimit;
-use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use civicflow_engine::{SystemClock, definition::localize};
+use civicflow_engine::SystemClock;
 use civicflow_plugin_host::{Host, PluginRules};
 use civicflow_store::{Runtime, Store};
-use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use utoipa::OpenApi as _;
@@ -114,8 +113,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         attachments.layer(DefaultBodyLimit::max(uploads::MAX_UPLOAD_BYTES + 1)),
     );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(list_workflows))
-        .routes(routes!(workflow_detail))
+        .routes(routes!(workflow_api::list))
+        .routes(routes!(workflow_api::detail))
+        .routes(routes!(workflow_api::publish))
+        .routes(routes!(workflow_api::list_overlays))
+        .routes(routes!(workflow_api::set_live))
         .routes(routes!(work_api::start))
         .routes(routes!(work_api::instance))
         .routes(routes!(work_api::tasks))
@@ -149,44 +151,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_api::render))
         .route_layer(axum::middleware::from_fn(metrics_api::count_requests))
         .with_state(state)
-}
-
-/// Published workflows, newest version of each.
-#[utoipa::path(get, path = "/api/workflows", tag = "workflows",
-    responses((status = 200, body = Object, description = "`{workflows: [{id, version, title, titles}]}`")))]
-async fn list_workflows(State(state): State<AppState>) -> Json<Value> {
-    let items: Vec<Value> = state
-        .runtime
-        .registry
-        .all_latest()
-        .iter()
-        .map(|wf| json!({"id": wf.id(), "version": wf.version(), "title": localize(&wf.def.title, "zh-CN"), "titles": wf.def.title}))
-        .collect();
-    Json(json!({"workflows": items}))
-}
-
-/// One workflow: its start roles and form, and every form's JSON Schema and UI hints, so a
-/// client can build its own screens.
-#[utoipa::path(get, path = "/api/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Object, description = "`{id, version, title, start: {roles, form}, forms: {name: {title, schema, ui}}}`"),
-        (status = 404, body = api::ErrorBody)))]
-async fn workflow_detail(
-    State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<Value>, api::ApiError> {
-    let wf = state.runtime.registry.latest(&id).ok_or_else(|| {
-        api::ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            format!("workflow \"{id}\" not found"),
-        )
-    })?;
-    Ok(Json(json!({
-        "id": wf.id(), "version": wf.version(), "title": wf.def.title,
-        "start": {"roles": wf.def.start.roles, "form": wf.def.start.form},
-        "forms": wf.def.forms,
-    })))
 }
 
 /// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.

@@ -83,37 +83,69 @@ struct Service {
     name: String,
 }
 
-fn services_of(state: &AppState) -> Vec<Service> {
-    let mut out = Vec::new();
-    for wf in state.runtime.registry.all_latest() {
-        let Some(cfg) = &wf.def.open311 else { continue };
-        let field = wf
-            .def
-            .start
-            .form
-            .as_ref()
-            .and_then(|f| wf.def.forms.get(f))
-            .and_then(|f| f.schema.pointer(&format!("/properties/{}/oneOf", cfg.service_field)))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for choice in field {
-            let Some(code) = choice.get("const").and_then(Value::as_str) else {
-                continue;
-            };
+/// The services the unit on `unit_path` offers: each workflow as that unit has it (a
+/// community's own category is a service there, not elsewhere). `""`: the shared base.
+fn services_of(state: &AppState, unit_path: &str) -> Vec<Service> {
+    state
+        .runtime
+        .registry
+        .offered_at(unit_path)
+        .into_iter()
+        .flat_map(|wf| services_in(&wf))
+        .collect()
+}
+
+/// The services of one workflow: the choices of its service field.
+fn services_in(wf: &Arc<Workflow>) -> Vec<Service> {
+    let Some(cfg) = &wf.def.open311 else {
+        return Vec::new();
+    };
+    let field = wf
+        .def
+        .start
+        .form
+        .as_ref()
+        .and_then(|f| wf.def.forms.get(f))
+        .and_then(|f| f.schema.pointer(&format!("/properties/{}/oneOf", cfg.service_field)))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    field
+        .iter()
+        .filter_map(|choice| {
+            let code = choice.get("const").and_then(Value::as_str)?;
             let name = choice.get("title").and_then(Value::as_str).unwrap_or(code).to_string();
-            out.push(Service {
+            Some(Service {
                 wf: wf.clone(),
                 code: code.to_string(),
                 name,
-            });
-        }
-    }
-    out
+            })
+        })
+        .collect()
 }
 
-async fn services(State(state): State<AppState>) -> Response {
-    let list: Vec<Value> = services_of(&state)
+/// Where the caller of a list belongs, if they said who they are: their unit's services.
+async fn caller_unit_path(state: &AppState, headers: &HeaderMap, api_key: Option<&str>) -> Result<String, Response> {
+    let has_key = api_key.is_some() || headers.contains_key(axum::http::header::AUTHORIZATION);
+    if !has_key {
+        return Ok(String::new());
+    }
+    let actor = caller(state, headers, api_key).await?;
+    let profile = state.runtime.store.profile(&actor.person).await.map_err(failed)?;
+    state.runtime.store.unit_path(&profile.unit_id).await.map_err(failed)
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    api_key: Option<String>,
+}
+
+async fn services(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
+    let path = match caller_unit_path(&state, &headers, q.api_key.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let list: Vec<Value> = services_of(&state, &path)
         .iter()
         .map(|s| {
             json!({
@@ -126,11 +158,20 @@ async fn services(State(state): State<AppState>) -> Response {
     Json(list).into_response()
 }
 
-async fn service(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+async fn service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<KeyQuery>,
+    Path(file): Path<String>,
+) -> Response {
     let Some(code) = file.strip_suffix(".json") else {
         return error(StatusCode::NOT_FOUND, "only the JSON format is served");
     };
-    if !services_of(&state).iter().any(|s| s.code == code) {
+    let path = match caller_unit_path(&state, &headers, q.api_key.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if !services_of(&state, &path).iter().any(|s| s.code == code) {
         return error(StatusCode::NOT_FOUND, format!("no service \"{code}\""));
     }
     // No extra attributes: a service takes the standard request fields only.
@@ -171,8 +212,22 @@ async fn create_request(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let Some(service) = services_of(&state).into_iter().find(|s| s.code == req.service_code) else {
-        return error(StatusCode::BAD_REQUEST, format!("no service \"{}\"", req.service_code));
+    let profile = match state.runtime.store.profile(&actor.person).await {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let path = match state.runtime.store.unit_path(&profile.unit_id).await {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let Some(service) = services_of(&state, &path)
+        .into_iter()
+        .find(|s| s.code == req.service_code)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("no service \"{}\" here", req.service_code),
+        );
     };
     let cfg = service
         .wf
@@ -187,10 +242,6 @@ async fn create_request(
             data.insert(field.clone(), Value::String(v.trim().to_string()));
         }
     }
-    let profile = match state.runtime.store.profile(&actor.person).await {
-        Ok(p) => p,
-        Err(e) => return failed(e),
-    };
     // A client that sends an Idempotency-Key may retry without filing twice.
     let key = headers
         .get(crate::work_api::IDEMPOTENCY_HEADER)
@@ -247,8 +298,9 @@ fn status_of(i: &Instance) -> &'static str {
 }
 
 /// A request as GeoReport shows it; `updated` is when its last event happened.
-fn describe(state: &AppState, services: &[Service], i: &Instance, updated: Option<DateTime<Utc>>) -> Option<Value> {
-    let wf = state.runtime.registry.get(&i.workflow, i.workflow_version)?;
+fn describe(state: &AppState, i: &Instance, updated: Option<DateTime<Utc>>) -> Option<Value> {
+    let wf = state.runtime.registry.for_instance(i).ok()?;
+    let services = services_in(&wf);
     let cfg = wf.def.open311.as_ref()?;
     let field = |param: &str| {
         cfg.fields
@@ -301,10 +353,9 @@ fn describe(state: &AppState, services: &[Service], i: &Instance, updated: Optio
 async fn describe_all(state: &AppState, instances: &[Instance]) -> Result<Vec<Value>, Response> {
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     let updated = state.runtime.store.last_event_times(&ids).await.map_err(failed)?;
-    let services = services_of(state);
     Ok(instances
         .iter()
-        .filter_map(|i| describe(state, &services, i, updated.get(&i.id).copied()))
+        .filter_map(|i| describe(state, i, updated.get(&i.id).copied()))
         .collect())
 }
 
@@ -361,7 +412,8 @@ async fn requests_by_id(state: &AppState, actor: &Actor, ids: &str) -> Result<Ve
         let takes_part = state
             .runtime
             .registry
-            .get(&i.workflow, i.workflow_version)
+            .for_instance(&i)
+            .ok()
             .is_some_and(|wf| wf.def.open311.is_some());
         if takes_part && visible(state, actor, &i).await.map_err(|e| failed(e.message))? {
             found.push(i);

@@ -17,6 +17,11 @@ pub async fn run(runtime: Arc<Runtime>, rules: Arc<PluginRules>, mut stamp: Stri
             Ok(s) => stamp = s,
             Err(e) => tracing::error!(error = %e, "reloading plugins failed"),
         }
+        // Workflows and overlays published, rolled back or held through another server or
+        // the CLI: each tick (half a second) picks them up.
+        if let Err(e) = runtime.sync_registry().await {
+            tracing::error!(error = %e, "reloading workflows and overlays failed");
+        }
         // Units or calendars changed by an import or an upload elsewhere.
         if let Err(e) = runtime.sync_places().await {
             tracing::error!(error = %e, "reloading units and calendars failed");

@@ -27,6 +27,9 @@ pub struct InstanceOut {
     pub id: String,
     pub workflow: String,
     pub workflow_version: u32,
+    /// The locality overlays it runs with (`{unit, version}`, root first), pinned at its start.
+    #[schema(value_type = Vec<Object>)]
+    pub overlays: Vec<civicflow_engine::overlay::OverlayPin>,
     pub unit_id: String,
     /// `running` or `completed`.
     pub status: String,
@@ -44,6 +47,7 @@ impl From<&Instance> for InstanceOut {
             id: i.id.clone(),
             workflow: i.workflow.clone(),
             workflow_version: i.workflow_version,
+            overlays: i.overlays.clone(),
             unit_id: i.unit_id.clone(),
             status: i.status.as_str().into(),
             states: i.position.tokens.clone(),
@@ -168,11 +172,7 @@ pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance
     if instance.created_by == actor.person {
         return Ok(true);
     }
-    if let Some(wf) = state
-        .runtime
-        .registry
-        .get(&instance.workflow, instance.workflow_version)
-    {
+    if let Some(wf) = state.runtime.registry.for_instance(instance).ok() {
         let staff = wf.working_roles();
         let in_scope = |g: &civicflow_engine::org::RoleGrant| within(&instance.unit_path, &g.unit_path);
         if actor

@@ -149,6 +149,15 @@ impl Registry {
         })
     }
 
+    /// The workflow an instance runs: its base version with the overlays it started with.
+    pub fn for_instance(&self, i: &civicflow_engine::Instance) -> Result<Arc<Workflow>> {
+        self.pinned(&Chain {
+            workflow: i.workflow.clone(),
+            version: i.workflow_version,
+            overlays: i.overlays.clone(),
+        })
+    }
+
     /// The workflow an instance pinned: a base version with exactly these overlays.
     pub fn pinned(&self, chain: &Chain) -> Result<Arc<Workflow>> {
         if let Some(wf) = self.read().composed.get(chain) {

@@ -343,11 +343,7 @@ impl Shared {
 
     /// The workflow an instance runs: its base version with the overlays it started with.
     pub(crate) fn workflow_of(&self, i: &Instance) -> Result<Arc<Workflow>> {
-        self.registry.pinned(&crate::registry::Chain {
-            workflow: i.workflow.clone(),
-            version: i.workflow_version,
-            overlays: i.overlays.clone(),
-        })
+        self.registry.for_instance(i)
     }
 
     fn fast_writes(&self) -> bool {

@@ -127,27 +127,25 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         Err(e) => return server_error(e, lang),
     };
     let instance_ids: Vec<&str> = all.iter().map(|t| t.task.instance_id.as_str()).collect();
-    let briefs: HashMap<String, String> = match store.instances(&instance_ids).await {
-        Ok(list) => list
-            .iter()
-            .map(|i| {
-                let brief = state
-                    .runtime
-                    .registry
-                    .get(&i.workflow, i.workflow_version)
-                    .map(|wf| brief(&wf, &i.data, lang))
-                    .unwrap_or_default();
-                (i.id.clone(), brief)
-            })
-            .collect(),
+    // Each task is shown with the workflow its instance runs (its own overlays' states).
+    let instances = match store.instances(&instance_ids).await {
+        Ok(list) => list,
         Err(e) => return server_error(e, lang),
     };
+    let pinned: HashMap<&str, Arc<Workflow>> = instances
+        .iter()
+        .filter_map(|i| Some((i.id.as_str(), state.runtime.registry.for_instance(i).ok()?)))
+        .collect();
+    let briefs: HashMap<&str, String> = instances
+        .iter()
+        .filter_map(|i| Some((i.id.as_str(), brief(pinned.get(i.id.as_str())?, &i.data, lang))))
+        .collect();
     let now = state.runtime.now();
     let mut workflows = BTreeMap::new();
     let mut unit_choices = BTreeMap::new();
     let (mut mine, mut pool) = (Vec::new(), Vec::new());
     for t in &all {
-        let Some(wf) = state.runtime.registry.latest(&t.workflow) else {
+        let Some(wf) = pinned.get(t.task.instance_id.as_str()) else {
             continue;
         };
         let wf_title = localize(&wf.def.title, lang).to_string();
@@ -170,7 +168,7 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
             "id": t.task.id,
             "instance": t.task.instance_id,
             "title": state_title(&wf, &t.task.state, lang),
-            "brief": briefs.get(&t.task.instance_id),
+            "brief": briefs.get(t.task.instance_id.as_str()),
             "workflow": wf_title,
             "unit": name_of(&names, &t.task.unit_id, lang),
             "role": t.task.role.as_deref().map(|r| role_title(&wf, r, lang)),
@@ -219,8 +217,8 @@ async fn find_task(
     let wf = state
         .runtime
         .registry
-        .get(&instance.workflow, instance.workflow_version)
-        .ok_or_else(|| Page::not_found(lang))?;
+        .for_instance(&instance)
+        .map_err(|e| server_error(e, lang))?;
     let tasks = store
         .instance_tasks(&instance_id)
         .await
@@ -488,32 +486,52 @@ pub async fn task_claim(
     }
 }
 
-/// Workflows the viewer may start, with the units they may start them in.
-fn startable(state: &AppState, viewer: &Viewer) -> Vec<(Arc<Workflow>, Vec<String>)> {
-    state
-        .runtime
-        .registry
-        .all_latest()
-        .into_iter()
-        .filter_map(|wf| {
-            let mut units: Vec<String> = viewer
-                .actor
-                .roles
-                .iter()
-                .filter(|g| wf.def.start.roles.contains(&g.role))
-                .map(|g| g.unit_id.clone())
-                .collect();
-            units.dedup();
-            (!units.is_empty()).then_some((wf, units))
-        })
-        .collect()
+/// Workflows the viewer may start: by id, the units they may start each in, with the
+/// workflow as that unit has it (its own overlays: its form, who may start it).
+fn startable(state: &AppState, viewer: &Viewer) -> Vec<(String, Vec<(String, Arc<Workflow>)>)> {
+    let registry = &state.runtime.registry;
+    let mut out = Vec::new();
+    for base in registry.all_latest() {
+        let mut units: Vec<(String, Arc<Workflow>)> = Vec::new();
+        for g in &viewer.actor.roles {
+            if units.iter().any(|(u, _)| *u == g.unit_id) {
+                continue;
+            }
+            let Ok(Some(wf)) = registry.resolve(base.id(), &g.unit_path) else {
+                continue;
+            };
+            if wf.available_at(&g.unit_path) && wf.def.start.roles.contains(&g.role) {
+                units.push((g.unit_id.clone(), wf));
+            }
+        }
+        if !units.is_empty() {
+            out.push((base.id().to_string(), units));
+        }
+    }
+    out
+}
+
+/// The workflow `id` as the viewer may start it at `unit` (default: their first unit for it).
+fn startable_at(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    unit: Option<&str>,
+) -> Option<(Arc<Workflow>, String, Vec<String>)> {
+    let (_, units) = startable(state, viewer).into_iter().find(|(w, _)| w == id)?;
+    let (chosen, wf) = match unit {
+        Some(u) => units.iter().find(|(x, _)| x == u)?.clone(),
+        None => units.first()?.clone(),
+    };
+    Some((wf, chosen, units.into_iter().map(|(u, _)| u).collect()))
 }
 
 pub async fn start_list(State(state): State<AppState>, viewer: Viewer) -> Response {
     let lang = viewer.lang;
     let items: Vec<Value> = startable(&state, &viewer)
         .iter()
-        .map(|(wf, _)| {
+        .map(|(_, units)| {
+            let wf = &units[0].1;
             json!({
                 "id": wf.id(),
                 "title": localize(&wf.def.title, lang),
@@ -539,7 +557,7 @@ async fn start_page(
     unit: Option<String>,
 ) -> Response {
     let lang = viewer.lang;
-    let Some((wf, units)) = startable(state, viewer).into_iter().find(|(wf, _)| wf.id() == workflow) else {
+    let Some((wf, unit, units)) = startable_at(state, viewer, workflow, unit.as_deref()) else {
         return Page::not_found(lang);
     };
     let refs: Vec<&str> = units.iter().map(String::as_str).collect();
@@ -558,7 +576,7 @@ async fn start_page(
             action: format!("/start/{workflow}"),
             data,
             errors,
-            unit: unit.unwrap_or_else(|| units[0].clone()),
+            unit,
             units: units.iter().map(|u| (u.clone(), name_of(&names, u, lang))).collect(),
             key,
             instance: None,
@@ -568,7 +586,18 @@ async fn start_page(
     )
 }
 
-pub async fn start_form(State(state): State<AppState>, viewer: Viewer, Path(workflow): Path<String>) -> Response {
+/// `?unit=` on the start page: the form is the one that unit has (its overlays).
+#[derive(serde::Deserialize)]
+pub struct StartQuery {
+    unit: Option<String>,
+}
+
+pub async fn start_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(workflow): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<StartQuery>,
+) -> Response {
     start_page(
         &state,
         &viewer,
@@ -576,7 +605,7 @@ pub async fn start_form(State(state): State<AppState>, viewer: Viewer, Path(work
         StatusCode::OK,
         json!({}),
         BTreeMap::new(),
-        None,
+        q.unit,
     )
     .await
 }
@@ -588,9 +617,6 @@ pub async fn start_submit(
     multipart: Multipart,
 ) -> Response {
     let lang = viewer.lang;
-    let Some(wf) = state.runtime.registry.latest(&workflow) else {
-        return Page::not_found(lang);
-    };
     let mut posted = match read_post(&state, &viewer, multipart).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -600,6 +626,9 @@ pub async fn start_submit(
         Some(posted.values.remove(i).1)
     };
     let unit = take(&mut posted, "_unit").unwrap_or_default();
+    let Some((wf, _, _)) = startable_at(&state, &viewer, &workflow, Some(&unit)) else {
+        return Page::not_found(lang);
+    };
     let key = take(&mut posted, "_key");
     let (data, mut errors) = check(&wf, wf.def.start.form.as_deref(), &mut posted, lang);
     if errors.is_empty() {
@@ -654,7 +683,7 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
     let items: Vec<Value> = started
         .iter()
         .map(|i| {
-            let wf = state.runtime.registry.get(&i.workflow, i.workflow_version);
+            let wf = state.runtime.registry.for_instance(i).ok();
             json!({
                 "id": i.id,
                 "workflow": wf.as_ref().map(|w| localize(&w.def.title, lang).to_string()).unwrap_or_else(|| i.workflow.clone()),
@@ -713,12 +742,9 @@ pub async fn instance_page(
         Ok(false) => return Page::not_found(lang),
         Err(_) => return Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error"),
     }
-    let Some(wf) = state
-        .runtime
-        .registry
-        .get(&instance.workflow, instance.workflow_version)
-    else {
-        return Page::not_found(lang);
+    let wf = match state.runtime.registry.for_instance(&instance) {
+        Ok(wf) => wf,
+        Err(e) => return server_error(e, lang),
     };
     let (tasks, events) = match (store.instance_tasks(&id).await, store.events(&id).await) {
         (Ok(t), Ok(e)) => (t, e),
@@ -731,6 +757,7 @@ pub async fn instance_page(
     people.sort_unstable();
     people.dedup();
     let mut units = vec![instance.unit_id.as_str()];
+    units.extend(instance.overlays.iter().map(|p| p.unit.as_str()));
     units.extend(tasks.iter().map(|t| t.task.unit_id.as_str()));
     units.extend(
         events
@@ -880,6 +907,13 @@ pub async fn instance_page(
             "status": text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
             "unit": name_of(&names, &instance.unit_id, lang),
             "created_at": instance.created_at,
+            // The version it started with and each locality's changes it runs with.
+            "composition": std::iter::once(text(lang, "instance-version", &[("version", instance.workflow_version.into())]))
+                .chain(instance.overlays.iter().map(|p| text(lang, "instance-overlay", &[
+                    ("unit", name_of(&names, &p.unit, lang).into()),
+                    ("version", p.version.into()),
+                ])))
+                .collect::<Vec<_>>(),
             "open": open, "timeline": timeline,
             "notice": filter.done.map(|_| text(lang, "task-done", &[])),
         }),

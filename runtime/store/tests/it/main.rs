@@ -8,5 +8,6 @@ mod audit;
 mod collect;
 mod concurrency;
 mod import;
+mod overlays;
 mod timers;
 mod transitions;
