@@ -172,7 +172,7 @@ pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance
     if instance.created_by == actor.person {
         return Ok(true);
     }
-    if let Some(wf) = state.runtime.registry.for_instance(instance).ok() {
+    if let Ok(wf) = state.runtime.registry.for_instance(instance) {
         let staff = wf.working_roles();
         let in_scope = |g: &civicflow_engine::org::RoleGrant| within(&instance.unit_path, &g.unit_path);
         if actor

@@ -600,8 +600,7 @@ impl Shared {
             let roots = self.registry.region_roots(&workflow_id);
             let in_region = |path: &str| {
                 crate::registry::path_units(path)
-                    .filter(|u| roots.contains(*u))
-                    .next_back()
+                    .rfind(|u| roots.contains(*u))
                     .unwrap_or_default()
                     == region
             };
@@ -632,7 +631,7 @@ impl Shared {
                 let data = wf
                     .schedule_data(schedule, &person, &unit, due, ledger, &places.calendar(&path))
                     .map_err(EngineError::Evaluation)?;
-                let s = self.start_step(&wf, &Actor::system(), &unit, &path, data)?;
+                let s = self.start_step(wf, &Actor::system(), &unit, &path, data)?;
                 commit(&mut tx, s, None, now).await?;
                 started += 1;
             }

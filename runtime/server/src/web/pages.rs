@@ -167,11 +167,11 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         let item = json!({
             "id": t.task.id,
             "instance": t.task.instance_id,
-            "title": state_title(&wf, &t.task.state, lang),
+            "title": state_title(wf, &t.task.state, lang),
             "brief": briefs.get(t.task.instance_id.as_str()),
             "workflow": wf_title,
             "unit": name_of(&names, &t.task.unit_id, lang),
-            "role": t.task.role.as_deref().map(|r| role_title(&wf, r, lang)),
+            "role": t.task.role.as_deref().map(|r| role_title(wf, r, lang)),
             "claimed_by": t.task.claimed_by.as_deref().map(|p| name_of(&names, p, lang)),
             "due": due,
             "overdue": overdue,
@@ -486,13 +486,16 @@ pub async fn task_claim(
     }
 }
 
+/// A unit id and the workflow as that unit has it.
+type AtUnit = (String, Arc<Workflow>);
+
 /// Workflows the viewer may start: by id, the units they may start each in, with the
 /// workflow as that unit has it (its own overlays: its form, who may start it).
-fn startable(state: &AppState, viewer: &Viewer) -> Vec<(String, Vec<(String, Arc<Workflow>)>)> {
+fn startable(state: &AppState, viewer: &Viewer) -> Vec<(String, Vec<AtUnit>)> {
     let registry = &state.runtime.registry;
     let mut out = Vec::new();
     for base in registry.all_latest() {
-        let mut units: Vec<(String, Arc<Workflow>)> = Vec::new();
+        let mut units: Vec<AtUnit> = Vec::new();
         for g in &viewer.actor.roles {
             if units.iter().any(|(u, _)| *u == g.unit_id) {
                 continue;
