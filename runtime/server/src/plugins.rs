@@ -107,7 +107,8 @@ pub fn check_binding(workflow: Option<&Workflow>, binding: &Binding, plugin_hook
     Ok(())
 }
 
-/// Bind a hook to a published plugin version that declares it.
+/// Bind a hook to a published plugin version that declares it, for a hook the workflow has
+/// at the binding's unit.
 pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Result<(), PublishError> {
     let published = store.plugins().await?;
     let record = published
@@ -120,7 +121,10 @@ pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Res
         .flatten()
         .filter_map(|h| h.as_str().map(str::to_string))
         .collect();
-    check_binding(workflows.latest(&binding.workflow).as_deref(), binding, &hooks).map_err(PublishError::Invalid)?;
+    // The workflow as the binding's unit has it: an overlay there may add the hook.
+    let unit_path = store.unit_path(&binding.unit_id).await.unwrap_or_default();
+    let wf = workflows.resolve(&binding.workflow, &unit_path)?;
+    check_binding(wf.as_deref(), binding, &hooks).map_err(PublishError::Invalid)?;
     store
         .bind(&BindingRecord {
             unit_id: binding.unit_id.clone(),
