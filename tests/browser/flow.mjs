@@ -205,6 +205,27 @@ try {
     step("a dispatcher picks the department by its name");
   }
 
+  // 10. Xincun grid 1 runs its own version of the report (workflows/overlays/): a required
+  // households field and Xincun community's elderly-care category, which Guoyuan lacks.
+  {
+    await zhao.page.goto(`${BASE}/start/ticket`);
+    assert.match(await zhao.page.textContent("form.card"), /涉及户数/);
+    assert.match(await zhao.page.textContent("#f-category"), /养老服务/);
+    await zhao.page.selectOption("#f-category", "elderly");
+    await zhao.page.fill("#f-description", "独居老人家中无人应答");
+    await zhao.page.fill("#f-location", "新村2号楼");
+    assert.equal(await zhao.page.getAttribute("#f-households", "required"), "", "the grid's own required field");
+    await zhao.page.fill("#f-households", "1");
+    await shot(zhao.page, "10-overlay-form-phone");
+    await submit(zhao.page);
+    const detail = await zhao.page.textContent("main");
+    assert.match(detail, /社区服务台受理/, "the community's own first desk");
+    assert.match(detail, /新村社区调整第 1 版/, "the page says which local changes it runs with");
+    await wang.page.goto(`${BASE}/start/ticket`);
+    assert.doesNotMatch(await wang.page.textContent("form.card"), /涉及户数|养老服务/);
+    step("a grid's own version of the report form, and its neighbour's default");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {

@@ -11,8 +11,9 @@
 //! - lists of transitions, escalations, timers, schedules, credits and `oneOf`/`anyOf`
 //!   choices are matched item by item on a stable key (`id`, else the transition's target,
 //!   the escalation's role, the timer's target, the credit's account, the choice's `const`);
-//!   an unmatched item is added (where `before:`/`after:` says), `hide: true` removes one;
-//! - other lists are replaced, or edited with `{add: [...], remove: [...], before|after}`;
+//!   an unmatched item is added (where `insert_before:`/`insert_after:` says), `hide: true`
+//!   removes one;
+//! - other lists are replaced, or edited with `{add: [...], remove: [...], insert_before|insert_after}`;
 //! - value positions (`to`, `due`, `after`, `at`, `when`, a `set` entry...) are replaced whole.
 
 use crate::definition::{DEFAULT_LANG, Localized};
@@ -293,12 +294,12 @@ impl Node {
         matches!(&self.body, Body::Map(e) if e.len() == 1 && e[0].0 == "hide" && matches!(e[0].1.body, Body::Leaf(Value::Bool(true))))
     }
 
-    /// `{add: [...], remove: [...], before|after: x}`: an edit of a plain list.
+    /// `{add: [...], remove: [...], insert_before|insert_after: x}`: an edit of a plain list.
     fn is_list_edit(&self) -> bool {
-        matches!(&self.body, Body::Map(e) if !e.is_empty() && e.iter().all(|(k, _)| matches!(k.as_str(), "add" | "remove" | "before" | "after")) && e.iter().any(|(k, _)| k == "add" || k == "remove"))
+        matches!(&self.body, Body::Map(e) if !e.is_empty() && e.iter().all(|(k, _)| matches!(k.as_str(), "add" | "remove" | "insert_before" | "insert_after")) && e.iter().any(|(k, _)| k == "add" || k == "remove"))
     }
 
-    /// Take a directive key out of a list item (`hide`, `before`, `after`).
+    /// Take a directive key out of a list item (`hide`, `insert_before`, `insert_after`).
     fn take(&mut self, key: &str) -> Option<Node> {
         match &mut self.body {
             Body::Map(entries) => {
@@ -571,8 +572,8 @@ impl Composer {
                 continue;
             }
             let hide = change.take("hide");
-            let before = change.take("before");
-            let after = change.take("after");
+            let before = change.take("insert_before");
+            let after = change.take("insert_after");
             let key = kind.key(&change);
             let found = key
                 .as_ref()
@@ -638,7 +639,7 @@ impl Composer {
         }
     }
 
-    /// `{add, remove, before|after}` on a list of plain values.
+    /// `{add, remove, insert_before|insert_after}` on a list of plain values.
     fn edit_list(&mut self, base: &mut Node, mut edit: Node) {
         let Body::List(items) = &mut base.body else { return };
         let values = |n: Option<Node>| match n.map(|n| n.body) {
@@ -659,9 +660,9 @@ impl Composer {
             }
         }
         let anchor = edit
-            .take("before")
+            .take("insert_before")
             .map(|n| (n, true))
-            .or_else(|| edit.take("after").map(|n| (n, false)));
+            .or_else(|| edit.take("insert_after").map(|n| (n, false)));
         let mut at = items.len();
         if let Some((anchor, before)) = anchor {
             let v = anchor.value();
@@ -865,7 +866,7 @@ states:
     #[test]
     fn maps_merge_keyed_lists_match_and_plain_lists_edit() {
         let doc = compose_texts(&[
-            "extends: t\nunit: u\nversion: 1\nforms:\n  f:\n    schema:\n      required: {add: [n]}\n      properties:\n        n: {type: integer}\n        kind:\n          oneOf:\n            - {const: two, hide: true}\n            - {const: three, title: 三, before: one}\nstates:\n  s1:\n    due: 2d\n    transitions:\n      - {to: s3, when: \"form.x == 'b'\", before: done}\n  s3: {type: task, assign: {role: a}, transitions: [{to: done}]}\n",
+            "extends: t\nunit: u\nversion: 1\nforms:\n  f:\n    schema:\n      required: {add: [n]}\n      properties:\n        n: {type: integer}\n        kind:\n          oneOf:\n            - {const: two, hide: true}\n            - {const: three, title: 三, insert_before: one}\nstates:\n  s1:\n    due: 2d\n    transitions:\n      - {to: s3, when: \"form.x == 'b'\", insert_before: done}\n  s3: {type: task, assign: {role: a}, transitions: [{to: done}]}\n",
         ])
         .unwrap();
         let v = &doc.value;
@@ -890,6 +891,18 @@ states:
         assert_eq!(doc.origin("/states/s1/assign").0, "base.yaml");
         assert_eq!(doc.origin("/states/s1/transitions/1/to").0, "o0.yaml");
         assert_eq!(doc.origin("/states/s1/transitions/2/to").0, "base.yaml");
+    }
+
+    #[test]
+    fn an_escalations_own_after_is_a_field_not_a_place() {
+        let doc = compose_texts(&[
+            "extends: t\nunit: u\nversion: 1\nstates:\n  s1:\n    escalate:\n      - {id: first, after: 12h}\n",
+        ])
+        .unwrap();
+        assert_eq!(
+            doc.value["states"]["s1"]["escalate"],
+            serde_json::json!([{"id": "first", "to": "a", "after": "12h"}])
+        );
     }
 
     #[test]
@@ -955,7 +968,7 @@ states:
     fn the_composed_workflow_is_checked_whole_and_errors_point_into_the_overlay() {
         let overlay = Overlay::load(
             "street.overlay.yaml",
-            "extends: t\nunit: u\nversion: 1\nstates:\n  s1:\n    due: \"1 +\"\n    transitions:\n      - {to: nowhere, before: done}\n    colour: red\n",
+            "extends: t\nunit: u\nversion: 1\nstates:\n  s1:\n    due: \"1 +\"\n    transitions:\n      - {to: nowhere, insert_before: done}\n    colour: red\n",
         )
         .unwrap();
         let loaded = crate::validate::load_composed("base.yaml", BASE, &[&overlay]);

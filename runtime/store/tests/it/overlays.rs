@@ -17,7 +17,7 @@ version: 1
 states:
   check:
     transitions:
-      - {to: second_look, when: \"data.amount > 500\", before: manager_review}
+      - {to: second_look, when: \"data.amount > 500\", insert_before: manager_review}
   second_look:
     type: task
     form: decision
