@@ -99,23 +99,18 @@ impl Overlay {
         }
     }
 
-    /// A diagnostic at the overlay's `unit:` line (a unit it may not name, say).
-    pub fn unit_error(&self, message: impl Into<String>) -> Diagnostic {
-        self.doc.error("/unit", message)
-    }
-
     /// A diagnostic at the node at `pointer` of the overlay file.
     pub fn error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         self.doc.error(pointer, message)
     }
 
-    /// Literal unit ids the overlay writes (its `available_in` and schedules' `unit`), with
-    /// where: an overlay may only name units of its own subtree.
-    pub fn named_units(&self) -> Vec<(String, Diagnostic)> {
+    /// Literal unit ids the overlay writes (its `available_in` and schedules' `unit`), each
+    /// with its JSON pointer: an overlay may only name units of its own subtree.
+    pub fn named_units(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut at = |pointer: String, v: &Value| {
             if let Some(u) = v.as_str() {
-                out.push((u.to_string(), self.doc.error(&pointer, String::new())));
+                out.push((u.to_string(), pointer));
             }
         };
         if let Some(list) = self.doc.value["available_in"].as_array() {

@@ -141,7 +141,7 @@ pub async fn publish(
     let unit_path = match state.runtime.store.unit_path(&overlay.unit).await {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => {
-            let d = vec![overlay.unit_error(format!("no unit \"{}\" in the organisation", overlay.unit))];
+            let d = vec![overlay.error("/unit", format!("no unit \"{}\" in the organisation", overlay.unit))];
             return Err(StoreError::Refused("the overlay names a unit that does not exist".into(), d).into());
         }
         Err(e) => return Err(e.into()),

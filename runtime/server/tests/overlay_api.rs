@@ -41,6 +41,24 @@ fn elderly_report(unit: &str) -> Value {
     json!({"workflow": "ticket", "unit": unit, "data": {"category": "elderly", "description": "独居老人家中无人应答", "location": "新村2号楼"}})
 }
 
+/// zhao reports an elderly-care case in Xincun grid 1.
+async fn report_in_xincun(app: &App) -> (StatusCode, Value) {
+    let body = elderly_report("guoyuan-c2-g1");
+    app.call("POST", "/api/instances", Some("zhao"), Some(body), None).await
+}
+
+async fn set_live(app: &App, who: &str, version: u32) -> (StatusCode, Value) {
+    let body = json!({"version": version});
+    app.call(
+        "PUT",
+        "/api/overlays/ticket/guoyuan-c2/live",
+        Some(who),
+        Some(body),
+        None,
+    )
+    .await
+}
+
 fn categories(detail: &Value) -> Vec<String> {
     detail["forms"]["report"]["schema"]["properties"]["category"]["oneOf"]
         .as_array()
@@ -76,15 +94,7 @@ async fn a_communitys_admin_changes_its_own_subtree_and_its_sibling_keeps_the_de
     assert_eq!(sibling["composition"]["overlays"], json!([]));
     assert!(!categories(&sibling).contains(&"elderly".to_string()));
 
-    let (status, started) = app
-        .call(
-            "POST",
-            "/api/instances",
-            Some("zhao"),
-            Some(elderly_report("guoyuan-c2-g1")),
-            None,
-        )
-        .await;
+    let (status, started) = report_in_xincun(&app).await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
     assert_eq!(started["instance"]["states"], json!(["community_desk"]));
     assert_eq!(
@@ -176,50 +186,17 @@ async fn a_rollback_gives_the_next_instance_the_earlier_version_and_running_ones
         .replace("version: 1\n", "version: 2\n")
         .replace("    due: 4h\n", "    due: 2h\n");
     assert_eq!(publish(&app, "tian", &v2).await.0, StatusCode::CREATED);
-    let (_, first) = app
-        .call(
-            "POST",
-            "/api/instances",
-            Some("zhao"),
-            Some(elderly_report("guoyuan-c2-g1")),
-            None,
-        )
-        .await;
+    let (_, first) = report_in_xincun(&app).await;
     assert_eq!(
         first["instance"]["overlays"],
         json!([{"unit": "guoyuan-c2", "version": 2}])
     );
 
-    let live = json!({"version": 1});
-    let (status, _) = app
-        .call(
-            "PUT",
-            "/api/overlays/ticket/guoyuan-c2/live",
-            Some("zhao"),
-            Some(live.clone()),
-            None,
-        )
-        .await;
+    let (status, _) = set_live(&app, "zhao", 1).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, answer) = app
-        .call(
-            "PUT",
-            "/api/overlays/ticket/guoyuan-c2/live",
-            Some("tian"),
-            Some(live),
-            None,
-        )
-        .await;
+    let (status, answer) = set_live(&app, "tian", 1).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (_, second) = app
-        .call(
-            "POST",
-            "/api/instances",
-            Some("zhao"),
-            Some(elderly_report("guoyuan-c2-g1")),
-            None,
-        )
-        .await;
+    let (_, second) = report_in_xincun(&app).await;
     assert_eq!(
         second["instance"]["overlays"],
         json!([{"unit": "guoyuan-c2", "version": 1}])

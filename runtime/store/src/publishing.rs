@@ -111,23 +111,21 @@ impl Shared {
             ));
         }
         let Some(info) = self.unit_if_any(&overlay.unit).await? else {
-            let d = vec![overlay.unit_error(format!("no unit \"{}\" in the organisation", overlay.unit))];
+            let d = vec![overlay.error("/unit", format!("no unit \"{}\" in the organisation", overlay.unit))];
             return Err(refuse("the overlay names a unit that does not exist".into(), d));
         };
         let mut outside = Vec::new();
-        for (named, at) in overlay.named_units() {
+        for (named, pointer) in overlay.named_units() {
             let inside = self
                 .unit_if_any(&named)
                 .await?
                 .is_some_and(|u| u.path.starts_with(&info.path));
             if !inside {
-                outside.push(Diagnostic {
-                    message: format!(
-                        "\"{named}\" is not a unit of {}'s subtree; an overlay changes its own subtree only",
-                        info.name
-                    ),
-                    ..at
-                });
+                let message = format!(
+                    "\"{named}\" is not a unit of {}'s subtree; an overlay changes its own subtree only",
+                    info.name
+                );
+                outside.push(overlay.error(&pointer, message));
             }
         }
         if !outside.is_empty() {
@@ -246,12 +244,7 @@ impl Shared {
         let mut units: BTreeSet<String> = BTreeSet::from([unit.to_string()]);
         units.extend(self.registry.live_overlays(id).into_iter().map(|(u, _)| u));
         for u in units {
-            let at = if u == unit {
-                self.unit(&u).await.ok()
-            } else {
-                self.unit_if_any(&u).await?
-            };
-            let Some(at) = at.filter(|a| a.path.starts_with(&info.path)) else {
+            let Some(at) = self.unit_if_any(&u).await?.filter(|a| a.path.starts_with(&info.path)) else {
                 continue;
             };
             let Some(mut chain) = self.registry.chain_without_hold(id, &at.path, Some(unit)) else {
@@ -292,48 +285,25 @@ impl Shared {
             for s in &wf.def.schedules {
                 let signature = format!("{} {}", s.cron, s.time_zone.as_deref().unwrap_or(""));
                 wanted.insert((s.id.clone(), region.clone()));
-                let armed: Option<String> = sqlx::query_scalar(
-                    "SELECT cron FROM schedule_runs WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3",
-                )
-                .bind(id)
-                .bind(&s.id)
-                .bind(region)
-                .fetch_optional(&self.store.pool)
-                .await?;
                 let next = wf.next_schedule_time(&s.id, now).map(millis).unwrap_or(i64::MAX);
-                match armed {
-                    None => {
-                        sqlx::query("INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                            .bind(id)
-                            .bind(&s.id)
-                            .bind(region)
-                            .bind(&signature)
-                            .bind(next)
-                            .execute(&self.store.pool)
-                            .await?;
-                    }
-                    // Armed before crons were recorded: keep its time (it may be catching up).
-                    Some(c) if c.is_empty() => {
-                        sqlx::query("UPDATE schedule_runs SET cron = $4 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3")
-                            .bind(id)
-                            .bind(&s.id)
-                            .bind(region)
-                            .bind(&signature)
-                            .execute(&self.store.pool)
-                            .await?;
-                    }
-                    Some(c) if c != signature => {
-                        sqlx::query("UPDATE schedule_runs SET cron = $4, next_at = $5 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3")
-                            .bind(id)
-                            .bind(&s.id)
-                            .bind(region)
-                            .bind(&signature)
-                            .bind(next)
-                            .execute(&self.store.pool)
-                            .await?;
-                    }
-                    Some(_) => {}
-                }
+                sqlx::query("INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .bind(&s.id)
+                    .bind(region)
+                    .bind(&signature)
+                    .bind(next)
+                    .execute(&self.store.pool)
+                    .await?;
+                // A changed cron re-times the region's schedule; one armed before crons were
+                // recorded ('') keeps its time, which may be catching up a missed period.
+                sqlx::query("UPDATE schedule_runs SET cron = $4, next_at = CASE WHEN cron = '' THEN next_at ELSE $5 END WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3 AND cron <> $4")
+                    .bind(id)
+                    .bind(&s.id)
+                    .bind(region)
+                    .bind(&signature)
+                    .bind(next)
+                    .execute(&self.store.pool)
+                    .await?;
             }
         }
         let armed = sqlx::query("SELECT schedule_id, region FROM schedule_runs WHERE workflow_id = $1")

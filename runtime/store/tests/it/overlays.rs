@@ -58,7 +58,7 @@ async fn a_base_version_an_overlay_no_longer_applies_to_is_refused_at_the_overla
         };
         let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         for wanted in [
-            "a.overlay.yaml:7:62: error: no transition \"manager_review\" here to place this one next to",
+            "a.overlay.yaml:7:69: error: no transition \"manager_review\" here to place this one next to",
             "a.overlay.yaml:13:14: error: unknown state \"manager_review\"",
         ] {
             assert!(
