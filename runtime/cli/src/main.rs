@@ -155,6 +155,9 @@ enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Nested units with an overlay each above the clerk's (0: the base workflow alone).
+        #[arg(long, default_value_t = 0)]
+        overlays: usize,
     },
 }
 
@@ -361,6 +364,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             db,
             instances,
             concurrency,
-        } => bench::run(db.as_deref(), instances, concurrency.max(1)).await,
+            overlays,
+        } => bench::run(db.as_deref(), instances, concurrency.max(1), overlays).await,
     }
 }
