@@ -125,7 +125,7 @@ try {
 
   // 3. The grid worker verifies on site.
   await openTask(wang.page, "网格核实");
-  await wang.page.check("#f-resolved");
+  await wang.page.check('input[name="/resolved"][value="true"]');
   await submit(wang.page);
   step("the grid worker verifies it");
 
@@ -224,6 +224,38 @@ try {
     await wang.page.goto(`${BASE}/start/ticket`);
     assert.doesNotMatch(await wang.page.textContent("form.card"), /涉及户数|养老服务/);
     step("a grid's own version of the report form, and its neighbour's default");
+  }
+
+  // 11. Verified on site as not solved: "no" is an answer, and the ticket goes back to the
+  // department.
+  {
+    // Both chose English in step 6; back to Chinese (the choice is kept as their setting).
+    await chen.page.goto(`${BASE}/tasks?lang=zh-CN`);
+    await wang.page.goto(`${BASE}/start/ticket?lang=zh-CN`);
+    await wang.page.selectOption("#f-category", "road");
+    await wang.page.fill("#f-description", "路灯不亮，夜间看不清路");
+    await wang.page.fill("#f-location", "果园路9号");
+    await submit(wang.page);
+    assert.match(wang.page.url(), /\/instances\/[^/?]+\?done=1$/, await wang.page.textContent("main"));
+    const url = wang.page.url().replace(/\?.*$/, "");
+    await openTask(chen.page, "部门签收");
+    await chen.page.selectOption("#f-decision", "accept");
+    await submit(chen.page);
+    await openTask(chen.page, "部门办理");
+    await chen.page.fill("#f-summary", "已检查线路");
+    await submit(chen.page);
+    await openTask(wang.page, "网格核实");
+    const answers = await wang.page.$$eval('input[name="/resolved"]', (is) => is.map((i) => i.value));
+    assert.deepEqual(answers, ["true", "false"], "a yes/no question, either answer possible");
+    await wang.page.check('input[name="/resolved"][value="false"]');
+    await wang.page.fill("#f-comment", "现场查看路灯仍不亮");
+    await shot(wang.page, "11-verify-not-solved-phone");
+    await submit(wang.page);
+    assert.equal(wang.page.url().replace(/\?.*$/, ""), url);
+    const detail = await wang.page.textContent("main");
+    assert.match(detail, /问题已解决\s*否/, "the answer shows as 否");
+    assert.match(await chen.page.goto(`${BASE}/tasks`).then(() => chen.page.textContent("#my-tasks")), /部门办理/, "back in the department's list");
+    step("a ticket verified as not solved goes back to the department");
   }
 
   // 8. The session's CSRF token is required on every form.

@@ -75,6 +75,7 @@ form-add-row = Add another
 form-remove-row = Remove this one
 form-select-placeholder = Choose…
 form-yes = Yes
+form-no = No
 form-files-kept = Files uploaded:
 form-file-remove = Remove
 form-file-hint = JPEG, PNG or WebP pictures or PDF, up to { $mb } MB each.

@@ -63,6 +63,7 @@ form-add-row = 添加一项
 form-remove-row = 删除此项
 form-select-placeholder = 请选择
 form-yes = 是
+form-no = 否
 form-files-kept = 已上传的文件：
 form-file-remove = 移除
 form-file-hint = 可上传 JPEG、PNG、WebP 图片或 PDF，单个不超过 { $mb } MB。

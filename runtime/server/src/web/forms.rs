@@ -39,7 +39,7 @@ pub struct Field {
     pub label: String,
     pub help: Option<String>,
     pub placeholder: Option<String>,
-    /// text, textarea, number, date, email, select, radio, multiselect, checkbox, file,
+    /// text, textarea, number, date, email, select, radio (also yes/no), multiselect, file,
     /// lines, group (repeatable rows) or object (one nested fieldset).
     pub widget: &'static str,
     pub required: bool,
@@ -47,7 +47,6 @@ pub struct Field {
     /// HTML attributes mirroring the schema (minlength, maxlength, min, max, step, pattern).
     pub attrs: Vec<(&'static str, String)>,
     pub value: String,
-    pub checked: bool,
     /// Files already uploaded (`sha256:...`), kept across a failed submission.
     pub files: Vec<String>,
     pub error: Option<String>,
@@ -350,7 +349,6 @@ fn field(
         options: Vec::new(),
         attrs: Vec::new(),
         value: value.map(scalar_text).unwrap_or_default(),
-        checked: value == Some(&Value::Bool(true)),
         files: Vec::new(),
         error: None,
         show_if,
@@ -360,7 +358,19 @@ fn field(
     };
     let num = |k: &str| schema.get(k).filter(|v| v.is_number()).map(|v| v.to_string());
     match type_of(schema) {
-        "boolean" => f.widget = "checkbox",
+        // Yes or no, either answerable: `required` means "must be answered", never "must
+        // be yes" (a required checkbox could only be ticked, so "not solved" was unreachable).
+        "boolean" => {
+            f.widget = "radio";
+            f.options = [(true, "form-yes"), (false, "form-no")]
+                .into_iter()
+                .map(|(b, label)| Choice {
+                    selected: value == Some(&Value::Bool(b)),
+                    value: b.to_string(),
+                    label: crate::i18n::text(lang, label, &[]),
+                })
+                .collect();
+        }
         "integer" | "number" if choice_values(schema).is_none() => {
             f.widget = "number";
             f.attrs.extend(num("minimum").map(|v| ("min", v)));
@@ -472,9 +482,12 @@ fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value>
             .unwrap_or_else(|| Value::String(raw.to_string()))
     };
     match type_of(schema) {
-        "boolean" => Some(Value::Bool(
-            posted.first(pointer).is_some_and(|v| v == "on" || v == "true"),
-        )),
+        // Unanswered stays absent, so a required yes/no is reported as not answered.
+        "boolean" => match posted.first(pointer)? {
+            "true" | "on" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            other => Some(Value::String(other.to_string())),
+        },
         "array" => {
             let items = schema.get("items").unwrap_or(&Value::Null);
             let list: Vec<Value> = if let Some(values) = choice_values(items) {
@@ -668,7 +681,9 @@ mod tests {
                 equals: None
             })
         );
-        assert_eq!(by("/ok").widget, "checkbox");
+        assert_eq!(by("/ok").widget, "radio");
+        let answers: Vec<&str> = by("/ok").options.iter().map(|o| o.value.as_str()).collect();
+        assert_eq!(answers, ["true", "false"], "yes and no");
         assert_eq!(by("/tags").widget, "multiselect");
         assert_eq!(by("/photos").widget, "file");
         assert_eq!(by("/members").widget, "group");
