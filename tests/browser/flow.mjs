@@ -198,6 +198,8 @@ try {
     const options = await li.page.$$eval("#f-department option", (os) => os.map((o) => o.textContent.trim()));
     assert.ok(options.includes("区城市管理委员会") && options.includes("区水务局"), `departments by name: ${options}`);
     await li.page.selectOption("#f-department", "beichen-swj");
+    assert.equal(await li.page.getAttribute("#f-deadline", "type"), "datetime-local", "a date and time picker");
+    await li.page.fill("#f-deadline", "2026-12-31T17:00");
     await shot(li.page, "09-dispatch-by-name-desktop");
     await submit(li.page);
     assert.match(li.page.url(), /\/instances\/[^/?]+\?done=1$/);

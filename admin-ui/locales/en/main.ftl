@@ -90,6 +90,7 @@ err-exclusiveMaximum = Must be less than { $limit }.
 err-pattern = The format is wrong.
 err-type = The value has the wrong type.
 err-format = The format is wrong.
+err-format-date-time = Enter a date and time (China time), for example 2026-12-02 14:30.
 err-oneOf = Choose one of the options.
 err-enum = Choose one of the options.
 err-const = Choose one of the options.

@@ -78,6 +78,7 @@ err-exclusiveMaximum = 必须小于 { $limit }。
 err-pattern = 格式不正确。
 err-type = 填写的类型不正确。
 err-format = 格式不正确。
+err-format-date-time = 请填写日期和时间（北京时间），例如 2026-12-02 14:30。
 err-oneOf = 请从选项中选择。
 err-enum = 请从选项中选择。
 err-const = 请从选项中选择。

@@ -24,6 +24,27 @@ pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|d| d.with_timezone(&Utc))
 }
 
+/// A time as people type it: RFC 3339 with an offset, or a local date and time without one
+/// (`2026-12-02 14:30`, `2026-12-02T14:30`, seconds optional, as a browser's
+/// `datetime-local` sends it) read in China time.
+pub fn parse_local(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Some(t) = parse_instant(text) {
+        return Some(t);
+    }
+    let normal = text.replacen(' ', "T", 1);
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(&normal, f).ok())
+        .and_then(|naive| naive.and_local_timezone(DEFAULT_TIME_ZONE).earliest())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An instant as a `datetime-local` input shows it: China time, to the minute.
+pub fn local_input(t: DateTime<Utc>) -> String {
+    t.with_timezone(&DEFAULT_TIME_ZONE).format("%Y-%m-%dT%H:%M").to_string()
+}
+
 /// Rewrite every RFC 3339 time inside `value` (at any depth) to its canonical form.
 pub fn normalize(value: &mut Value) {
     match value {
@@ -47,6 +68,27 @@ pub fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_local_time_is_china_time() {
+        for typed in [
+            "2026-12-02 14:30",
+            "2026-12-02T14:30",
+            "2026-12-02T14:30:00",
+            "2026-12-02T14:30:00+08:00",
+        ] {
+            assert_eq!(
+                parse_local(typed).map(canonical).as_deref(),
+                Some("2026-12-02T06:30:00.000Z"),
+                "{typed}"
+            );
+        }
+        assert_eq!(parse_local("12/02 14:30"), None);
+        assert_eq!(
+            local_input(parse_local("2026-12-02 14:30").unwrap()),
+            "2026-12-02T14:30"
+        );
+    }
     use serde_json::json;
 
     #[test]

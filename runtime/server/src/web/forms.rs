@@ -441,6 +441,16 @@ fn field(
                 f.widget = match (widget_hint, schema.get("format").and_then(Value::as_str)) {
                     (Some("textarea"), _) => "textarea",
                     (_, Some("date")) => "date",
+                    // A native date and time picker in China time; the stored value is an instant.
+                    (_, Some("date-time")) => {
+                        if let Some(t) = value
+                            .and_then(Value::as_str)
+                            .and_then(civicflow_engine::time::parse_instant)
+                        {
+                            f.value = civicflow_engine::time::local_input(t);
+                        }
+                        "datetime-local"
+                    }
                     (_, Some("email")) => "email",
                     _ if long => "textarea",
                     _ => "text",
@@ -547,6 +557,11 @@ fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value>
             if is_file_ref(schema) {
                 return Some(Value::String(raw));
             }
+            if schema.get("format").and_then(Value::as_str) == Some("date-time")
+                && let Some(t) = civicflow_engine::time::parse_local(&raw)
+            {
+                return Some(Value::String(civicflow_engine::time::canonical(t)));
+            }
             match kind {
                 "integer" => raw.parse::<i64>().ok().map(Value::from).or_else(|| {
                     posted.problems.insert(pointer.to_string(), "err-number".into());
@@ -569,8 +584,16 @@ fn read_one(schema: &Value, posted: &mut Posted, pointer: &str) -> Option<Value>
 
 /// The message for one validator problem, in `lang`.
 pub fn problem_text(p: &FormProblem, lang: &str) -> String {
-    let id = format!("err-{}", p.keyword);
     let limit = scalar_text(&p.limit);
+    // A format has its own words where one is written (`err-format-date-time`: an example).
+    if p.keyword == "format" {
+        let id = format!("err-format-{limit}");
+        let message = text(lang, &id, &[]);
+        if message != id {
+            return message;
+        }
+    }
+    let id = format!("err-{}", p.keyword);
     let message = text(lang, &id, &[("limit", limit.into())]);
     if message == id {
         text(lang, "err-other", &[])
@@ -642,7 +665,8 @@ mod tests {
                 "tags": {"type": "array", "items": {"enum": ["a", "b"]}},
                 "photos": {"type": "array", "items": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}},
                 "members": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}},
-                "when": {"type": "string", "format": "date"}
+                "when": {"type": "string", "format": "date"},
+                "at": {"type": "string", "format": "date-time"}
             },
             "if": {"properties": {"category": {"const": "water"}}},
             "then": {"required": ["reason"]},
@@ -655,7 +679,7 @@ mod tests {
         let f = fields(
             &schema(),
             &json!({"order": ["score"]}),
-            &json!({"score": 4}),
+            &json!({"score": 4, "at": "2026-12-02T06:30:00.000Z"}),
             "",
             "zh-CN",
         );
@@ -689,6 +713,8 @@ mod tests {
         assert_eq!(by("/members").widget, "group");
         assert_eq!(by("/members").template[0].name, "/members/__i__/name");
         assert_eq!(by("/when").widget, "date");
+        assert_eq!(by("/at").widget, "datetime-local");
+        assert_eq!(by("/at").value, "2026-12-02T14:30", "an instant shown in China time");
     }
 
     #[test]
@@ -715,7 +741,8 @@ mod tests {
                 ("/category", "water"),
                 ("/score", "x5"),
                 ("/reason", "  "),
-                ("/ok", "on"),
+                ("/ok", "false"),
+                ("/at", "2026-12-02T14:30"),
                 ("/tags", "a"),
                 ("/tags", "b"),
                 ("/photos", "sha256:aa"),
@@ -732,7 +759,7 @@ mod tests {
         let v = read(&schema(), &mut posted, "");
         assert_eq!(
             v,
-            json!({"category": "water", "score": "x5", "ok": true, "tags": ["a", "b"],
+            json!({"category": "water", "score": "x5", "ok": false, "at": "2026-12-02T06:30:00.000Z", "tags": ["a", "b"],
                    "photos": ["sha256:aa", "sha256:bb"], "members": [{"name": "王", "age": 40}, {"name": "李"}]})
         );
         assert_eq!(posted.problems.get("/score").map(String::as_str), Some("err-number"));
