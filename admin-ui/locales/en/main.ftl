@@ -166,3 +166,6 @@ actor-system = System
 page-not-found = This page does not exist, or you may not see it.
 page-error = The server could not handle this just now; try again later.
 page-back = Back to my tasks
+
+# Between a label and its value: full-width in Chinese only.
+colon = {": "}

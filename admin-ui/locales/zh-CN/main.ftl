@@ -133,3 +133,6 @@ actor-system = 系统
 page-not-found = 未找到该页面，或您无权查看。
 page-error = 服务器暂时无法处理，请稍后再试。
 page-back = 返回我的待办
+
+# Between a label and its value: full-width in Chinese only.
+colon = ：

@@ -447,3 +447,21 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         .await;
     assert_eq!(body, "[]");
 }
+
+#[tokio::test]
+async fn punctuation_follows_the_language_and_the_icon_is_served() {
+    let app = App::new().await;
+    let (id, _) = dispatched_ticket(&app).await;
+    let cookie = sign_in(&app, "wang").await;
+    let (_, _, zh) = app.send(get(&format!("/instances/{id}"), Some(&cookie))).await;
+    assert!(zh.contains("所属单位："), "full-width colon in Chinese");
+    let (_, _, en) = app.send(get(&format!("/instances/{id}?lang=en"), Some(&cookie))).await;
+    assert!(
+        en.contains("Unit: ") && !en.contains('：'),
+        "no full-width colon in English"
+    );
+    let (status, headers, icon) = app.send(get("/favicon.ico", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(icon.starts_with("<svg"));
+}

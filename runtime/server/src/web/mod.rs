@@ -38,6 +38,7 @@ const TEMPLATES: [(&str, &str); 7] = [
 ];
 const STYLESHEET: &str = include_str!("../../../../admin-ui/static/app.css");
 const SCRIPT: &str = include_str!("../../../../admin-ui/static/app.js");
+const ICON: &str = include_str!("../../../../admin-ui/static/icon.svg");
 
 /// The largest file a form or the API takes, and the most one form post may carry.
 pub const MAX_UPLOAD_BYTES: usize = 10 << 20;
@@ -142,5 +143,18 @@ pub fn routes() -> Router<AppState> {
             "/static/app.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }),
         )
+        // Browsers ask for /favicon.ico whatever the page links; both answer the one icon.
+        .route("/static/icon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+}
+
+async fn icon() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
+    )
 }
