@@ -151,6 +151,7 @@ event-timer_fired = The time limit of "{ $state }" came
 event-escalated = "{ $state }" is overdue; escalated to { $who }
 event-rule_evaluated = Rule "{ $rule }" decided by { $by }: { $value }
 event-rule-by-default = the default rule
+event-rule-no-value = nothing (the process goes on by default)
 event-notified = Notified { $who }: { $text }
 event-transitioned = Moved to "{ $state }"
 event-signal_received = Callback "{ $signal }" received

@@ -121,6 +121,7 @@ event-timer_fired = 「{ $state }」时限已到
 event-escalated = 「{ $state }」超时，已上报 { $who }
 event-rule_evaluated = 规则「{ $rule }」由 { $by } 判定：{ $value }
 event-rule-by-default = 默认规则
+event-rule-no-value = 无（按流程默认处理）
 event-notified = 通知 { $who }：{ $text }
 event-transitioned = 流转至「{ $state }」
 event-signal_received = 收到外部回调「{ $signal }」

@@ -465,3 +465,29 @@ async fn punctuation_follows_the_language_and_the_icon_is_served() {
     assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
     assert!(icon.starts_with("<svg"));
 }
+
+#[tokio::test]
+async fn the_timeline_says_a_notification_in_the_readers_language_and_names_units() {
+    let app = App::new().await;
+    let (id, accept) = dispatched_ticket(&app).await;
+    let body = serde_json::json!({"data": {"decision": "return", "reason": "属于水务部门职责"}});
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/tasks/{accept}/complete"),
+            Some("chen"),
+            Some(body),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let cookie = sign_in(&app, "li").await;
+    let (_, _, zh) = app.send(get(&format!("/instances/{id}"), Some(&cookie))).await;
+    assert!(
+        zh.contains("事件被退回：属于水务部门职责"),
+        "the notification's text: {zh}"
+    );
+    assert!(!zh.contains("beichen-cgj"), "units by name, never by id: {zh}");
+    let (_, _, en) = app.send(get(&format!("/instances/{id}?lang=en"), Some(&cookie))).await;
+    assert!(en.contains("Ticket sent back: 属于水务部门职责"), "{en}");
+}

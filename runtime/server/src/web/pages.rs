@@ -50,11 +50,20 @@ fn role_title(wf: &Workflow, role: &str, lang: &str) -> String {
 }
 
 /// "2 days", "3 hours", "15 minutes": the largest unit that is at least one.
-fn span_text(lang: &str, minutes: i64) -> String {
+/// Minutes as people say them, in the largest unit that fits; `up` rounds up (time left:
+/// a 3-day limit just started has 3 days left, not 2), else down (time overdue).
+fn span_text(lang: &str, minutes: i64, up: bool) -> String {
+    let div = |unit: i64| {
+        if up {
+            (minutes + unit - 1) / unit
+        } else {
+            minutes / unit
+        }
+    };
     let (id, n) = if minutes >= 24 * 60 {
-        ("duration-days", minutes / (24 * 60))
+        ("duration-days", div(24 * 60))
     } else if minutes >= 60 {
-        ("duration-hours", minutes / 60)
+        ("duration-hours", div(60))
     } else {
         ("duration-minutes", minutes.max(1))
     };
@@ -88,7 +97,7 @@ fn due_text(lang: &str, due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (Stri
             text(
                 lang,
                 "task-overdue",
-                &[("time", span_text(lang, (now - d).num_minutes()).into())],
+                &[("time", span_text(lang, (now - d).num_minutes(), false).into())],
             ),
             true,
         ),
@@ -96,7 +105,7 @@ fn due_text(lang: &str, due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (Stri
             text(
                 lang,
                 "task-due-in",
-                &[("time", span_text(lang, (d - now).num_minutes()).into())],
+                &[("time", span_text(lang, (d - now).num_minutes(), true).into())],
             ),
             false,
         ),
@@ -768,6 +777,20 @@ pub async fn instance_page(
             .filter(|e| e.kind == "escalated")
             .filter_map(|e| e.payload["unit"].as_str()),
     );
+    // What people typed or picked that may be a unit or a person (a department, a
+    // resident), so the timeline shows their names: one lookup for all of them.
+    let entered: Vec<&str> = events
+        .iter()
+        .flat_map(|e| [&e.payload["data"], &e.payload["form"], &e.payload["value"]])
+        .flat_map(|v| match v {
+            Value::Object(m) => m.values().filter_map(Value::as_str).collect::<Vec<_>>(),
+            Value::String(s) => vec![s.as_str()],
+            _ => Vec::new(),
+        })
+        .filter(|s| s.len() <= 64)
+        .collect();
+    units.extend(entered.iter().copied());
+    people.extend(entered.iter().copied());
     let names = match store.names(&units, &people).await {
         Ok(n) => n,
         Err(e) => return server_error(e, lang),
@@ -832,15 +855,30 @@ pub async fn instance_page(
                         .get(hook)
                         .and_then(|r| r.description.as_ref())
                         .map_or_else(|| hook.to_string(), |d| localize(d, lang).to_string());
-                    let value = p["value"]
-                        .as_str()
-                        .and_then(|v| span_words(v, lang))
-                        .unwrap_or_else(|| forms::scalar_text(&p["value"]));
+                    // The answer in words: a limit as a span, a unit by its name, none said so.
+                    let value = match &p["value"] {
+                        Value::Null => text(lang, "event-rule-no-value", &[]),
+                        Value::String(v) => span_words(v, lang).unwrap_or_else(|| name_of(&names, v, lang)),
+                        other => forms::scalar_text(other),
+                    };
                     vec![("rule", rule.into()), ("by", by.into()), ("value", value.into())]
                 }
                 "notified" => vec![
                     ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
-                    ("text", p["text"].as_str().unwrap_or("").to_string().into()),
+                    // The text in each language, as the template rendered it.
+                    (
+                        "text",
+                        match &p["text"] {
+                            Value::Object(by_lang) => by_lang
+                                .get(lang)
+                                .or_else(|| by_lang.get(civicflow_engine::definition::DEFAULT_LANG))
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                            other => other.as_str().unwrap_or("").to_string(),
+                        }
+                        .into(),
+                    ),
                 ],
                 "transitioned" => {
                     let to: Vec<String> = p["to"]
@@ -876,11 +914,15 @@ pub async fn instance_page(
                 .as_str()
                 .and_then(|st| wf.def.states.get(st))
                 .and_then(|st| st.form.as_deref());
-            let details = match e.kind.as_str() {
+            let mut details = match e.kind.as_str() {
                 "started" => filled(&wf, wf.def.start.form.as_deref(), &p["data"], lang),
                 "task_completed" | "entry_submitted" => filled(&wf, form_state, &p["form"], lang),
                 _ => Vec::new(),
             };
+            // An id typed or picked in a text field shows as the unit's or person's name.
+            for f in details.iter_mut().filter(|f| names.contains_key(&f.value)) {
+                f.value = name_of(&names, &f.value, lang);
+            }
             Some(json!({"at": e.at, "text": line, "details": details}))
         })
         .collect();
@@ -942,5 +984,27 @@ pub async fn attachment(State(state): State<AppState>, viewer: Viewer, Path(sha)
             .into_response(),
         Ok(None) => Page::not_found(viewer.lang),
         Err(e) => server_error(e, viewer.lang),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_rounds_up_and_time_overdue_down() {
+        let now = Utc::now();
+        let just_started = now + chrono::Duration::days(3) - chrono::Duration::seconds(20);
+        assert_eq!(due_text("zh-CN", Some(just_started), now).0, "剩余 3 天");
+        assert_eq!(
+            due_text("zh-CN", Some(now + chrono::Duration::minutes(90)), now).0,
+            "剩余 2 小时"
+        );
+        let late = now - chrono::Duration::hours(36);
+        assert!(
+            due_text("zh-CN", Some(late), now).0.contains("1 天"),
+            "{:?}",
+            due_text("zh-CN", Some(late), now)
+        );
     }
 }
