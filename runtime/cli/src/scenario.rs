@@ -330,23 +330,16 @@ impl Setup {
                 .await
                 .map_err(|e| fail("/workflows", e.to_string()))?;
         }
-        // Overlays from the root down, so each is checked on top of its ancestors'.
         let (overlays, problems) =
             load_overlays(&self.workflow_paths).map_err(|e| fail("/workflows", e.to_string()))?;
         if let Some(d) = problems.first() {
             return Err(fail("/workflows", format!("overlay does not load: {d}")));
         }
-        let mut placed = Vec::new();
-        for o in overlays {
-            let path = runtime
-                .store
-                .unit_path(&o.unit)
-                .await
-                .map_err(|e| fail("/workflows", format!("{}: {e}", o.file())))?;
-            placed.push((path.matches('/').count(), o));
-        }
-        placed.sort_by_key(|(depth, _)| *depth);
-        for (_, o) in placed {
+        let ordered = runtime
+            .in_tree_order(overlays)
+            .await
+            .map_err(|e| fail("/workflows", e.to_string()))?;
+        for o in ordered {
             runtime
                 .publish_overlay(o, "scenario")
                 .await

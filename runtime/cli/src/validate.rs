@@ -73,17 +73,7 @@ pub async fn publish(db: &str, paths: &[PathBuf], keep: &[String], by: &str) -> 
             Err(e) => return Ok(refused(&label, e)),
         }
     }
-    let mut placed = Vec::new();
-    for o in overlays {
-        let depth = runtime
-            .store
-            .unit_path(&o.unit)
-            .await
-            .map_or(0, |p| p.matches('/').count());
-        placed.push((depth, o));
-    }
-    placed.sort_by_key(|(depth, _)| *depth);
-    for (_, o) in placed {
+    for o in runtime.in_tree_order(overlays).await? {
         let label = format!("overlay of {} at {}@{}", o.workflow, o.unit, o.version);
         match runtime.publish_overlay(o, by).await {
             Ok(fresh) => println!("{label}: {}", if fresh { "published" } else { "already published" }),

@@ -36,21 +36,14 @@ pub async fn load(runtime: &Runtime, rules: &PluginRules, dir: &Path, plugins_di
     load_plugins(runtime, rules, plugins_dir).await
 }
 
-/// The shipped locality overlays (`*.overlay.yaml`), from the root of the tree down so each
-/// is checked on top of its ancestors'.
+/// The shipped locality overlays (`*.overlay.yaml`), from the root of the tree down.
 async fn load_overlays(runtime: &Runtime, dir: &Path) -> Result<(), ServeError> {
     let (overlays, problems) =
         civicflow_engine::files::load_overlays(&[dir.join("overlays")]).map_err(|e| ServeError::Demo(e.to_string()))?;
     if let Some(d) = problems.first() {
         return Err(ServeError::Demo(format!("shipped overlay does not load: {d}")));
     }
-    let mut placed = Vec::new();
-    for o in overlays {
-        let path = runtime.store.unit_path(&o.unit).await?;
-        placed.push((path.matches('/').count(), o));
-    }
-    placed.sort_by_key(|(depth, _)| *depth);
-    for (_, o) in placed {
+    for o in runtime.in_tree_order(overlays).await? {
         let label = format!("{} at {}@{}", o.workflow, o.unit, o.version);
         let fresh = runtime
             .publish_overlay(o, "demo")

@@ -131,8 +131,8 @@ async fn caller_unit_path(state: &AppState, headers: &HeaderMap, api_key: Option
         return Ok(String::new());
     }
     let actor = caller(state, headers, api_key).await?;
-    let profile = state.runtime.store.profile(&actor.person).await.map_err(failed)?;
-    state.runtime.store.unit_path(&profile.unit_id).await.map_err(failed)
+    let (_, path) = state.runtime.store.home_unit(&actor.person).await.map_err(failed)?;
+    Ok(path)
 }
 
 #[derive(Deserialize)]
@@ -212,12 +212,8 @@ async fn create_request(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let profile = match state.runtime.store.profile(&actor.person).await {
-        Ok(p) => p,
-        Err(e) => return failed(e),
-    };
-    let path = match state.runtime.store.unit_path(&profile.unit_id).await {
-        Ok(p) => p,
+    let (home, path) = match state.runtime.store.home_unit(&actor.person).await {
+        Ok(h) => h,
         Err(e) => return failed(e),
     };
     let Some(service) = services_of(&state, &path)
@@ -249,7 +245,7 @@ async fn create_request(
     let run = async {
         let applied = state
             .runtime
-            .start(&actor.person, service.wf.id(), &profile.unit_id, Value::Object(data))
+            .start(&actor.person, service.wf.id(), &home, Value::Object(data))
             .await?;
         Ok(json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}]))
     };

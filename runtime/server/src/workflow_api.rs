@@ -47,8 +47,7 @@ async fn unit_path_of(state: &AppState, headers: &HeaderMap, unit: Option<&str>)
             "the bearer token is not valid",
         )
     })?;
-    let profile = store.profile(&person).await?;
-    Ok(store.unit_path(&profile.unit_id).await?)
+    Ok(store.home_unit(&person).await?.1)
 }
 
 fn composition(wf: &Workflow) -> Value {

@@ -281,6 +281,16 @@ impl Store {
         load_unit_path(&mut conn, unit_id).await
     }
 
+    /// A person's own unit: its id and path (where they report from, what they are offered).
+    pub async fn home_unit(&self, person_id: &str) -> Result<(String, String)> {
+        let row = sqlx::query("SELECT u.id, u.path FROM people p JOIN units u ON u.id = p.unit_id WHERE p.id = $1")
+            .bind(person_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("person \"{person_id}\"")))?;
+        Ok((row.try_get("id")?, row.try_get("path")?))
+    }
+
     pub async fn count_units(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM units")
             .fetch_one(&self.pool)

@@ -21,7 +21,8 @@ pub struct OrgPlaces {
 }
 
 /// The unit ids along a path, root first: `/a/b/c/` gives a, b, c.
-fn ids(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+/// The ids on a materialised unit path (`/city/district/street/`), root first.
+pub(crate) fn ids(path: &str) -> impl DoubleEndedIterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 

@@ -92,7 +92,7 @@ impl Shared {
         }
         let wf = Arc::new(wf);
         self.registry.insert(wf.clone());
-        self.store.refresh_registry(&self.registry).await?;
+        self.reload_after_change().await?;
         self.arm_schedules(&id).await?;
         Ok((wf, fresh))
     }
@@ -186,7 +186,7 @@ impl Shared {
             by: by.to_string(),
             at: crate::db::from_millis(now),
         });
-        self.store.refresh_registry(&self.registry).await?;
+        self.reload_after_change().await?;
         self.arm_schedules(&id).await?;
         Ok(true)
     }
@@ -221,7 +221,7 @@ impl Shared {
         set_live(&mut tx, workflow, unit, version, by, now).await?;
         log(&mut tx, workflow, unit, "set_live", version, by, now).await?;
         tx.commit().await?;
-        self.store.refresh_registry(&self.registry).await?;
+        self.reload_after_change().await?;
         self.arm_schedules(workflow).await?;
         Ok(())
     }
@@ -232,9 +232,37 @@ impl Shared {
         if *self.registry_stamp.read().expect("not poisoned") == stamp {
             return Ok(false);
         }
+        self.reload_registry(stamp).await?;
+        Ok(true)
+    }
+
+    /// Read the registry again after this server changed it, with the stamp taken first,
+    /// so the scheduler's next tick does not read it a second time.
+    async fn reload_after_change(&self) -> Result<()> {
+        let stamp = self.store.registry_stamp().await?;
+        self.reload_registry(stamp).await
+    }
+
+    async fn reload_registry(&self, stamp: i64) -> Result<()> {
         self.store.refresh_registry(&self.registry).await?;
         *self.registry_stamp.write().expect("not poisoned") = stamp;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Overlays in the order they must be published: from the root of the tree down, so each
+    /// is checked on top of its ancestors' (one rule for the CLI, the demo and scenarios).
+    pub async fn in_tree_order(&self, overlays: Vec<Overlay>) -> Result<Vec<Overlay>> {
+        let mut placed = Vec::with_capacity(overlays.len());
+        for o in overlays {
+            let depth = self
+                .store
+                .unit_path(&o.unit)
+                .await
+                .map_or(0, |p| p.matches('/').count());
+            placed.push((depth, o));
+        }
+        placed.sort_by_key(|(depth, _)| *depth);
+        Ok(placed.into_iter().map(|(_, o)| o).collect())
     }
 
     /// `overlay` composed at `unit` (on its ancestors' live overlays) and at every unit
@@ -286,24 +314,21 @@ impl Shared {
                 let signature = format!("{} {}", s.cron, s.time_zone.as_deref().unwrap_or(""));
                 wanted.insert((s.id.clone(), region.clone()));
                 let next = wf.next_schedule_time(&s.id, now).map(millis).unwrap_or(i64::MAX);
-                sqlx::query("INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(&s.id)
-                    .bind(region)
-                    .bind(&signature)
-                    .bind(next)
-                    .execute(&self.store.pool)
-                    .await?;
-                // A changed cron re-times the region's schedule; one armed before crons were
-                // recorded ('') keeps its time, which may be catching up a missed period.
-                sqlx::query("UPDATE schedule_runs SET cron = $4, next_at = CASE WHEN cron = '' THEN next_at ELSE $5 END WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3 AND cron <> $4")
-                    .bind(id)
-                    .bind(&s.id)
-                    .bind(region)
-                    .bind(&signature)
-                    .bind(next)
-                    .execute(&self.store.pool)
-                    .await?;
+                // Arm it if new; a changed cron re-times the region's schedule, while one armed
+                // before crons were recorded ('') keeps its time, which may be catching up.
+                for sql in [
+                    "INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "UPDATE schedule_runs SET cron = $4, next_at = CASE WHEN cron = '' THEN next_at ELSE $5 END WHERE workflow_id = $1 AND schedule_id = $2 AND region = $3 AND cron <> $4",
+                ] {
+                    sqlx::query(sql)
+                        .bind(id)
+                        .bind(&s.id)
+                        .bind(region)
+                        .bind(&signature)
+                        .bind(next)
+                        .execute(&self.store.pool)
+                        .await?;
+                }
             }
         }
         let armed = sqlx::query("SELECT schedule_id, region FROM schedule_runs WHERE workflow_id = $1")

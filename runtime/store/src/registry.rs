@@ -57,11 +57,6 @@ pub struct Registry {
     inner: RwLock<Inner>,
 }
 
-/// The ids on a materialised unit path (`/city/district/street/`), root first.
-pub(crate) fn path_units(unit_path: &str) -> impl DoubleEndedIterator<Item = &str> {
-    unit_path.split('/').filter(|s| !s.is_empty())
-}
-
 impl Registry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().expect("registry lock")
@@ -74,6 +69,11 @@ impl Registry {
     /// A base version.
     pub fn get(&self, id: &str, version: u32) -> Option<Arc<Workflow>> {
         self.read().bases.get(&(id.to_string(), version)).cloned()
+    }
+
+    fn base(&self, id: &str, version: u32) -> Result<Arc<Workflow>> {
+        self.get(id, version)
+            .ok_or_else(|| StoreError::NotFound(format!("workflow {id}@{version}")))
     }
 
     /// The newest base version (the one units without a hold get).
@@ -127,13 +127,13 @@ impl Registry {
     /// As [`Registry::chain_at`], as if `unit` held nothing (its hold about to be lifted).
     pub(crate) fn chain_without_hold(&self, id: &str, unit_path: &str, unit: Option<&str>) -> Option<Chain> {
         let inner = self.read();
-        let held = path_units(unit_path)
+        let held = crate::places::ids(unit_path)
             .filter(|u| Some(*u) != unit)
             .filter_map(|u| inner.holds.get(&(id.to_string(), u.to_string())))
             .next_back()
             .map(|h| h.version);
         let version = held.or_else(|| newest(&inner, id).map(|w| w.version()))?;
-        let overlays = path_units(unit_path)
+        let overlays = crate::places::ids(unit_path)
             .filter_map(|u| {
                 let version = *inner.live.get(&(id.to_string(), u.to_string()))?;
                 Some(OverlayPin {
@@ -151,6 +151,9 @@ impl Registry {
 
     /// The workflow an instance runs: its base version with the overlays it started with.
     pub fn for_instance(&self, i: &civicflow_engine::Instance) -> Result<Arc<Workflow>> {
+        if i.overlays.is_empty() {
+            return self.base(&i.workflow, i.workflow_version);
+        }
         self.pinned(&Chain {
             workflow: i.workflow.clone(),
             version: i.workflow_version,
@@ -160,6 +163,10 @@ impl Registry {
 
     /// The workflow an instance pinned: a base version with exactly these overlays.
     pub fn pinned(&self, chain: &Chain) -> Result<Arc<Workflow>> {
+        // The base itself is already compiled; only compositions are composed and cached.
+        if chain.overlays.is_empty() {
+            return self.base(&chain.workflow, chain.version);
+        }
         if let Some(wf) = self.read().composed.get(chain) {
             return Ok(wf.clone());
         }
@@ -176,9 +183,7 @@ impl Registry {
     /// published ones of the same unit or added after them, and check the result; `base`
     /// replaces the chain's base version (one being published).
     pub(crate) fn compose(&self, chain: &Chain, extra: &[&Overlay]) -> Result<Loaded> {
-        let base = self
-            .get(&chain.workflow, chain.version)
-            .ok_or_else(|| StoreError::NotFound(format!("workflow {}@{}", chain.workflow, chain.version)))?;
+        let base = self.base(&chain.workflow, chain.version)?;
         self.compose_on(&base, &chain.overlays, extra)
     }
 
@@ -191,9 +196,7 @@ impl Registry {
     /// The composed document of `chain`, each part with the file and line it came from
     /// (for `civicflow show`), or why it does not compose.
     pub fn composed_document(&self, chain: &Chain) -> Result<Result<SourceDoc, Vec<Diagnostic>>> {
-        let base = self
-            .get(&chain.workflow, chain.version)
-            .ok_or_else(|| StoreError::NotFound(format!("workflow {}@{}", chain.workflow, chain.version)))?;
+        let base = self.base(&chain.workflow, chain.version)?;
         let published = self.layers(&chain.workflow, &chain.overlays, &[])?;
         let layers = with_extra(&published, &chain.overlays, &[]);
         Ok(SourceDoc::parse(&source_name(&base), &base.source)

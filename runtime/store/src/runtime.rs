@@ -248,7 +248,7 @@ impl Shared {
         let Some(form) = task.form.as_deref() else {
             return Ok(Default::default());
         };
-        let wf = self.workflow_of(&stored.instance)?;
+        let wf = self.registry.for_instance(&stored.instance)?;
         Ok(self.step_at(self.now(), |at| {
             civicflow_engine::machine::task_choices(&wf, stored.instance, form, &actor, at)
         })?)
@@ -290,7 +290,7 @@ impl Shared {
         let mut conn = self.store.pool.acquire().await?;
         let stored = load_instance(&mut conn, instance_id).await?;
         let i = &stored.instance;
-        let wf = self.workflow_of(i)?;
+        let wf = self.registry.for_instance(i)?;
         let now = self.now();
         let expires = wf
             .code_expiry(state, now)
@@ -341,11 +341,6 @@ impl Shared {
         provided.or_else(|| std::env::var(name).ok()).filter(|s| !s.is_empty())
     }
 
-    /// The workflow an instance runs: its base version with the overlays it started with.
-    pub(crate) fn workflow_of(&self, i: &Instance) -> Result<Arc<Workflow>> {
-        self.registry.for_instance(i)
-    }
-
     fn fast_writes(&self) -> bool {
         self.store.backend == Backend::Sqlite
     }
@@ -376,7 +371,7 @@ impl Shared {
                 // at once queue instead of racing to the instance's revision.
                 let lock = self.store.backend == Backend::Postgres;
                 let (actor, task, stored) = load_action(conn, task, person, lock).await?;
-                let wf = self.workflow_of(&stored.instance)?;
+                let wf = self.registry.for_instance(&stored.instance)?;
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
                         form: self.without_code(&wf, &task, form.clone(), now)?,
@@ -533,7 +528,7 @@ impl Shared {
 
     async fn fire(&self, conn: &mut AnyConnection, timer: Timer, now: DateTime<Utc>) -> Result<()> {
         let stored = load_instance(conn, &timer.instance_id).await?;
-        let wf = self.workflow_of(&stored.instance)?;
+        let wf = self.registry.for_instance(&stored.instance)?;
         let id = timer.id.clone();
         let s = self.step_at(now, |at| {
             step(
@@ -599,7 +594,7 @@ impl Shared {
             // of the workflow fires its own schedule for its people, and the rest fire theirs.
             let roots = self.registry.region_roots(&workflow_id);
             let in_region = |path: &str| {
-                crate::registry::path_units(path)
+                crate::places::ids(path)
                     .rfind(|u| roots.contains(*u))
                     .unwrap_or_default()
                     == region

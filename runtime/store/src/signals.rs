@@ -104,7 +104,7 @@ impl Shared {
                 "instance {instance_id} is not a \"{workflow}\" instance"
             )));
         }
-        let wf = self.workflow_of(&stored.instance)?;
+        let wf = self.registry.for_instance(&stored.instance)?;
         let action = Action::Signal {
             name: name.into(),
             id: receipt.clone(),
