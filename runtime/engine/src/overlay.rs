@@ -487,7 +487,7 @@ impl Composer {
             {
                 let names: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
                 let message = format!(
-                    "the workflow has no {what} \"{key}\" to change{}; a new {what} needs `{needs}`",
+                    "the workflow has no {what} \"{key}\" to change (a new {what} needs `{needs}`){}",
                     suggest(&key, names)
                 );
                 return self.error(change.key_at.or(change.at), message);
@@ -565,6 +565,16 @@ impl Composer {
                     format!("each item here changes or adds one {}: a mapping", kind.what()),
                 );
                 continue;
+            }
+            // `before:` is the natural guess; timers and escalations have an `after` of their own.
+            let own_after = matches!(kind, ItemKey::Timer | ItemKey::Escalation);
+            for guess in ["before", "after"].into_iter().filter(|g| *g == "before" || !own_after) {
+                if let Some(n) = change.take(guess) {
+                    self.error(
+                        n.key_at.or(n.at),
+                        format!("an item is placed with `insert_{guess}:`, not `{guess}:`"),
+                    );
+                }
             }
             let hide = change.take("hide");
             let before = change.take("insert_before");
