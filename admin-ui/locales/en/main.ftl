@@ -3,6 +3,12 @@
 app-name = Party-building and grid governance
 nav-tasks = My tasks
 nav-start = Start
+nav-inbox = Messages
+inbox-title = My messages
+inbox-empty = No messages.
+inbox-read-all = Mark all read
+inbox-unread = Unread
+inbox-unread-count = { $count } unread
 nav-mine = Started by me
 nav-sign-out = Sign out
 nav-language = 中文
@@ -169,4 +175,7 @@ page-error = The server could not handle this just now; try again later.
 page-back = Back to my tasks
 
 # Between a label and its value: full-width in Chinese only.
+list-separator = {", "}
+notified-nobody = (nobody: no one holds that role)
+notified-many = { $names } and { $count } in all
 colon = {": "}

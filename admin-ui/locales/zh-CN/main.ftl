@@ -3,6 +3,12 @@
 app-name = 智慧党建与网格治理
 nav-tasks = 我的待办
 nav-start = 发起事项
+nav-inbox = 消息
+inbox-title = 我的消息
+inbox-empty = 暂无消息。
+inbox-read-all = 全部标为已读
+inbox-unread = 未读
+inbox-unread-count = { $count } 条未读
 nav-mine = 我发起的
 nav-sign-out = 退出登录
 nav-language = English
@@ -136,4 +142,7 @@ page-error = 服务器暂时无法处理，请稍后再试。
 page-back = 返回我的待办
 
 # Between a label and its value: full-width in Chinese only.
+list-separator = 、
+notified-nobody = （无人接收：没有人担任该角色）
+notified-many = { $names } 等 { $count } 人
 colon = ：

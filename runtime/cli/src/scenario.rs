@@ -755,6 +755,25 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             }
         }
     }
+    if let Some(notified) = expect.get("notified").and_then(Value::as_object) {
+        let log = runtime.store.events(id).await.map_err(|e| fail(at, e.to_string()))?;
+        for (template, people) in notified {
+            let here = format!("{at}/notified/{template}");
+            let want = string_set(people, &here)?;
+            let got: BTreeSet<String> = log
+                .iter()
+                .filter(|e| e.kind == "notified" && e.payload["template"] == template.as_str())
+                .flat_map(|e| e.payload["recipients"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            if want != got {
+                return Err(fail(
+                    &here,
+                    format!("expected \"{template}\" to reach {want:?}, it reached {got:?}"),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

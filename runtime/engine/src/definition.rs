@@ -385,9 +385,27 @@ pub struct Assign {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Notify {
     pub template: String,
-    /// Role or expression naming who is told; recorded with the message.
-    #[serde(default)]
-    pub to: Option<String>,
+    pub to: Recipients,
+}
+
+/// Who a notification is for; resolved to people when it fires, and the event records them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recipients {
+    /// Holders of `role` at the nearest unit at or above the instance's unit that has any
+    /// (`level`: at the instance's ancestor of that level; `below`: everywhere in the
+    /// instance unit's subtree, e.g. every owner of a compound).
+    Role {
+        role: String,
+        #[serde(default)]
+        level: Option<String>,
+        #[serde(default)]
+        below: bool,
+    },
+    /// A rule answering a person id or a list of them.
+    Rule { rule: String },
+    /// A role of the workflow (as `{role}`), else an expression giving person ids.
+    Written(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

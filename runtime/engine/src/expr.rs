@@ -17,6 +17,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("after", after);
     env.add_filter("years_since", years_since);
     env.add_filter("working_days", working_days);
+    env.add_filter("flatten", flatten);
     env
 });
 
@@ -85,6 +86,19 @@ fn working_days(state: &State, from: String, to: String) -> Result<i64, Error> {
     calendar(state)
         .working_days_between(a, b)
         .map_err(|e| Error::new(InvalidOperation, format!("working_days: {e}")))
+}
+
+/// `data.roll | map(attribute='owners') | flatten`: the items of a list of lists, in order
+/// (every owner of every household on a roll).
+fn flatten(lists: minijinja::Value) -> Result<Vec<minijinja::Value>, Error> {
+    let mut out = Vec::new();
+    for item in lists.try_iter()? {
+        match item.kind() {
+            minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable => out.extend(item.try_iter()?),
+            _ => out.push(item),
+        }
+    }
+    Ok(out)
 }
 
 /// A compiled expression with its source kept for messages.

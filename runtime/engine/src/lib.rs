@@ -20,4 +20,4 @@ pub mod yaml;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use definition::{Definition, FormProblem, Workflow};
 pub use diagnostic::{Diagnostic, Severity};
-pub use machine::{Action, Actor, EngineError, Instance, Step};
+pub use machine::{Action, Actor, Audience, EngineError, Instance, Notice, Step};

@@ -5,8 +5,8 @@
 
 use crate::calendar::Calendar;
 use crate::definition::{
-    Choice, Collect, Credit, EscalationTarget, Notify, RegisterWrite, RoleSpec, State, StateKind, Target, Transition,
-    ValueExpr, Workflow, localize,
+    Choice, Collect, Credit, EscalationTarget, Notify, Recipients, RegisterWrite, RoleSpec, State, StateKind, Target,
+    Transition, ValueExpr, Workflow, localize,
 };
 use crate::duration::{Span, limit_multiple};
 use crate::expr::{context_with_calendar, render};
@@ -222,6 +222,33 @@ pub struct Step {
     pub credits: Vec<LedgerEntry>,
     /// Register attributes written for people, to keep beyond this instance.
     pub register: Vec<RegisterEntry>,
+    pub notices: Vec<Notice>,
+}
+
+/// A notification that fired. The store resolves its audience to people in the same
+/// transaction, records them in the `notified` event at index `event`, and puts one copy in
+/// each recipient's inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub event: usize,
+    pub template: String,
+    /// The text in each language the template has.
+    pub text: Map<String, Value>,
+    pub audience: Audience,
+}
+
+/// Who a notice is for, as far as the engine can tell without the register.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Audience {
+    /// Person ids from an expression or rule; ids of nobody are dropped when resolved.
+    People(Vec<String>),
+    /// Holders of `role` at the nearest unit at or above `unit_path` that has any, or
+    /// (`below`) everywhere in its subtree.
+    Holders {
+        role: String,
+        unit_path: String,
+        below: bool,
+    },
 }
 
 /// Attributes written to one person's register entry.
@@ -262,6 +289,7 @@ impl Step {
             escalations: Vec::new(),
             credits: Vec::new(),
             register: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -1175,8 +1203,63 @@ impl<'a> Run<'a> {
                 render(src, &ctx).map_err(|e| EngineError::Evaluation(format!("template \"{}\": {e}", n.template)))?;
             text.insert(lang.clone(), Value::String(rendered));
         }
+        let audience = self.audience(&n.to)?;
+        self.out.notices.push(Notice {
+            event: self.out.events.len(),
+            template: n.template.clone(),
+            text: text.clone(),
+            audience,
+        });
         self.event("notified", json!({"template": n.template, "to": n.to, "text": text}));
         Ok(())
+    }
+
+    fn audience(&mut self, to: &Recipients) -> Result<Audience, EngineError> {
+        let here = || self.out.instance.unit_path.clone();
+        let holders = |role: &str, unit_path: String, below: bool| Audience::Holders {
+            role: role.to_string(),
+            unit_path,
+            below,
+        };
+        let people = |value: Value, written: &str| {
+            match value {
+                Value::Null => Ok(Vec::new()),
+                Value::String(id) => Ok(vec![id]),
+                Value::Array(items) => items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(id) => Ok(id),
+                        other => Err(other),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|other| format!("{other}")),
+                other => Err(format!("{other}")),
+            }
+            .map(Audience::People)
+            .map_err(|got| {
+                EngineError::Evaluation(format!(
+                    "notification recipients `{written}` gave {got}: expected a person id or a list of them"
+                ))
+            })
+        };
+        match to {
+            Recipients::Written(role) if self.wf.def.roles.contains_key(role) => Ok(holders(role, here(), false)),
+            Recipients::Role { role, level, below } => {
+                let path = match level {
+                    Some(level) => self.ancestor(level)?.path,
+                    None => here(),
+                };
+                Ok(holders(role, path, *below))
+            }
+            Recipients::Written(expr) => {
+                let v = self.value(&ValueExpr::Expr(expr.clone()), &self.context_json())?;
+                people(v, expr)
+            }
+            Recipients::Rule { rule } => {
+                let v = self.value(&ValueExpr::Rule { rule: rule.clone() }, &self.context_json())?;
+                people(v, rule)
+            }
+        }
     }
 
     fn leave(&mut self, state: &str) {

@@ -1,7 +1,9 @@
 //! Loading a workflow: YAML syntax, then the JSON Schema, then meaning. Every problem found
 //! is reported, each at the node it concerns, so an author fixes a file in one pass.
 
-use crate::definition::{Definition, EscalationTarget, StateKind, Transition, ValueExpr, Workflow, parse_cron};
+use crate::definition::{
+    Definition, EscalationTarget, Notify, Recipients, StateKind, Transition, ValueExpr, Workflow, parse_cron,
+};
 use crate::diagnostic::{Diagnostic, suggest};
 use crate::duration::Span;
 use crate::expr::{Expr, check_template};
@@ -417,7 +419,7 @@ impl Checker<'_> {
             self.value_expr(&format!("{at}/set/{}", pointer_segment(k)), v);
         }
         if let Some(n) = &state.notify {
-            self.template_ref(&format!("{at}/notify/template"), &n.template);
+            self.notify(&format!("{at}/notify"), n);
         }
         match state.kind {
             StateKind::Task | StateKind::Collect => {
@@ -492,7 +494,7 @@ impl Checker<'_> {
                         EscalationTarget::Rule { rule } => self.rule_ref(&format!("{eat}/to"), rule),
                     }
                     if let Some(n) = &e.notify {
-                        self.template_ref(&format!("{at}/escalate/{i}/notify/template"), &n.template);
+                        self.notify(&format!("{at}/escalate/{i}/notify"), n);
                     }
                 }
             }
@@ -584,7 +586,7 @@ impl Checker<'_> {
                 self.value_expr(&format!("{tat}/set/{}", pointer_segment(k)), v);
             }
             if let Some(n) = &t.notify {
-                self.template_ref(&format!("{tat}/notify/template"), &n.template);
+                self.notify(&format!("{tat}/notify"), n);
             }
             self.credits(&tat, &t.credit);
             self.register(&tat, t.register.as_ref());
@@ -614,7 +616,7 @@ impl Checker<'_> {
             self.value_expr(&format!("{at}/set/{}", pointer_segment(k)), v);
         }
         if let Some(n) = &t.notify {
-            self.template_ref(&format!("{at}/notify/template"), &n.template);
+            self.notify(&format!("{at}/notify"), n);
         }
         self.credits(at, &t.credit);
         self.register(at, t.register.as_ref());
@@ -762,6 +764,19 @@ impl Checker<'_> {
         }
     }
 
+    fn notify(&mut self, at: &str, n: &Notify) {
+        self.template_ref(&format!("{at}/template"), &n.template);
+        let at = format!("{at}/to");
+        match &n.to {
+            Recipients::Role { role, .. } => self.role(&at, role),
+            Recipients::Rule { rule } => self.rule_ref(&at, rule),
+            // A bare word names a role (a misspelt one is an error, not a variable); anything
+            // else is an expression giving people.
+            Recipients::Written(w) if is_word(w) => self.role(&at, w),
+            Recipients::Written(w) => self.expr(&at, w),
+        }
+    }
+
     fn template_ref(&mut self, at: &str, name: &str) {
         if !self.def.templates.contains_key(name) {
             let hint = suggest(name, self.def.templates.keys().map(String::as_str));
@@ -825,6 +840,10 @@ impl Checker<'_> {
     }
 }
 
+fn is_word(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -869,6 +888,47 @@ mod tests {
         assert!(
             e[0].starts_with("t.yaml:10:") && e[0].contains("\"c\" goes to the join \"j\""),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_notification_names_a_role_or_an_expression_giving_people() {
+        let text = |to: &str| {
+            format!(
+                "{BASE}templates: {{hi: {{zh-CN: 你好}}}}\nstates:\n  fork: {{type: auto, transitions: [{{to: done, notify: {{template: hi, to: {to}}}}}]}}\n  done: {{type: end}}\n"
+            )
+        };
+        let errors_for = |to: &str| -> Vec<String> {
+            load("t.yaml", &text(to))
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect()
+        };
+        for fine in [
+            "r",
+            "\"data.member\"",
+            "\"instance.created_by\"",
+            "{role: r, below: true}",
+            "{role: r, level: street}",
+        ] {
+            assert!(errors_for(fine).is_empty(), "{fine}: {:?}", errors_for(fine));
+        }
+        let misspelt = errors_for("rr");
+        assert!(
+            misspelt.len() == 1 && misspelt[0].contains("undefined role \"rr\""),
+            "{misspelt:?}"
+        );
+        let broken = errors_for("\"((( not an expression\"");
+        assert!(
+            broken.len() == 1 && broken[0].contains("does not compile"),
+            "{broken:?}"
+        );
+        let no_role = errors_for("{role: nobody}");
+        assert!(
+            no_role.len() == 1 && no_role[0].contains("undefined role \"nobody\""),
+            "{no_role:?}"
         );
     }
 }

@@ -8,6 +8,7 @@ mod demo;
 pub mod i18n;
 mod metrics_api;
 pub mod open311;
+pub mod outbox;
 mod plugin_api;
 pub mod plugins;
 pub mod scheduler;
@@ -46,6 +47,8 @@ pub struct ServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] civicflow_store::StoreError),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
     #[error("demo data: {0}")]
@@ -172,6 +175,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         log_sign_in_codes: opts.demo,
         secure_cookies: !opts.insecure_cookies,
     };
+    let webhook = outbox::Webhook::from_env().map_err(ServeError::Config)?;
+    let outbox = webhook.map(|hook| tokio::spawn(outbox::run(runtime.store.clone(), hook, stop_rx.clone())));
     let scheduler = tokio::spawn(scheduler::run(runtime, rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -182,6 +187,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
+    if let Some(outbox) = outbox {
+        let _ = outbox.await;
+    }
     served.map_err(|e| ServeError::Listen(opts.listen, e))
 }
 

@@ -491,3 +491,116 @@ async fn the_timeline_says_a_notification_in_the_readers_language_and_names_unit
     let (_, _, en) = app.send(get(&format!("/instances/{id}?lang=en"), Some(&cookie))).await;
     assert!(en.contains("Ticket sent back: 属于水务部门职责"), "{en}");
 }
+
+#[tokio::test]
+async fn a_notification_reaches_the_inbox_and_the_webhook_signed() {
+    use civicflow_server::outbox::{Webhook, deliver_due};
+    use std::sync::{Arc, Mutex};
+    let app = App::new().await;
+    let (id, accept) = dispatched_ticket(&app).await;
+    let body = serde_json::json!({"data": {"decision": "return", "reason": "属于水务部门职责"}});
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/tasks/{accept}/complete"),
+            Some("chen"),
+            Some(body),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // The event names who got it: the street's dispatcher, the nearest one above the grid.
+    let events = app.state.runtime.store.events(&id).await.unwrap();
+    let notified = events.iter().find(|e| e.kind == "notified").expect("a notification");
+    assert_eq!(notified.payload["recipients"], serde_json::json!(["li"]));
+
+    // li sees one unread message in the header, reads it in the inbox, opens it.
+    let li = sign_in(&app, "li").await;
+    let (_, _, tasks) = app.send(get("/tasks", Some(&li))).await;
+    assert!(tasks.contains("1 条未读"), "the unread count in the header: {tasks}");
+    let (_, _, inbox) = app.send(get("/inbox", Some(&li))).await;
+    assert!(inbox.contains("事件被退回：属于水务部门职责"), "{inbox}");
+    let notice = inbox
+        .split("href=\"/inbox/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let (status, headers, _) = app.send(get(&format!("/inbox/{notice}"), Some(&li))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], format!("/instances/{id}").as_str());
+    let (_, _, tasks) = app.send(get("/tasks", Some(&li))).await;
+    assert!(!tasks.contains("条未读"), "read once opened: {tasks}");
+    // Someone else's notification is not theirs to open.
+    let chen = sign_in(&app, "chen").await;
+    let (status, _, _) = app.send(get(&format!("/inbox/{notice}"), Some(&chen))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, empty) = app.send(get("/inbox", Some(&chen))).await;
+    assert!(empty.contains("暂无消息"), "{empty}");
+
+    // The outbound channel: a receiver on loopback that fails once, then takes it.
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let receiver = {
+        let (got, calls) = (got.clone(), calls.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| async move {
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                got.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let secret = "a signing key of some length";
+    let hook = Webhook::new(&format!("http://127.0.0.1:{port}/hook"), secret).unwrap();
+    let store = &app.state.runtime.store;
+    let now = chrono::Utc::now();
+    assert_eq!(
+        deliver_due(store, &hook, now).await.unwrap(),
+        0,
+        "the gateway failed the first time"
+    );
+    assert_eq!(
+        deliver_due(store, &hook, now).await.unwrap(),
+        0,
+        "not due again before its backoff"
+    );
+    let later = now + chrono::Duration::seconds(31);
+    assert_eq!(deliver_due(store, &hook, later).await.unwrap(), 1);
+    assert_eq!(
+        deliver_due(store, &hook, later + chrono::Duration::hours(3))
+            .await
+            .unwrap(),
+        0,
+        "delivered once"
+    );
+    let got = got.lock().unwrap();
+    let (headers, body) = &got[0];
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["recipients"][0]["name"], "李调度");
+    assert_eq!(payload["recipients"][0]["phone"], "13800000003");
+    assert_eq!(payload["text"]["zh-CN"], "事件被退回：属于水务部门职责");
+    assert_eq!(headers["x-civicflow-delivery"], notice.as_str());
+    // The receiver checks the signature over the timestamp and the body with the shared key.
+    let timestamp: i64 = headers["x-civicflow-timestamp"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        headers["x-civicflow-signature"],
+        hook.signature(timestamp, body.as_bytes()).as_str()
+    );
+    let other = Webhook::new(&format!("http://127.0.0.1:{port}/hook"), "another key, not ours").unwrap();
+    assert_ne!(
+        headers["x-civicflow-signature"],
+        other.signature(timestamp, body.as_bytes()).as_str()
+    );
+    assert!(
+        Webhook::new("https://sms.example/hook", secret).is_err(),
+        "http only, said so"
+    );
+}

@@ -12,6 +12,7 @@ mod error;
 mod events;
 pub mod idempotency;
 mod migrations;
+pub mod notices;
 pub mod org;
 pub mod org_files;
 pub mod places;

@@ -327,4 +327,34 @@ INSERT INTO schedule_runs (workflow_id, schedule_id, region, cron, next_at)
 DROP TABLE schedules;
 "#,
     ),
+    (
+        9,
+        r#"
+-- A workflow's notification, resolved to people when it fired. `next_attempt_at` is set
+-- while it waits for the outbound channel (webhook) and cleared once delivered or given up.
+CREATE TABLE notices (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances(id),
+    template TEXT NOT NULL,
+    text TEXT NOT NULL,
+    recipients BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    next_attempt_at BIGINT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    delivered_at BIGINT
+);
+CREATE INDEX notices_outbox ON notices (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE inbox (
+    person_id TEXT NOT NULL REFERENCES people(id),
+    notice_id TEXT NOT NULL REFERENCES notices(id),
+    at BIGINT NOT NULL,
+    read_at BIGINT,
+    PRIMARY KEY (person_id, notice_id)
+);
+CREATE INDEX inbox_person ON inbox (person_id, at);
+CREATE INDEX inbox_notice ON inbox (notice_id);
+-- Who holds a role at a unit: notifications to a unit's secretary, roles by unit.
+CREATE INDEX person_roles_unit ON person_roles (unit_id, role);
+"#,
+    ),
 ];

@@ -330,7 +330,7 @@ fn newest(inner: &Inner, id: &str) -> Option<Arc<Workflow>> {
         .map(|(_, w)| w.clone())
 }
 
-/// `ticket@5 + guoyuan@1` for messages.
+/// `ticket@6 + guoyuan@1` for messages.
 pub fn describe(chain: &Chain) -> String {
     let mut out = format!("{}@{}", chain.workflow, chain.version);
     for p in &chain.overlays {

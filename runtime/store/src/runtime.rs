@@ -13,7 +13,7 @@ use crate::error::{Result, StoreError};
 use crate::org::{load_actor_at, load_holders, load_unit_path};
 use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
-use crate::writes::{Write, execute_combined, execute_each, plan};
+use crate::writes::{Write, execute_combined, execute_each, plan_addressed};
 use chrono::{DateTime, Utc};
 use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Surroundings, Task, Timer, TimerKind, step};
 use civicflow_engine::places::Places as _;
@@ -364,7 +364,7 @@ impl Shared {
                     return Err(EngineError::Forbidden(format!("\"{workflow}\" is not offered at this unit")).into());
                 }
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
-                plan(s, None, now)
+                plan_addressed(conn, s, None, now).await
             }
             Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
                 // On PostgreSQL the read locks the task and instance rows: twenty ballots cast
@@ -381,7 +381,7 @@ impl Shared {
                     _ => Action::Claim { task },
                 };
                 let s = self.step_at(now, |at| step(&wf, Some(stored.instance.clone()), action, &actor, at))?;
-                plan(s, Some(&stored), now)
+                plan_addressed(conn, s, Some(&stored), now).await
             }
         }
     }
@@ -697,6 +697,6 @@ pub(crate) async fn commit(
     prior: Option<&StoredInstance>,
     now: DateTime<Utc>,
 ) -> Result<Applied> {
-    let (writes, applied) = plan(s, prior, now)?;
+    let (writes, applied) = plan_addressed(conn, s, prior, now).await?;
     write(conn, &writes, applied, false).await
 }

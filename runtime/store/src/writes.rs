@@ -40,7 +40,7 @@ pub(crate) struct Write {
 }
 
 impl Write {
-    fn new(sql: &str, args: Vec<Arg>) -> Self {
+    pub(crate) fn new(sql: &str, args: Vec<Arg>) -> Self {
         Self {
             sql: sql.to_string(),
             args,
@@ -148,8 +148,22 @@ fn renumber(sql: &str, offset: usize) -> String {
     out
 }
 
+/// The writes that store one step, its notices resolved to people, and what the caller gets
+/// back. Reads (who holds a role) on `conn`, the step's own transaction.
+pub(crate) async fn plan_addressed(
+    conn: &mut AnyConnection,
+    mut s: Step,
+    prior: Option<&StoredInstance>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Write>, Applied)> {
+    let notices = crate::notices::address(conn, &mut s, now).await?;
+    let (mut writes, applied) = plan(s, prior, now)?;
+    writes.extend(notices);
+    Ok((writes, applied))
+}
+
 /// The writes that store one step, and what the caller gets back.
-pub(crate) fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(Vec<Write>, Applied)> {
+fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(Vec<Write>, Applied)> {
     use Arg::*;
     let at = millis(now);
     let mut instance = s.instance;

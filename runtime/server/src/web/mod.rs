@@ -3,6 +3,7 @@
 //! the binary, so `cargo run` is the whole install.
 
 pub mod forms;
+mod inbox;
 mod pages;
 pub mod session;
 
@@ -18,7 +19,7 @@ use minijinja::{Environment, State as JState};
 use serde::Serialize;
 use std::sync::LazyLock;
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
     (
         "fields.html",
@@ -31,6 +32,7 @@ const TEMPLATES: [(&str, &str); 7] = [
         "instance.html",
         include_str!("../../../../admin-ui/templates/instance.html"),
     ),
+    ("inbox.html", include_str!("../../../../admin-ui/templates/inbox.html")),
     (
         "message.html",
         include_str!("../../../../admin-ui/templates/message.html"),
@@ -133,6 +135,9 @@ pub fn routes() -> Router<AppState> {
         .route("/start", get(pages::start_list))
         .route("/start/{workflow}", get(pages::start_form).post(pages::start_submit))
         .route("/mine", get(pages::mine))
+        .route("/inbox", get(inbox::inbox))
+        .route("/inbox/read-all", post(inbox::read_all))
+        .route("/inbox/{id}", get(inbox::open))
         .route("/instances/{id}", get(pages::instance_page))
         .route("/attachments/{sha}", get(pages::attachment))
         .route(

@@ -197,13 +197,13 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         StatusCode::OK,
         "tasks.html",
         lang,
-        json!({
-            "viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "tasks",
+        viewer.page(json!({
+            "nav": "tasks",
             "mine": mine, "pool": pool,
             "workflows": workflows, "units": unit_choices,
             "filter": {"workflow": filter.workflow, "unit": filter.unit},
             "notice": filter.done.map(|_| text(lang, "task-done", &[])),
-        }),
+        })),
     )
 }
 
@@ -269,12 +269,11 @@ fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
         status,
         "form.html",
         viewer.lang,
-        json!({
-            "viewer": viewer.profile.name, "csrf": viewer.csrf,
+        viewer.page(json!({
             "title": p.title, "action": p.action, "fields": fields, "summary": summary,
             "units": p.units, "unit": p.unit, "key": p.key, "instance": p.instance, "context": p.context,
             "max_mb": uploads::MAX_UPLOAD_BYTES >> 20,
-        }),
+        })),
     )
 }
 
@@ -555,7 +554,7 @@ pub async fn start_list(State(state): State<AppState>, viewer: Viewer) -> Respon
         StatusCode::OK,
         "tasks.html",
         lang,
-        json!({"viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "start", "startable": items}),
+        viewer.page(json!({"nav": "start", "startable": items})),
     )
 }
 
@@ -710,7 +709,7 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
         StatusCode::OK,
         "tasks.html",
         lang,
-        json!({"viewer": viewer.profile.name, "csrf": viewer.csrf, "nav": "mine", "started": items}),
+        viewer.page(json!({"nav": "mine", "started": items})),
     )
 }
 
@@ -736,6 +735,37 @@ fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<fo
     let mut fields = forms::fields(&def.schema, &ui, data, "", lang);
     fields.retain(|f| data.get(f.name.trim_start_matches('/')).is_some());
     fields
+}
+
+/// Recipients named on a timeline line; the rest are counted.
+const NAMED_RECIPIENTS: usize = 5;
+
+/// "王网格、李调度 等 12 人", or "nobody" when a notification reached no one.
+fn recipients_text(recipients: &Value, names: &Names, lang: &str) -> String {
+    let all: Vec<&str> = recipients
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if all.is_empty() {
+        return text(lang, "notified-nobody", &[]);
+    }
+    let shown: Vec<String> = all
+        .iter()
+        .take(NAMED_RECIPIENTS)
+        .map(|p| name_of(names, p, lang))
+        .collect();
+    let list = shown.join(&text(lang, "list-separator", &[]));
+    if all.len() > NAMED_RECIPIENTS {
+        text(
+            lang,
+            "notified-many",
+            &[("names", list.into()), ("count", all.len().into())],
+        )
+    } else {
+        list
+    }
 }
 
 pub async fn instance_page(
@@ -766,6 +796,15 @@ pub async fn instance_page(
     people.extend(tasks.iter().filter_map(|t| t.task.person.as_deref()));
     // People and units the events name (credited, register updated, escalated to a unit).
     people.extend(events.iter().filter_map(|e| e.payload["person"].as_str()));
+    // The first few people each notification reached, by name.
+    people.extend(events.iter().flat_map(|e| {
+        e.payload["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(NAMED_RECIPIENTS)
+            .filter_map(Value::as_str)
+    }));
     people.sort_unstable();
     people.dedup();
     let mut units = vec![instance.unit_id.as_str()];
@@ -864,7 +903,7 @@ pub async fn instance_page(
                     vec![("rule", rule.into()), ("by", by.into()), ("value", value.into())]
                 }
                 "notified" => vec![
-                    ("who", role_title(&wf, p["to"].as_str().unwrap_or(""), lang).into()),
+                    ("who", recipients_text(&p["recipients"], &names, lang).into()),
                     // The text in each language, as the template rendered it.
                     (
                         "text",
@@ -888,7 +927,7 @@ pub async fn instance_page(
                         .filter_map(Value::as_str)
                         .map(|st| state_title(&wf, st, lang))
                         .collect();
-                    vec![("state", to.join("、").into())]
+                    vec![("state", to.join(&text(lang, "list-separator", &[])).into())]
                 }
                 "signal_received" => vec![("signal", p["signal"].as_str().unwrap_or("").to_string().into())],
                 "credited" => vec![
@@ -945,8 +984,7 @@ pub async fn instance_page(
         StatusCode::OK,
         "instance.html",
         lang,
-        json!({
-            "viewer": viewer.profile.name, "csrf": viewer.csrf,
+        viewer.page(json!({
             "title": localize(&wf.def.title, lang),
             "id": instance.id,
             "status": text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
@@ -961,7 +999,7 @@ pub async fn instance_page(
                 .collect::<Vec<_>>(),
             "open": open, "timeline": timeline,
             "notice": filter.done.map(|_| text(lang, "task-done", &[])),
-        }),
+        })),
     )
 }
 

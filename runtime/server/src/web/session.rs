@@ -33,6 +33,8 @@ pub struct Viewer {
     pub profile: Profile,
     pub csrf: String,
     pub lang: &'static str,
+    /// Notifications not yet opened, shown in the header of every page.
+    pub unread: i64,
 }
 
 /// The language for a request: `?lang=`, then the person's setting (signed in), then the
@@ -89,9 +91,10 @@ impl FromRequestParts<AppState> for Viewer {
             Ok::<_, civicflow_store::StoreError>((
                 store.profile(&session.person).await?,
                 store.actor(&session.person).await?,
+                store.unread_count(&session.person).await?,
             ))
         };
-        let (profile, actor) = match loaded.await {
+        let (profile, actor, unread) = match loaded.await {
             Ok(found) => found,
             Err(_) => return Err(SignInFirst(here).into_response()),
         };
@@ -108,11 +111,23 @@ impl FromRequestParts<AppState> for Viewer {
             profile,
             csrf: session.csrf,
             lang,
+            unread,
         })
     }
 }
 
 impl Viewer {
+    /// A page's context with what every signed-in page shows: who is signed in, the
+    /// session's CSRF token for its forms, and the unread count in the header.
+    pub fn page(&self, mut context: serde_json::Value) -> serde_json::Value {
+        if let Some(m) = context.as_object_mut() {
+            m.insert("viewer".into(), self.profile.name.clone().into());
+            m.insert("csrf".into(), self.csrf.clone().into());
+            m.insert("unread".into(), self.unread.into());
+        }
+        context
+    }
+
     /// Refuse a form whose CSRF token is not this session's.
     #[allow(clippy::result_large_err)] // a page is the error; it goes straight back to the browser
     pub fn check_csrf(&self, posted: Option<&str>) -> Result<(), Response> {

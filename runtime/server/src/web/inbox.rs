@@ -1,0 +1,83 @@
+//! The inbox: notifications the workflows sent to me (voting open, overdue, sent back), in
+//! my language, newest first; opening one marks it read and shows its instance.
+
+use super::session::Viewer;
+use super::{Page, render, see_other, server_error};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use civicflow_engine::definition::{DEFAULT_LANG, localize};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Notifications listed on the page; older ones stay in the database.
+const SHOWN: i64 = 100;
+
+pub async fn inbox(State(state): State<AppState>, viewer: Viewer) -> Response {
+    let lang = viewer.lang;
+    let items = match state.runtime.store.inbox(&viewer.actor.person, SHOWN).await {
+        Ok(items) => items,
+        Err(e) => return server_error(e, lang),
+    };
+    let items: Vec<Value> = items
+        .iter()
+        .map(|n| {
+            let text = n
+                .text
+                .get(lang)
+                .or_else(|| n.text.get(DEFAULT_LANG))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let workflow = state
+                .runtime
+                .registry
+                .latest(&n.workflow)
+                .map(|w| localize(&w.def.title, lang).to_string())
+                .unwrap_or_else(|| n.workflow.clone());
+            json!({"id": n.id, "text": text, "workflow": workflow, "at": n.at, "read": n.read})
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "inbox.html",
+        lang,
+        viewer.page(json!({"nav": "inbox", "items": items})),
+    )
+}
+
+/// Open one notification: it is read now, and its instance is what it is about.
+pub async fn open(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
+    let now = state.runtime.now();
+    match state
+        .runtime
+        .store
+        .open_notification(&viewer.actor.person, &id, now)
+        .await
+    {
+        Ok(Some(instance)) => see_other(&format!("/instances/{instance}")),
+        Ok(None) => Page::not_found(viewer.lang),
+        Err(e) => server_error(e, viewer.lang),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Csrf {
+    #[serde(rename = "_csrf")]
+    csrf: Option<String>,
+}
+
+pub async fn read_all(State(state): State<AppState>, viewer: Viewer, axum::Form(form): axum::Form<Csrf>) -> Response {
+    if let Err(refused) = viewer.check_csrf(form.csrf.as_deref()) {
+        return refused;
+    }
+    match state
+        .runtime
+        .store
+        .mark_all_read(&viewer.actor.person, state.runtime.now())
+        .await
+    {
+        Ok(_) => see_other("/inbox"),
+        Err(e) => server_error(e, viewer.lang),
+    }
+}
