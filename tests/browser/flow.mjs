@@ -123,6 +123,18 @@ try {
   assert.equal(chen.page.url().replace(/\?.*$/, ""), ticketUrl);
   step("the handler sees it in the list and completes it");
 
+  // 2b. What the handler did stays findable under 已办, with the ticket's number and line.
+  await chen.page.goto(`${BASE}/done`);
+  const done = await chen.page.textContent("#done-list");
+  assert.match(done, /我办理了「部门办理」/);
+  assert.match(done, /事件 \d{4}-\d{6}/, "a short number");
+  assert.match(done, /井盖破损/, "the ticket's summary line");
+  await chen.page.click('#done-list a:has-text("井盖破损")');
+  assert.equal(chen.page.url(), ticketUrl);
+  await chen.page.goto(`${BASE}/done`);
+  await shot(chen.page, "12-done-list-desktop");
+  step("the handler finds the ticket under 已办 after acting");
+
   // 3. The grid worker verifies on site.
   await openTask(wang.page, "网格核实");
   await wang.page.check('input[name="/resolved"][value="true"]');
@@ -138,7 +150,7 @@ try {
   assert.match(detail, /已办结/);
   assert.match(detail, /ticket-route-beichen/, "the timeline names the plugin that routed it");
   assert.match(detail, /按事件类别确定办理时限.*5 个工作日/, "a rule by what it decides, a limit in words");
-  assert.match(detail, /限 \d{4}-\d{2}-\d{2} \d{2}:\d{2} 前完成/, "each step's time limit in China time");
+  assert.match(detail, /限 (\d{4}年)?\d{1,2}月\d{1,2}日 \d{2}:\d{2} 前完成/, "each step's time limit in China time, as people write it");
   assert.match(detail, /周居民 完成了「满意度评价」/);
   await shot(zhou.page, "06-closed-timeline-phone");
   step("the resident rates it and sees the timeline");
@@ -258,6 +270,29 @@ try {
     assert.match(detail, /问题已解决\s*否/, "the answer shows as 否");
     assert.match(await chen.page.goto(`${BASE}/tasks`).then(() => chen.page.textContent("#my-tasks")), /部门办理/, "back in the department's list");
     step("a ticket verified as not solved goes back to the department");
+  }
+
+  // 12. Sent back by the department: the street's dispatcher is told, in the inbox.
+  {
+    await wang.page.goto(`${BASE}/start/ticket`);
+    await wang.page.selectOption("#f-category", "road");
+    await wang.page.fill("#f-description", "人行道砖块松动");
+    await wang.page.fill("#f-location", "果园路12号");
+    await submit(wang.page);
+    await openTask(chen.page, "部门签收");
+    await chen.page.selectOption("#f-decision", "return");
+    await chen.page.fill("#f-reason", "属于水务部门职责");
+    await submit(chen.page);
+    const li = await signIn(PHONE, "li");
+    assert.match(await li.page.textContent("#nav-inbox"), /\d/, "an unread count in the header");
+    await li.page.click("#nav-inbox");
+    const inbox = await li.page.textContent("#inbox");
+    assert.match(inbox, /事件被退回：属于水务部门职责/, "the notification's own text");
+    await shot(li.page, "13-inbox-phone");
+    await li.page.click('#inbox a:has-text("属于水务部门职责")');
+    assert.match(li.page.url(), /\/instances\//);
+    assert.match(await li.page.textContent("main"), /通知 李调度：事件被退回/, "the timeline names who was told");
+    step("the dispatcher finds the sent-back notice in the inbox");
   }
 
   // 8. The session's CSRF token is required on every form.

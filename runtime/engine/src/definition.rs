@@ -27,6 +27,12 @@ pub struct Definition {
     pub title: Localized,
     #[serde(default)]
     pub description: Option<Localized>,
+    /// The word for one instance in lists and numbers: 事件 in `事件 2026-000123`.
+    #[serde(default)]
+    pub noun: Option<Localized>,
+    /// A template giving the one line lists show for an instance (over `data`).
+    #[serde(default)]
+    pub summary: Option<Localized>,
     /// Units in whose subtrees it may be started and is offered; empty: everywhere.
     #[serde(default)]
     pub available_in: Vec<String>,

@@ -75,6 +75,8 @@ pub struct Instance {
     pub rev: i64,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    /// Its number within its workflow and year (China time), given when it is stored.
+    pub number: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -468,6 +470,7 @@ pub fn step(
                 rev: 0,
                 created_by: actor.person.clone(),
                 created_at: now,
+                number: None,
             };
             Run::new(wf, instance, actor, now, rules, places)
         }

@@ -219,11 +219,15 @@ impl Checker<'_> {
             self.form_ref("/start/form", form);
         }
         self.state_ref("/start/to", &def.start.to);
-        for (name, template) in &def.templates {
+        let templates = def
+            .templates
+            .iter()
+            .map(|(name, t)| (format!("/templates/{}", pointer_segment(name)), t));
+        for (at, template) in templates.chain(def.summary.iter().map(|t| ("/summary".to_string(), t))) {
             for (lang, text) in template {
                 if let Err(e) = check_template(text) {
                     self.error(
-                        &format!("/templates/{}/{}", pointer_segment(name), pointer_segment(lang)),
+                        &format!("{at}/{}", pointer_segment(lang)),
                         format!("template syntax: {e}"),
                     );
                 }

@@ -279,6 +279,7 @@ mod inherit_tests {
             rev: 0,
             created_by: "p".into(),
             created_at: chrono::Utc::now(),
+            number: None,
         };
         let ask = |path: &str| {
             rules

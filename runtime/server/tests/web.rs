@@ -604,3 +604,74 @@ async fn a_notification_reaches_the_inbox_and_the_webhook_signed() {
         "http only, said so"
     );
 }
+
+#[tokio::test]
+async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_list() {
+    let app = App::new().await;
+    let (id, accept) = dispatched_ticket(&app).await;
+    let number = app
+        .state
+        .runtime
+        .store
+        .instance(&id)
+        .await
+        .unwrap()
+        .number
+        .expect("numbered");
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/tasks/{accept}/complete"),
+            Some("chen"),
+            Some(serde_json::json!({"data": {"decision": "accept"}})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let chen = sign_in(&app, "chen").await;
+    let (_, _, done) = app.send(get("/done", Some(&chen))).await;
+    assert!(done.contains("我办理了「部门签收」"), "what I did: {done}");
+    assert!(done.contains("当前：部门办理"), "where it stands: {done}");
+    let year = chrono::Utc::now()
+        .with_timezone(&civicflow_engine::time::DEFAULT_TIME_ZONE)
+        .format("%Y")
+        .to_string();
+    let shown = format!("事件 {year}-{number:06}");
+    assert!(done.contains(&shown), "{shown} in: {done}");
+    // The row says what it is about: the ticket's summary line, not the process name only.
+    assert!(done.contains("果园路5号：路面塌陷需要修补"), "{done}");
+    let (_, _, tasks) = app.send(get("/tasks", Some(&chen))).await;
+    assert!(tasks.contains(&shown) && tasks.contains("部门办理"), "{tasks}");
+    let (_, _, mine) = app.send(get("/mine", Some(&sign_in(&app, "wang").await))).await;
+    assert!(mine.contains(&shown) && mine.contains("当前：部门办理"), "{mine}");
+
+    // A sign-up made is done for me though the activity stays open for others.
+    let runtime = &app.state.runtime;
+    let data = serde_json::json!({"title": "果园社区环境清洁日", "kind": "regular", "starts_at": "2099-06-06T08:30:00+08:00",
+        "ends_at": "2099-06-06T11:30:00+08:00", "capacity": 2, "planned_hours": 3, "location": "果园社区文化广场"});
+    let activity = runtime.start("feng", "volunteering", "guoyuan-c1", data).await.unwrap();
+    let signup = activity.new_tasks[0].id.clone();
+    let song = sign_in(&app, "song").await;
+    let (_, _, before) = app.send(get("/tasks", Some(&song))).await;
+    assert!(
+        before.contains(&format!("/tasks/{signup}")),
+        "open to sign up: {before}"
+    );
+    runtime.complete("song", &signup, serde_json::json!({})).await.unwrap();
+    let (_, _, after) = app.send(get("/tasks", Some(&song))).await;
+    assert!(
+        !after.contains(&format!("/tasks/{signup}")),
+        "signed up: not to do any more: {after}"
+    );
+    let (_, _, done) = app.send(get("/done", Some(&song))).await;
+    assert!(
+        done.contains("我在「报名中」提交了") && done.contains("果园社区环境清洁日（果园社区文化广场）"),
+        "{done}"
+    );
+    let luo = sign_in(&app, "luo").await;
+    let (_, _, others) = app.send(get("/tasks", Some(&luo))).await;
+    assert!(
+        others.contains(&format!("/tasks/{signup}")),
+        "still open to others: {others}"
+    );
+}

@@ -355,6 +355,14 @@ CREATE INDEX inbox_person ON inbox (person_id, at);
 CREATE INDEX inbox_notice ON inbox (notice_id);
 -- Who holds a role at a unit: notifications to a unit's secretary, roles by unit.
 CREATE INDEX person_roles_unit ON person_roles (unit_id, role);
+-- What a person did (已办): their actions, newest first.
+CREATE INDEX events_actor ON events (actor, at);
+-- An instance's short number within its workflow and year: 事件 2026-000123.
+ALTER TABLE instances ADD COLUMN number BIGINT;
+CREATE TABLE counters (
+    key TEXT PRIMARY KEY,
+    n BIGINT NOT NULL
+);
 "#,
     ),
 ];

@@ -19,7 +19,7 @@ pub(crate) struct StoredInstance {
     pub last_hash: String,
 }
 
-const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, overlays, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash";
+const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, overlays, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash, number";
 const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, escalated_path, status, due_at, created_at";
 
 fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
@@ -42,6 +42,7 @@ fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
             rev: r.try_get("rev")?,
             created_by: r.try_get("created_by")?,
             created_at: from_millis(r.try_get("created_at")?),
+            number: r.try_get("number")?,
         },
         last_seq: r.try_get("last_seq")?,
         last_hash: r.try_get("last_hash")?,
@@ -281,6 +282,36 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// What a person did (tasks completed, entries made), newest first: the latest action
+    /// on each of at most `limit` instances. Reads at most `4 × limit` of their events, on
+    /// the `(actor, at)` index, whatever the log holds.
+    pub async fn actions_of(&self, person: &str, limit: usize) -> Result<Vec<(String, EventRow)>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, at, actor, kind, payload FROM events WHERE actor = $1 AND kind IN ('task_completed', 'entry_submitted') ORDER BY at DESC, instance_id, seq DESC LIMIT $2",
+        )
+        .bind(person)
+        .bind((limit * 4) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in &rows {
+            let instance: String = r.try_get("instance_id")?;
+            if out.len() < limit && seen.insert(instance.clone()) {
+                let payload: String = r.try_get("payload")?;
+                let event = EventRow {
+                    seq: r.try_get("seq")?,
+                    at: from_millis(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    payload: serde_json::from_str(&payload)?,
+                };
+                out.push((instance, event));
+            }
+        }
+        Ok(out)
     }
 
     /// Tasks of one instance, every status, oldest first.

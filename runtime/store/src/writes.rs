@@ -156,10 +156,27 @@ pub(crate) async fn plan_addressed(
     prior: Option<&StoredInstance>,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Write>, Applied)> {
+    if prior.is_none() {
+        s.instance.number = Some(next_number(conn, &s.instance.workflow, now).await?);
+    }
     let notices = crate::notices::address(conn, &mut s, now).await?;
     let (mut writes, applied) = plan(s, prior, now)?;
     writes.extend(notices);
     Ok((writes, applied))
+}
+
+/// The next number of `workflow` in the current year (China time). The upsert holds the
+/// counter's row until the transaction ends, so two servers never give one number twice;
+/// a rolled-back start gives its number back.
+async fn next_number(conn: &mut AnyConnection, workflow: &str, now: DateTime<Utc>) -> Result<i64> {
+    use chrono::Datelike;
+    let year = now.with_timezone(&civicflow_engine::time::DEFAULT_TIME_ZONE).year();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO counters (key, n) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = counters.n + 1 RETURNING n",
+    )
+    .bind(format!("{workflow}/{year}"))
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// The writes that store one step, and what the caller gets back.
@@ -180,8 +197,8 @@ fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(
         None => {
             instance.rev = 1;
             w.push(Write::new(
-                "INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash, overlays) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12, $13)",
-                vec![Text(id.clone()), Text(instance.workflow.clone()), Int(i64::from(instance.workflow_version)), Text(instance.unit_id.clone()), Text(instance.unit_path.clone()), Text(instance.status.as_str().into()), Text(position), Text(data), Text(instance.created_by.clone()), Int(at), Int(last_seq), Text(last_hash), Text(serde_json::to_string(&instance.overlays)?)],
+                "INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, created_by, created_at, updated_at, last_seq, last_hash, overlays, number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11, $12, $13, $14)",
+                vec![Text(id.clone()), Text(instance.workflow.clone()), Int(i64::from(instance.workflow_version)), Text(instance.unit_id.clone()), Text(instance.unit_path.clone()), Text(instance.status.as_str().into()), Text(position), Text(data), Text(instance.created_by.clone()), Int(at), Int(last_seq), Text(last_hash), Text(serde_json::to_string(&instance.overlays)?), MaybeInt(instance.number)],
             ).exactly(1, conflict, &format!("instance {id}")));
         }
         Some(p) => {

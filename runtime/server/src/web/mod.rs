@@ -75,13 +75,31 @@ fn translate(state: &JState, id: &str, args: Kwargs) -> String {
     text(&lang, id, &refs)
 }
 
-/// A stored time (RFC 3339, UTC) as China Standard Time, `2026-11-23 14:05`: the one time
-/// zone of the people these pages serve.
-pub(crate) fn when(value: &str) -> String {
-    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&china).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|_| value.to_string())
+/// `{{ time|when }}` in the page's language.
+fn when(state: &JState, value: &str) -> String {
+    let lang = state.lookup("lang").map(|l| l.to_string()).unwrap_or_default();
+    people_time(value, &lang, chrono::Utc::now())
+}
+
+/// A stored time (RFC 3339, UTC) as people read it, in China Standard Time (the one time
+/// zone of the people these pages serve): `12月3日 14:00` this year, `2025年12月3日 14:00`
+/// another; `3 Dec 14:00` / `3 Dec 2025 14:00` in English. Short enough not to wrap on a
+/// phone; the full instant stays in the `<time datetime>` attribute.
+pub(crate) fn people_time(value: &str, lang: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Datelike;
+    let zone = civicflow_engine::time::DEFAULT_TIME_ZONE;
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) else {
+        return value.to_string();
+    };
+    let t = t.with_timezone(&zone);
+    let this_year = t.year() == now.with_timezone(&zone).year();
+    let format = match (lang, this_year) {
+        ("en", true) => "%-d %b %H:%M",
+        ("en", false) => "%-d %b %Y %H:%M",
+        (_, true) => "%-m月%-d日 %H:%M",
+        (_, false) => "%Y年%-m月%-d日 %H:%M",
+    };
+    t.format(format).to_string()
 }
 
 /// Render `template` with `context` plus `lang`.
@@ -135,6 +153,7 @@ pub fn routes() -> Router<AppState> {
         .route("/start", get(pages::start_list))
         .route("/start/{workflow}", get(pages::start_form).post(pages::start_submit))
         .route("/mine", get(pages::mine))
+        .route("/done", get(pages::done))
         .route("/inbox", get(inbox::inbox))
         .route("/inbox/read-all", post(inbox::read_all))
         .route("/inbox/{id}", get(inbox::open))
@@ -162,4 +181,24 @@ async fn icon() -> impl axum::response::IntoResponse {
         ],
         ICON,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::people_time;
+
+    #[test]
+    fn times_read_as_people_say_them_in_china_time() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let t = "2026-12-03T06:00:00.000Z";
+        assert_eq!(people_time(t, "zh-CN", now), "12月3日 14:00");
+        assert_eq!(people_time(t, "en", now), "3 Dec 14:00");
+        // New Year's Eve in UTC is already 1 January in Beijing: the year is Beijing's.
+        let last_year = "2025-12-31T17:30:00Z";
+        assert_eq!(people_time(last_year, "zh-CN", now), "1月1日 01:30");
+        assert_eq!(people_time("2025-05-01T02:00:00Z", "zh-CN", now), "2025年5月1日 10:00");
+        assert_eq!(people_time("not a time", "zh-CN", now), "not a time");
+    }
 }

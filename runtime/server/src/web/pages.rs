@@ -145,18 +145,23 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         .iter()
         .filter_map(|i| Some((i.id.as_str(), state.runtime.registry.for_instance(i).ok()?)))
         .collect();
-    let briefs: HashMap<&str, String> = instances
-        .iter()
-        .filter_map(|i| Some((i.id.as_str(), brief(pinned.get(i.id.as_str())?, &i.data, lang))))
-        .collect();
+    let by_id: HashMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let now = state.runtime.now();
     let mut workflows = BTreeMap::new();
     let mut unit_choices = BTreeMap::new();
     let (mut mine, mut pool) = (Vec::new(), Vec::new());
     for t in &all {
-        let Some(wf) = pinned.get(t.task.instance_id.as_str()) else {
+        let (Some(wf), Some(instance)) = (
+            pinned.get(t.task.instance_id.as_str()),
+            by_id.get(t.task.instance_id.as_str()),
+        ) else {
             continue;
         };
+        // A ballot cast or a sign-up made is done for me, though the state stays open for
+        // others: it is under 已办, not 待办.
+        if my_entry(wf, &t.task.state, &instance.data, &viewer.actor.person).is_some() {
+            continue;
+        }
         let wf_title = localize(&wf.def.title, lang).to_string();
         workflows.insert(t.workflow.clone(), wf_title.clone());
         unit_choices.insert(t.task.unit_id.clone(), name_of(&names, &t.task.unit_id, lang));
@@ -177,7 +182,8 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
             "id": t.task.id,
             "instance": t.task.instance_id,
             "title": state_title(wf, &t.task.state, lang),
-            "brief": briefs.get(t.task.instance_id.as_str()),
+            "number": number_text(wf, instance, lang),
+            "brief": brief(wf, &instance.data, lang),
             "workflow": wf_title,
             "unit": name_of(&names, &t.task.unit_id, lang),
             "role": t.task.role.as_deref().map(|r| role_title(wf, r, lang)),
@@ -682,29 +688,15 @@ pub async fn start_submit(
 pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let started = match store.instances_started_by(&viewer.profile.id, 100).await {
+    let started = match store.instances_started_by(&viewer.profile.id, LISTED).await {
         Ok(s) => s,
         Err(e) => return server_error(e, lang),
     };
-    let units: Vec<&str> = started.iter().map(|i| i.unit_id.as_str()).collect();
-    let names = match store.names(&units, &[]).await {
-        Ok(n) => n,
+    let refs: Vec<&Instance> = started.iter().collect();
+    let items = match instance_rows(&state, &refs, lang).await {
+        Ok(rows) => rows,
         Err(e) => return server_error(e, lang),
     };
-    let items: Vec<Value> = started
-        .iter()
-        .map(|i| {
-            let wf = state.runtime.registry.for_instance(i).ok();
-            json!({
-                "id": i.id,
-                "workflow": wf.as_ref().map(|w| localize(&w.def.title, lang).to_string()).unwrap_or_else(|| i.workflow.clone()),
-                "states": i.position.tokens.iter().map(|s| wf.as_ref().map(|w| state_title(w, s, lang)).unwrap_or_else(|| s.clone())).collect::<Vec<_>>(),
-                "status": text(lang, &format!("instance-status-{}", i.status.as_str()), &[]),
-                "unit": name_of(&names, &i.unit_id, lang),
-                "created_at": i.created_at,
-            })
-        })
-        .collect();
     render(
         StatusCode::OK,
         "tasks.html",
@@ -713,17 +705,131 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
     )
 }
 
-/// A line saying what an instance is about: the first text its start form was given.
+/// 已办: what I did, newest first, with where each instance stands now.
+pub async fn done(State(state): State<AppState>, viewer: Viewer) -> Response {
+    let lang = viewer.lang;
+    let store = &state.runtime.store;
+    let actions = match store.actions_of(&viewer.profile.id, LISTED as usize).await {
+        Ok(a) => a,
+        Err(e) => return server_error(e, lang),
+    };
+    let ids: Vec<&str> = actions.iter().map(|(i, _)| i.as_str()).collect();
+    let instances = match store.instances(&ids).await {
+        Ok(list) => list,
+        Err(e) => return server_error(e, lang),
+    };
+    let by_id: HashMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let refs: Vec<&Instance> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+    let mut items = match instance_rows(&state, &refs, lang).await {
+        Ok(rows) => rows,
+        Err(e) => return server_error(e, lang),
+    };
+    let mine: HashMap<&str, &civicflow_store::EventRow> = actions.iter().map(|(i, e)| (i.as_str(), e)).collect();
+    // Rows come in the order of `refs`: say beside each what I did there and when.
+    for (item, i) in items.iter_mut().zip(&refs) {
+        let (Some(event), Ok(wf)) = (mine.get(i.id.as_str()), state.runtime.registry.for_instance(i)) else {
+            continue;
+        };
+        let did = event.payload["state"]
+            .as_str()
+            .map(|st| state_title(&wf, st, lang))
+            .unwrap_or_default();
+        item["did"] = text(lang, &format!("done-{}", event.kind), &[("state", did.into())]).into();
+        item["did_at"] = json!(event.at);
+    }
+    render(
+        StatusCode::OK,
+        "tasks.html",
+        lang,
+        viewer.page(json!({"nav": "done", "started": items})),
+    )
+}
+
+/// Instances a list shows at most.
+const LISTED: i64 = 100;
+
+/// Rows of a list of instances: the number, what it is about, where it stands.
+async fn instance_rows(
+    state: &AppState,
+    instances: &[&Instance],
+    lang: &str,
+) -> Result<Vec<Value>, civicflow_store::StoreError> {
+    let store = &state.runtime.store;
+    let units: Vec<&str> = instances.iter().map(|i| i.unit_id.as_str()).collect();
+    let names = store.names(&units, &[]).await?;
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let last = store.last_event_times(&ids).await?;
+    Ok(instances
+        .iter()
+        .map(|i| {
+            let wf = state.runtime.registry.for_instance(i).ok();
+            let states: Vec<String> = i
+                .position
+                .tokens
+                .iter()
+                .map(|s| wf.as_ref().map(|w| state_title(w, s, lang)).unwrap_or_else(|| s.clone()))
+                .collect();
+            json!({
+                "id": i.id,
+                "workflow": wf.as_ref().map(|w| localize(&w.def.title, lang).to_string()).unwrap_or_else(|| i.workflow.clone()),
+                "number": wf.as_ref().and_then(|w| number_text(w, i, lang)),
+                "brief": wf.as_ref().map(|w| brief(w, &i.data, lang)),
+                "states": states,
+                "status": text(lang, &format!("instance-status-{}", i.status.as_str()), &[]),
+                "finished": i.status != civicflow_engine::machine::Status::Running,
+                "unit": name_of(&names, &i.unit_id, lang),
+                "created_at": i.created_at,
+                "updated_at": last.get(&i.id).unwrap_or(&i.created_at),
+            })
+        })
+        .collect())
+}
+
+/// A line saying what an instance is about: the workflow's `summary` template, else the
+/// first text its start form was given.
 fn brief(wf: &Workflow, data: &Value, lang: &str) -> String {
-    let text = filled(wf, wf.def.start.form.as_deref(), data, lang)
-        .into_iter()
-        .find(|f| matches!(f.widget, "text" | "textarea") && !f.value.is_empty())
-        .map(|f| f.value)
+    let summary = wf.def.summary.as_ref().and_then(|t| {
+        let ctx = civicflow_engine::expr::context(&json!({ "data": data }));
+        civicflow_engine::expr::render(localize(t, lang), &ctx)
+            .inspect_err(|e| tracing::warn!(workflow = wf.id(), error = %e, "summary template failed"))
+            .ok()
+    });
+    let text = summary
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            filled(wf, wf.def.start.form.as_deref(), data, lang)
+                .into_iter()
+                .find(|f| matches!(f.widget, "text" | "textarea") && !f.value.is_empty())
+                .map(|f| f.value)
+        })
         .unwrap_or_default();
-    match text.char_indices().nth(40) {
+    match text.char_indices().nth(60) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
+}
+
+/// My entry in a collect state (my ballot, my sign-up, on the list or waiting), if any.
+fn my_entry<'a>(wf: &Workflow, state: &str, data: &'a Value, person: &str) -> Option<&'a Value> {
+    let collect = wf.def.states.get(state)?.collect.as_ref()?;
+    std::iter::once(&collect.into)
+        .chain(collect.waitlist.as_ref())
+        .filter_map(|list| data[list.as_str()].as_array())
+        .flatten()
+        .find(|e| e["submitted_by"] == person)
+}
+
+/// `事件 2026-000123`: the workflow's word for one instance and its number in its year.
+fn number_text(wf: &Workflow, i: &Instance, lang: &str) -> Option<String> {
+    use chrono::Datelike;
+    let n = i.number?;
+    let year = i
+        .created_at
+        .with_timezone(&civicflow_engine::time::DEFAULT_TIME_ZONE)
+        .year();
+    let noun = localize(wf.def.noun.as_ref().unwrap_or(&wf.def.title), lang);
+    Some(format!("{noun} {year}-{n:06}"))
 }
 
 /// Read-only fields of a form with its data, for the timeline.
@@ -870,7 +976,14 @@ pub async fn instance_page(
                         who(p["person"].as_str(), p["role"].as_str(), p["unit"].as_str()).into(),
                     ),
                     // The time limit fixed for it, when it has one (`event-task_created-due`).
-                    ("due", p["due"].as_str().map(super::when).unwrap_or_default().into()),
+                    (
+                        "due",
+                        p["due"]
+                            .as_str()
+                            .map(|d| super::people_time(d, lang, state.runtime.now()))
+                            .unwrap_or_default()
+                            .into(),
+                    ),
                 ],
                 // A role, at a unit when the escalation named a level of the tree.
                 "escalated" => vec![
