@@ -148,7 +148,8 @@ try {
   await submit(zhou.page);
   const detail = await zhou.page.textContent("main");
   assert.match(detail, /已办结/);
-  assert.match(detail, /ticket-route-beichen/, "the timeline names the plugin that routed it");
+  assert.doesNotMatch(detail, /ticket-route-beichen/, "which plugin decided is for admins, not residents");
+  assert.match(detail, /按规则「[^」]+」确定：区城市管理委员会/, "what the rule decided, in words");
   assert.match(detail, /按事件类别确定办理时限.*5 个工作日/, "a rule by what it decides, a limit in words");
   assert.match(detail, /限 (\d{4}年)?\d{1,2}月\d{1,2}日 \d{2}:\d{2} 前完成/, "each step's time limit in China time, as people write it");
   assert.match(detail, /周居民 完成了「满意度评价」/);

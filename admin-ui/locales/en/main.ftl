@@ -163,6 +163,7 @@ event-entry_promoted = The first on the waiting list moved up in "{ $state }"
 event-timer_fired = The time limit of "{ $state }" came
 event-escalated = "{ $state }" is overdue; escalated to { $who }
 event-rule_evaluated = Rule "{ $rule }" decided by { $by }: { $value }
+event-rule_decided = By the rule "{ $rule }": { $value }
 event-rule-by-default = the default rule
 event-rule-no-value = nothing (the process goes on by default)
 event-notified = Notified { $who }: { $text }

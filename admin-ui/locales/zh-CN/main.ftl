@@ -133,6 +133,7 @@ event-entry_promoted = 候补人员递补进入「{ $state }」
 event-timer_fired = 「{ $state }」时限已到
 event-escalated = 「{ $state }」超时，已上报 { $who }
 event-rule_evaluated = 规则「{ $rule }」由 { $by } 判定：{ $value }
+event-rule_decided = 按规则「{ $rule }」确定：{ $value }
 event-rule-by-default = 默认规则
 event-rule-no-value = 无（按流程默认处理）
 event-notified = 通知 { $who }：{ $text }

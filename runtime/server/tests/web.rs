@@ -642,6 +642,16 @@ async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_l
     assert!(done.contains("果园路5号：路面塌陷需要修补"), "{done}");
     let (_, _, tasks) = app.send(get("/tasks", Some(&chen))).await;
     assert!(tasks.contains(&shown) && tasks.contains("部门办理"), "{tasks}");
+    // One timeline entry per human action (reported, dispatched, accepted); the steps each
+    // began and the rules that decided fold beneath them, and no plugin is named to a handler.
+    let (_, _, page) = app.send(get(&format!("/instances/{id}"), Some(&chen))).await;
+    let timeline = page.split("<ol class=\"timeline\">").nth(1).unwrap();
+    assert_eq!(timeline.matches("<li><time").count(), 3, "{timeline}");
+    assert!(timeline.contains("「部门办理」环节开始"), "{timeline}");
+    assert!(
+        !timeline.contains("流转至"),
+        "a move is said by the step it begins: {timeline}"
+    );
     let (_, _, mine) = app.send(get("/mine", Some(&sign_in(&app, "wang").await))).await;
     assert!(mine.contains(&shown) && mine.contains("当前：部门办理"), "{mine}");
 

@@ -843,6 +843,63 @@ fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<fo
     fields
 }
 
+/// One entry per thing a person (or the clock, or another system) did: the lines of one
+/// step (same moment, same actor) fold under the first that is not a consequence, so
+/// "王网格 发起了…" carries "「派单」环节开始…" and the rule that routed it beneath it.
+fn fold_timeline(lines: Vec<(&civicflow_store::EventRow, Value)>) -> Vec<Value> {
+    const CONSEQUENCES: [&str; 7] = [
+        "transitioned",
+        "task_created",
+        "rule_evaluated",
+        "notified",
+        "credited",
+        "register_updated",
+        "completed",
+    ];
+    // A move into a state whose task starts at the same moment is said by that task's line,
+    // and the move to the end by "事项已办结".
+    let tasks_begun: std::collections::HashSet<(chrono::DateTime<Utc>, &str)> = lines
+        .iter()
+        .filter(|(e, _)| e.kind == "task_created")
+        .filter_map(|(e, _)| Some((e.at, e.payload["state"].as_str()?)))
+        .collect();
+    let finished: std::collections::HashSet<chrono::DateTime<Utc>> = lines
+        .iter()
+        .filter(|(e, _)| e.kind == "completed")
+        .map(|(e, _)| e.at)
+        .collect();
+    let mut out: Vec<Value> = Vec::new();
+    let mut head: Option<(chrono::DateTime<Utc>, &str)> = None;
+    for (e, line) in lines {
+        let said_by_a_task = e.kind == "transitioned"
+            && (finished.contains(&e.at)
+                || e.payload["to"].as_array().is_some_and(|to| {
+                    to.iter()
+                        .filter_map(Value::as_str)
+                        .all(|s| tasks_begun.contains(&(e.at, s)))
+                }));
+        if said_by_a_task {
+            continue;
+        }
+        let same_step = head.is_some_and(|(at, actor)| at == e.at && actor == e.actor);
+        match out.last_mut() {
+            Some(last) if same_step && CONSEQUENCES.contains(&e.kind.as_str()) => {
+                if !last["then"].is_array() {
+                    last["then"] = json!([]);
+                }
+                if let Some(then) = last["then"].as_array_mut() {
+                    then.push(line["text"].clone());
+                }
+            }
+            _ => {
+                head = Some((e.at, e.actor.as_str()));
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
 /// Recipients named on a timeline line; the rest are counted.
 const NAMED_RECIPIENTS: usize = 5;
 
@@ -953,7 +1010,14 @@ pub async fn instance_page(
         }
         out.join(" ")
     };
-    let timeline: Vec<Value> = events
+    // Which plugin decided a rule is for those who run plugins and workflows; everyone
+    // else reads what was decided.
+    let admin = viewer
+        .actor
+        .roles
+        .iter()
+        .any(|g| matches!(g.role.as_str(), "plugin_admin" | "workflow_admin"));
+    let lines: Vec<(&civicflow_store::EventRow, Value)> = events
         .iter()
         .filter_map(|e| {
             let p = &e.payload;
@@ -1056,6 +1120,8 @@ pub async fn instance_page(
             };
             let id = match e.kind.as_str() {
                 "task_created" if p["due"].is_string() => "event-task_created-due".to_string(),
+                // What was decided, without which plugin decided it (`$by` unused).
+                "rule_evaluated" if !admin => "event-rule_decided".to_string(),
                 kind => format!("event-{kind}"),
             };
             let mut line = text(lang, &id, &args);
@@ -1075,9 +1141,10 @@ pub async fn instance_page(
             for f in details.iter_mut().filter(|f| names.contains_key(&f.value)) {
                 f.value = name_of(&names, &f.value, lang);
             }
-            Some(json!({"at": e.at, "text": line, "details": details}))
+            Some((e, json!({"at": e.at, "text": line, "details": details})))
         })
         .collect();
+    let timeline = fold_timeline(lines);
     let open: Vec<Value> = tasks
         .iter()
         .filter(|t| t.status == "open")
