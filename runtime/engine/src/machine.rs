@@ -327,8 +327,8 @@ pub enum EngineError {
     /// the state a timer belonged to).
     #[error("gone: {0}")]
     Gone(String),
-    /// A collect state already holds an entry for this key (a second ballot).
-    #[error("duplicate: {0}")]
+    /// A collect state already holds an entry for this key (a second ballot): the key.
+    #[error("duplicate: \"{0}\" already has an entry; a second one is refused")]
     Duplicate(String),
     /// A collect state is at capacity and keeps no waiting list.
     #[error("full: {0}")]
@@ -650,9 +650,7 @@ impl<'a> Run<'a> {
             .flatten()
             .any(|l| entries(&self.out.instance.data, l).iter().any(|e| e["key"] == key))
         {
-            return Err(EngineError::Duplicate(format!(
-                "\"{key}\" already has an entry; a second one is refused"
-            )));
+            return Err(EngineError::Duplicate(key));
         }
         let count = |src: &Option<String>| -> Result<Option<u64>, EngineError> {
             src.as_deref()

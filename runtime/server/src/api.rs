@@ -121,7 +121,7 @@ impl From<StoreError> for ApiError {
         let mut err = ApiError::new(status, e.code(), e.to_string());
         if let StoreError::Engine(EngineError::InvalidForm(fields)) = &e {
             for (pointer, message) in fields {
-                err = err.with_field(pointer, message.clone());
+                err = err.with_field(pointer, crate::i18n::field_message("en", message));
             }
         }
         err

@@ -31,6 +31,16 @@ static BUNDLES: LazyLock<Vec<(&'static str, FluentBundle<FluentResource>)>> = La
         .collect()
 });
 
+/// A form field's error as the engine or store gave it: a message id (`err-…`, e.g. a
+/// check-in code's) in `lang`, else the text as it is (the schema checks, already worded).
+pub fn field_message(lang: &str, message: &str) -> String {
+    if message.starts_with("err-") {
+        text(lang, message, &[])
+    } else {
+        message.to_string()
+    }
+}
+
 /// The supported locale `tag` names, if any (`en-GB` → `en`, `zh` → `zh-CN`).
 pub fn supported(tag: &str) -> Option<&'static str> {
     let wanted: LanguageIdentifier = tag.trim().parse().ok()?;

@@ -4,7 +4,7 @@
 pub mod api;
 mod attachment_api;
 mod calendar_api;
-mod demo;
+pub mod demo;
 pub mod i18n;
 mod metrics_api;
 pub mod open311;

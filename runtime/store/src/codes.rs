@@ -24,11 +24,13 @@ pub enum CodeError {
 }
 
 impl CodeError {
+    /// The message id (`admin-ui/locales`) saying what went wrong: the field error of a
+    /// form is an id when the person who reads it needs their own language.
     pub fn message(self) -> &'static str {
         match self {
-            CodeError::Missing => "scan the code shown on site: this step needs it",
-            CodeError::Invalid => "this code is not valid here (another activity, or altered)",
-            CodeError::Expired => "this code has expired; scan the code shown on site again",
+            CodeError::Missing => "err-code-missing",
+            CodeError::Invalid => "err-code-invalid",
+            CodeError::Expired => "err-code-expired",
         }
     }
 }

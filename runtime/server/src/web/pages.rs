@@ -359,16 +359,29 @@ fn check(wf: &Workflow, form: Option<&str>, posted: &mut Posted, lang: &str) -> 
 
 /// An engine refusal as errors for the form page.
 #[allow(clippy::result_large_err)] // a page is the error; it goes straight back to the browser
-fn refusal(e: StoreError, lang: &str) -> Result<BTreeMap<String, String>, Response> {
-    match e {
-        StoreError::Engine(EngineError::InvalidForm(fields)) => Ok(fields.into_iter().collect()),
-        StoreError::Db(_) | StoreError::Corrupt(_) => Err(server_error(e, lang)),
-        other => Ok([(
-            String::new(),
-            text(lang, "err-refused", &[("reason", other.to_string().into())]),
-        )]
-        .into()),
-    }
+fn refusal(e: StoreError, viewer: &Viewer) -> Result<BTreeMap<String, String>, Response> {
+    let lang = viewer.lang;
+    let reason = match &e {
+        StoreError::Engine(EngineError::InvalidForm(fields)) => {
+            return Ok(fields
+                .iter()
+                .map(|(pointer, message)| (pointer.clone(), crate::i18n::field_message(lang, message)))
+                .collect());
+        }
+        StoreError::Db(_) | StoreError::Corrupt(_) => return Err(server_error(e, lang)),
+        // My own sign-up is "you", anything else (a household) by what it is called.
+        StoreError::Engine(EngineError::Duplicate(key)) if *key == viewer.profile.id => {
+            text(lang, "err-duplicate-mine", &[])
+        }
+        StoreError::Engine(EngineError::Duplicate(key)) => text(lang, "err-duplicate", &[("key", key.clone().into())]),
+        other => {
+            // The English detail is for whoever looks after the workflow; the person is told
+            // in their language what happened and what to do.
+            tracing::info!(code = other.code(), error = %other, "action refused");
+            text(lang, &format!("err-{}", other.code()), &[])
+        }
+    };
+    Ok([(String::new(), text(lang, "err-refused", &[("reason", reason.into())]))].into())
 }
 
 pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
@@ -420,6 +433,14 @@ async fn task_page(
     errors: BTreeMap<String, String>,
 ) -> Response {
     let choices = choices_for(state, viewer, &task.task.id).await;
+    // What the task is about, with people and units by name.
+    let mut ids = Vec::new();
+    short_texts(&instance.data, &mut ids);
+    let names = state.runtime.store.names(&ids, &ids).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "names for a task's context could not be read");
+        Names::new()
+    });
+    let about = named(&instance.data, &names, viewer.lang);
     form_page(
         viewer,
         status,
@@ -434,7 +455,7 @@ async fn task_page(
             unit: String::new(),
             key: String::new(),
             instance: Some(format!("/instances/{}", instance.id)),
-            context: filled(wf, wf.def.start.form.as_deref(), &instance.data, viewer.lang),
+            context: filled(wf, wf.def.start.form.as_deref(), &about, viewer.lang),
             choices,
         },
     )
@@ -458,7 +479,7 @@ pub async fn task_submit(
     if errors.is_empty() {
         match state.runtime.complete(&viewer.profile.id, &id, data.clone()).await {
             Ok(_) => return see_other(&format!("/instances/{}?done=1", instance.id)),
-            Err(e) => match refusal(e, viewer.lang) {
+            Err(e) => match refusal(e, &viewer) {
                 Ok(e) => errors = e,
                 Err(r) => return r,
             },
@@ -667,7 +688,7 @@ pub async fn start_submit(
             Ok(Once::Ran(answer)) => return see_other(&format!("{}?done=1", page(&answer))),
             Ok(Once::Repeated(answer)) => return see_other(&page(&answer)),
             Ok(Once::InProgress) => return see_other("/mine"),
-            Err(e) => match refusal(e, lang) {
+            Err(e) => match refusal(e, &viewer) {
                 Ok(e) => errors = e,
                 Err(r) => return r,
             },
@@ -832,6 +853,28 @@ fn number_text(wf: &Workflow, i: &Instance, lang: &str) -> Option<String> {
     Some(format!("{noun} {year}-{n:06}"))
 }
 
+/// Every short text in `v`, however deep: what may be the id of a unit or a person (a
+/// department picked, the owners on a vote's roll).
+fn short_texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) if s.len() <= 64 => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| short_texts(i, out)),
+        Value::Object(m) => m.values().for_each(|i| short_texts(i, out)),
+        _ => {}
+    }
+}
+
+/// `v` with each text that is a unit's or a person's id replaced by their name, however
+/// deep, so data shows as people know it.
+fn named(v: &Value, names: &Names, lang: &str) -> Value {
+    match v {
+        Value::String(s) if names.contains_key(s) => Value::String(name_of(names, s, lang)),
+        Value::Array(items) => Value::Array(items.iter().map(|i| named(i, names, lang)).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, i)| (k.clone(), named(i, names, lang))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Read-only fields of a form with its data, for the timeline.
 fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<forms::Field> {
     let Some(def) = form.and_then(|f| wf.def.forms.get(f)) else {
@@ -981,16 +1024,12 @@ pub async fn instance_page(
     );
     // What people typed or picked that may be a unit or a person (a department, a
     // resident), so the timeline shows their names: one lookup for all of them.
-    let entered: Vec<&str> = events
-        .iter()
-        .flat_map(|e| [&e.payload["data"], &e.payload["form"], &e.payload["value"]])
-        .flat_map(|v| match v {
-            Value::Object(m) => m.values().filter_map(Value::as_str).collect::<Vec<_>>(),
-            Value::String(s) => vec![s.as_str()],
-            _ => Vec::new(),
-        })
-        .filter(|s| s.len() <= 64)
-        .collect();
+    let mut entered: Vec<&str> = Vec::new();
+    for e in &events {
+        for v in [&e.payload["data"], &e.payload["form"], &e.payload["value"]] {
+            short_texts(v, &mut entered);
+        }
+    }
     units.extend(entered.iter().copied());
     people.extend(entered.iter().copied());
     let names = match store.names(&units, &people).await {
@@ -1132,15 +1171,16 @@ pub async fn instance_page(
                 .as_str()
                 .and_then(|st| wf.def.states.get(st))
                 .and_then(|st| st.form.as_deref());
-            let mut details = match e.kind.as_str() {
-                "started" => filled(&wf, wf.def.start.form.as_deref(), &p["data"], lang),
-                "task_completed" | "entry_submitted" => filled(&wf, form_state, &p["form"], lang),
+            let details = match e.kind.as_str() {
+                "started" => filled(
+                    &wf,
+                    wf.def.start.form.as_deref(),
+                    &named(&p["data"], &names, lang),
+                    lang,
+                ),
+                "task_completed" | "entry_submitted" => filled(&wf, form_state, &named(&p["form"], &names, lang), lang),
                 _ => Vec::new(),
             };
-            // An id typed or picked in a text field shows as the unit's or person's name.
-            for f in details.iter_mut().filter(|f| names.contains_key(&f.value)) {
-                f.value = name_of(&names, &f.value, lang);
-            }
             Some((e, json!({"at": e.at, "text": line, "details": details})))
         })
         .collect();

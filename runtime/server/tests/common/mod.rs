@@ -63,6 +63,42 @@ impl App {
         }
     }
 
+    /// What `serve --demo` loads (workflows, organisation, calendars, overlays, plugins and
+    /// their bindings), with the same tokens as [`App::new`].
+    pub async fn demo() -> Self {
+        let store = match std::env::var("CIVICFLOW_TEST_PG") {
+            Ok(url) => {
+                let schema = format!("t_demo_{}", uuid::Uuid::now_v7().simple());
+                Store::connect(&url, Some(&schema)).await.unwrap()
+            }
+            Err(_) => Store::connect("sqlite::memory:", None).await.unwrap(),
+        };
+        let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
+        let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
+        civicflow_server::demo::load(&runtime, &rules, &repo("workflows"), &repo("plugins"))
+            .await
+            .unwrap();
+        civicflow_server::plugins::sync(&runtime.store, &rules, "")
+            .await
+            .unwrap();
+        let mut tokens = HashMap::new();
+        for (i, p) in PEOPLE.iter().enumerate() {
+            tokens.insert(
+                *p,
+                runtime.store.create_token(p, "test", [i as u8 + 1; 32]).await.unwrap(),
+            );
+        }
+        Self {
+            state: AppState {
+                runtime,
+                rules,
+                log_sign_in_codes: true,
+                secure_cookies: true,
+            },
+            tokens,
+        }
+    }
+
     pub async fn call(
         &self,
         method: &str,
