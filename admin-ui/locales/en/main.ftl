@@ -3,6 +3,23 @@
 app-name = Party-building and grid governance
 nav-tasks = My tasks
 nav-start = Start
+checkin-title = Check-in code
+checkin-how = Volunteers scan it with their phone's camera and press Submit on the page it opens.
+checkin-valid-for = This code is valid for { $seconds } seconds and is renewed before it expires.
+checkin-link = Check-in link (to forward if scanning fails)
+checkin-not-now = Check-in is not open now, so there is no code to show.
+checkin-show = Show the check-in code
+checkin-scanned = Code scanned: submit to check in.
+checkin-scan-first = Scan the code the organiser shows on site, then submit.
+task-withdraw = Withdraw my sign-up
+collect-places = { $taken } in, { $left } { $left ->
+    [one] place
+   *[other] places
+} left{ $waiting ->
+    [0] {""}
+   *[other] , { $waiting } waiting
+}
+collect-entries = { $taken } in
 nav-inbox = Messages
 inbox-title = My messages
 inbox-empty = No messages.

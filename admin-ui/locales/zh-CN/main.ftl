@@ -3,6 +3,20 @@
 app-name = 智慧党建与网格治理
 nav-tasks = 我的待办
 nav-start = 发起事项
+checkin-title = 签到码
+checkin-how = 请志愿者用手机相机扫码，在打开的页面上点击“提交”即完成签到。
+checkin-valid-for = 本签到码 { $seconds } 秒内有效，到期前自动更新。
+checkin-link = 签到链接（无法扫码时可转发）
+checkin-not-now = 现在不在签到环节，无法出示签到码。
+checkin-show = 出示签到码
+checkin-scanned = 已扫码，提交即完成签到。
+checkin-scan-first = 请扫描现场工作人员出示的签到码后再提交。
+task-withdraw = 撤回报名
+collect-places = 已登记 { $taken } 人，还剩 { $left } 个名额{ $waiting ->
+    [0] {""}
+   *[other] ，候补 { $waiting } 人
+}
+collect-entries = 已登记 { $taken } 人
 nav-inbox = 消息
 inbox-title = 我的消息
 inbox-empty = 暂无消息。

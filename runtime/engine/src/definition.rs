@@ -488,6 +488,21 @@ impl Workflow {
         self.def.states.get(name)
     }
 
+    /// The places of a collect state over an instance's data, for people to see: (places,
+    /// waiting-list places), each `None` when unlimited or not readable from the data alone.
+    pub fn places(&self, state: &str, data: &Value) -> (Option<u64>, Option<u64>) {
+        let Some(c) = self.state(state).and_then(|s| s.collect.as_ref()) else {
+            return (None, None);
+        };
+        let ctx = crate::expr::context(&serde_json::json!({ "data": data }));
+        let count = |src: &Option<String>| {
+            src.as_deref()
+                .and_then(|src| self.expr(src).eval(&ctx).ok())
+                .and_then(|v| v.as_u64())
+        };
+        (count(&c.capacity), count(&c.waitlist_capacity))
+    }
+
     pub(crate) fn expr(&self, source: &str) -> &Expr {
         self.exprs.get(source).expect("expression compiled at load")
     }

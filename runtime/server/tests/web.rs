@@ -685,3 +685,120 @@ async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_l
         "still open to others: {others}"
     );
 }
+
+/// A multipart form post, as the task pages send them.
+fn multipart(path: &str, cookie: &str, fields: &[(&str, &str)]) -> Request<Body> {
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str("--b0undary--\r\n");
+    Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "multipart/form-data; boundary=b0undary")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn between<'a>(html: &'a str, before: &str, after: &str) -> &'a str {
+    html.split(before)
+        .nth(1)
+        .and_then(|s| s.split(after).next())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_organiser_shows_a_qr_code_a_volunteer_checks_in_with_and_a_sign_up_can_be_withdrawn() {
+    let app = App::new().await;
+    let runtime = &app.state.runtime;
+    let activity = |starts: chrono::DateTime<chrono::Utc>| {
+        serde_json::json!({"title": "果园社区环境清洁日", "kind": "regular", "starts_at": starts.to_rfc3339(),
+            "ends_at": (starts + chrono::Duration::hours(3)).to_rfc3339(), "capacity": 2, "planned_hours": 3,
+            "location": "果园社区文化广场"})
+    };
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let today = runtime
+        .start("feng", "volunteering", "guoyuan-c1", activity(soon))
+        .await
+        .unwrap();
+    runtime
+        .complete("song", &today.new_tasks[0].id, serde_json::json!({}))
+        .await
+        .unwrap();
+    let song = sign_in(&app, "song").await;
+    let (_, _, page) = app.send(get(&format!("/instances/{}", today.id), Some(&song))).await;
+    assert!(page.contains("已登记 1 人，还剩 1 个名额"), "places left: {page}");
+    // The activity starts: sign-up closes and check-in opens.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(runtime.fire_due_timers(10).await.unwrap(), 1);
+
+    let feng = sign_in(&app, "feng").await;
+    let (_, _, page) = app.send(get(&format!("/instances/{}", today.id), Some(&feng))).await;
+    let screen = format!("/instances/{}/code/check_in", today.id);
+    assert!(page.contains(&screen), "the organiser's button: {page}");
+    let (status, _, shown) = app.send(get(&screen, Some(&feng))).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(
+        shown.contains("<svg") && shown.contains("http-equiv=\"refresh\""),
+        "a QR code, redrawn: {shown}"
+    );
+    let link = between(&shown, "id=\"checkin-link\" href=\"", "\"")
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let path = &link[link
+        .find("/tasks/")
+        .unwrap_or_else(|| panic!("a task link: {link} in {shown}"))..];
+    // Only the organiser's role shows codes.
+    let (status, _, _) = app.send(get(&screen, Some(&song))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The volunteer's camera opens the link: the form has the code, and submitting checks in.
+    let (_, _, scanned) = app.send(get(path, Some(&song))).await;
+    assert!(scanned.contains("已扫码"), "{scanned}");
+    let code = between(&scanned, "name=\"_code\" value=\"", "\"");
+    let csrf = between(&scanned, "name=\"_csrf\" value=\"", "\"");
+    let task = between(path, "/tasks/", "?");
+    let (status, _, _) = app
+        .send(multipart(
+            &format!("/tasks/{task}"),
+            &song,
+            &[("_csrf", csrf), ("_code", code)],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let data = runtime.store.instance(&today.id).await.unwrap().data;
+    assert_eq!(data["attendance"][0]["key"], "song", "{data}");
+    // Without a code the page says to scan first, and a post without one is refused in words.
+    let (_, _, bare) = app
+        .send(get(&format!("/tasks/{task}"), Some(&sign_in(&app, "luo").await)))
+        .await;
+    assert!(bare.contains("请扫描现场工作人员出示的签到码"), "{bare}");
+
+    // Another activity: signed up, then withdrawn from its page.
+    let later = runtime
+        .start(
+            "feng",
+            "volunteering",
+            "guoyuan-c1",
+            activity(chrono::Utc::now() + chrono::Duration::days(30)),
+        )
+        .await
+        .unwrap();
+    let signup = later.new_tasks[0].id.clone();
+    runtime.complete("song", &signup, serde_json::json!({})).await.unwrap();
+    let (_, _, page) = app.send(get(&format!("/instances/{}", later.id), Some(&song))).await;
+    assert!(page.contains("撤回报名"), "{page}");
+    let csrf = between(&page, "name=\"_csrf\" value=\"", "\"");
+    let (status, _, _) = app
+        .send(form(
+            &format!("/tasks/{signup}/withdraw"),
+            Some(&song),
+            &format!("_csrf={csrf}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let data = runtime.store.instance(&later.id).await.unwrap().data;
+    assert_eq!(data["volunteers"], serde_json::json!([]), "{data}");
+}

@@ -2,6 +2,7 @@
 //! timelines. Templates, catalogues and the stylesheet come from `admin-ui/`, embedded in
 //! the binary, so `cargo run` is the whole install.
 
+mod checkin;
 pub mod forms;
 mod inbox;
 mod pages;
@@ -19,7 +20,7 @@ use minijinja::{Environment, State as JState};
 use serde::Serialize;
 use std::sync::LazyLock;
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
     (
         "fields.html",
@@ -33,6 +34,7 @@ const TEMPLATES: [(&str, &str); 8] = [
         include_str!("../../../../admin-ui/templates/instance.html"),
     ),
     ("inbox.html", include_str!("../../../../admin-ui/templates/inbox.html")),
+    ("code.html", include_str!("../../../../admin-ui/templates/code.html")),
     (
         "message.html",
         include_str!("../../../../admin-ui/templates/message.html"),
@@ -150,6 +152,8 @@ pub fn routes() -> Router<AppState> {
         .route("/tasks", get(pages::task_list))
         .route("/tasks/{id}", get(pages::task_form).post(pages::task_submit))
         .route("/tasks/{id}/claim", post(pages::task_claim))
+        .route("/tasks/{id}/withdraw", post(checkin::withdraw))
+        .route("/instances/{id}/code/{state}", get(checkin::code_screen))
         .route("/start", get(pages::start_list))
         .route("/start/{workflow}", get(pages::start_form).post(pages::start_submit))
         .route("/mine", get(pages::mine))

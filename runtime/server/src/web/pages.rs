@@ -262,6 +262,8 @@ struct FormPage<'a> {
     context: Vec<forms::Field>,
     /// Choices rules gave this task's fields (tasks only).
     choices: BTreeMap<String, Vec<civicflow_engine::definition::Choice>>,
+    /// A state that takes a check-in code: the code scanned, if any (`None`: scan first).
+    code: Option<Option<String>>,
 }
 
 fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
@@ -278,6 +280,7 @@ fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
         viewer.page(json!({
             "title": p.title, "action": p.action, "fields": fields, "summary": summary,
             "units": p.units, "unit": p.unit, "key": p.key, "instance": p.instance, "context": p.context,
+            "needs_code": p.code.is_some(), "code": p.code.flatten(),
             "max_mb": uploads::MAX_UPLOAD_BYTES >> 20,
         })),
     )
@@ -384,7 +387,19 @@ fn refusal(e: StoreError, viewer: &Viewer) -> Result<BTreeMap<String, String>, R
     Ok([(String::new(), text(lang, "err-refused", &[("reason", reason.into())]))].into())
 }
 
-pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+pub struct CodeQuery {
+    /// A check-in code, from the organiser's QR code (it opens this page).
+    #[serde(default)]
+    code: Option<String>,
+}
+
+pub async fn task_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(scanned): Query<CodeQuery>,
+) -> Response {
     let (task, instance, wf) = match find_task(&state, &viewer, &id).await {
         Ok(found) => found,
         Err(r) => return r,
@@ -402,6 +417,7 @@ pub async fn task_form(State(state): State<AppState>, viewer: Viewer, Path(id): 
         StatusCode::OK,
         json!({}),
         BTreeMap::new(),
+        scanned.code,
     )
     .await
 }
@@ -431,8 +447,10 @@ async fn task_page(
     status: StatusCode,
     data: Value,
     errors: BTreeMap<String, String>,
+    code: Option<String>,
 ) -> Response {
     let choices = choices_for(state, viewer, &task.task.id).await;
+    let takes_code = wf.state(&task.task.state).is_some_and(|s| s.code.is_some());
     // What the task is about, with people and units by name.
     let mut ids = Vec::new();
     short_texts(&instance.data, &mut ids);
@@ -457,6 +475,7 @@ async fn task_page(
             instance: Some(format!("/instances/{}", instance.id)),
             context: filled(wf, wf.def.start.form.as_deref(), &about, viewer.lang),
             choices,
+            code: takes_code.then_some(code),
         },
     )
 }
@@ -476,8 +495,14 @@ pub async fn task_submit(
         Err(r) => return r,
     };
     let (data, mut errors) = check(&wf, task.task.form.as_deref(), &mut posted, viewer.lang);
+    // The check-in code travels beside the form's fields; the runtime verifies and drops it.
+    let code = posted.values.iter().find(|(k, _)| k == "_code").map(|(_, v)| v.clone());
     if errors.is_empty() {
-        match state.runtime.complete(&viewer.profile.id, &id, data.clone()).await {
+        let mut with_code = data.clone();
+        if let (Some(code), Some(m)) = (&code, with_code.as_object_mut()) {
+            m.insert("code".into(), code.clone().into());
+        }
+        match state.runtime.complete(&viewer.profile.id, &id, with_code).await {
             Ok(_) => return see_other(&format!("/instances/{}?done=1", instance.id)),
             Err(e) => match refusal(e, &viewer) {
                 Ok(e) => errors = e,
@@ -492,6 +517,7 @@ pub async fn task_submit(
         StatusCode::UNPROCESSABLE_ENTITY,
         data,
         errors,
+        code,
     )
     .await
 }
@@ -620,6 +646,7 @@ async fn start_page(
             instance: None,
             context: Vec::new(),
             choices: BTreeMap::new(),
+            code: None,
         },
     )
 }
@@ -1190,13 +1217,46 @@ pub async fn instance_page(
         .filter(|t| t.status == "open")
         .map(|t| {
             let (due, overdue) = due_text(lang, t.task.due_at, state.runtime.now());
+            let def = wf.state(&t.task.state);
+            // The organiser shows the check-in code; whoever signed up may take it back.
+            let shows_code = def
+                .and_then(|s| s.code.as_ref())
+                .is_some_and(|c| viewer.actor.has_role_over(&c.shown_by, &instance.unit_path));
+            let entered = my_entry(&wf, &t.task.state, &instance.data, &viewer.actor.person).is_some();
+            let collect = def.and_then(|s| s.collect.as_ref());
+            let may_withdraw = entered && collect.is_some_and(|c| c.withdraw);
+            // "已报名 3 人，还剩 2 个名额": what a volunteer needs before signing up.
+            let places = collect.map(|c| {
+                let taken = instance.data[c.into.as_str()].as_array().map_or(0, Vec::len) as u64;
+                let waiting = c
+                    .waitlist
+                    .as_ref()
+                    .and_then(|w| instance.data[w.as_str()].as_array())
+                    .map_or(0, Vec::len) as u64;
+                match wf.places(&t.task.state, &instance.data).0 {
+                    Some(cap) => text(
+                        lang,
+                        "collect-places",
+                        &[
+                            ("taken", taken.into()),
+                            ("left", cap.saturating_sub(taken).into()),
+                            ("waiting", waiting.into()),
+                        ],
+                    ),
+                    None => text(lang, "collect-entries", &[("taken", taken.into())]),
+                }
+            });
             json!({
                 "id": t.task.id,
+                "state": t.task.state,
                 "title": state_title(&wf, &t.task.state, lang),
                 "who": who(t.task.person.as_deref(), t.task.role.as_deref(), Some(&t.task.unit_id)),
                 "due": due, "overdue": overdue,
-                "mine": viewer.actor.may_act_on(&t.task),
+                "mine": viewer.actor.may_act_on(&t.task) && !entered,
                 "claim": t.task.pool && t.task.claimed_by.is_none(),
+                "shows_code": shows_code,
+                "places": places,
+                "withdraw": may_withdraw,
             })
         })
         .collect();
