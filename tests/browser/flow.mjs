@@ -51,6 +51,18 @@ async function openTask(page, title) {
   await page.waitForURL(/\/tasks\/[^/]+$/);
 }
 
+// The community worker starts an instance through the JSON API (its id).
+async function startAsFeng(body) {
+  const r = await fetch(`${BASE}/api/instances`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${process.env.FENG_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await r.text();
+  assert.equal(r.status, 201, answer);
+  return JSON.parse(answer).instance.id;
+}
+
 async function submit(page) {
   await Promise.all([page.waitForNavigation(), page.click("form.card button[type=submit]")]);
 }
@@ -294,6 +306,74 @@ try {
     assert.match(li.page.url(), /\/instances\//);
     assert.match(await li.page.textContent("main"), /通知 李调度：事件被退回/, "the timeline names who was told");
     step("the dispatcher finds the sent-back notice in the inbox");
+  }
+
+  // 13. Volunteering on a phone: a volunteer signs up, the organiser shows the check-in QR
+  // code, the volunteer's link checks in; from another activity the volunteer withdraws.
+  {
+    const activity = (title, startsInMs) => {
+      const starts = new Date(Date.now() + startsInMs);
+      return startAsFeng({
+        workflow: "volunteering",
+        unit: "guoyuan-c1",
+        data: { title, kind: "regular", starts_at: starts.toISOString(), ends_at: new Date(starts.getTime() + 3 * 3600e3).toISOString(),
+          capacity: 5, planned_hours: 3, location: "果园社区文化广场" },
+      });
+    };
+    const today = await activity("果园社区环境清洁日", 6000);
+    const later = await activity("敬老院探访", 30 * 24 * 3600e3);
+    const song = await signIn(PHONE, "song");
+    for (const id of [today, later]) {
+      await song.page.goto(`${BASE}/instances/${id}`);
+      assert.match(await song.page.textContent("main"), /还剩 5 个名额/, "places left before signing up");
+      await song.page.click('a.button:has-text("办理")');
+      await submit(song.page);
+    }
+    await song.page.goto(`${BASE}/instances/${later}`);
+    assert.match(await song.page.textContent("main"), /还剩 4 个名额/);
+    await Promise.all([song.page.waitForNavigation(), song.page.click("#withdraw")]);
+    assert.match(await song.page.textContent("main"), /撤回/, "the withdrawal is on the timeline");
+    await shot(song.page, "14-withdrawn-phone");
+    // The activity starts (the scheduler closes sign-up and opens check-in).
+    const feng = await signIn(PHONE, "feng");
+    for (let i = 0; i < 40; i++) {
+      await feng.page.goto(`${BASE}/instances/${today}`);
+      if (await feng.page.$("#show-code")) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await Promise.all([feng.page.waitForNavigation(), feng.page.click("#show-code")]);
+    assert.ok(await feng.page.$("#checkin-qr svg"), "a QR code");
+    await shot(feng.page, "15-checkin-qr-phone");
+    const link = await feng.page.getAttribute("#checkin-link", "href");
+    await song.page.goto(link.replace(/^https?:\/\/[^/]+/, BASE));
+    assert.match(await song.page.textContent("main"), /已扫码/);
+    await shot(song.page, "16-checkin-scanned-phone");
+    await submit(song.page);
+    assert.match(await song.page.textContent("main"), /宋志愿 在「签到」提交了登记/);
+    step("a volunteer signs up, checks in with the organiser's QR code, and withdraws from another activity");
+  }
+
+  // 14. A vote proposal rejected by the community's secretary: "no" is an answer, with a
+  // reason, and the proposer is told.
+  {
+    const vote = await startAsFeng({
+      workflow: "vote",
+      unit: "guoyuan-c1",
+      data: { title: "更换小区大门", matter: "ordinary", opens_at: "2099-05-06T08:00:00+08:00", closes_at: "2099-05-13T20:00:00+08:00",
+        roll: [{ household: "1-101", area: 90, owners: ["zhou"] }] },
+    });
+    const zheng = await signIn(DESKTOP, "zheng");
+    await zheng.page.goto(`${BASE}/instances/${vote}`);
+    await zheng.page.click('a.button:has-text("办理")');
+    await zheng.page.check('input[name="/approve"][value="false"]');
+    await zheng.page.fill("#f-reason", "名册需先与物业核对");
+    await shot(zheng.page, "17-vote-rejected-desktop");
+    await submit(zheng.page);
+    assert.match(await zheng.page.textContent("main"), /未获批准|已办结/);
+    const feng = await signIn(PHONE, "feng");
+    await feng.page.goto(`${BASE}/inbox`);
+    assert.match(await feng.page.textContent("#inbox"), /未获批准提交表决：名册需先与物业核对/);
+    step("a vote proposal is rejected by the secretary and the proposer is told");
   }
 
   // 8. The session's CSRF token is required on every form.

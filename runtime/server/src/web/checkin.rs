@@ -75,7 +75,7 @@ pub async fn code_screen(
         "code.html",
         lang,
         viewer.page(json!({
-            "title": localize(&wf.def.title, lang),
+            "title": super::pages::brief(&wf, &instance.data, lang),
             "state": wf.state(&at).and_then(|s| s.title.as_ref()).map(|t| localize(t, lang)),
             "qr": svg,
             "link": link,

@@ -835,7 +835,7 @@ async fn instance_rows(
 
 /// A line saying what an instance is about: the workflow's `summary` template, else the
 /// first text its start form was given.
-fn brief(wf: &Workflow, data: &Value, lang: &str) -> String {
+pub(super) fn brief(wf: &Workflow, data: &Value, lang: &str) -> String {
     let summary = wf.def.summary.as_ref().and_then(|t| {
         let ctx = civicflow_engine::expr::context(&json!({ "data": data }));
         civicflow_engine::expr::render(localize(t, lang), &ctx)
@@ -1266,6 +1266,8 @@ pub async fn instance_page(
         lang,
         viewer.page(json!({
             "title": localize(&wf.def.title, lang),
+            "brief": brief(&wf, &instance.data, lang),
+            "number": number_text(&wf, &instance, lang),
             "id": instance.id,
             "status": text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
             "unit": name_of(&names, &instance.unit_id, lang),
