@@ -106,7 +106,8 @@ try {
 
   await wang.page.selectOption("#f-category", "road");
   await wang.page.fill("#f-description", "井盖破损，行人容易踩空");
-  await wang.page.fill("#f-resident", "zhou");
+  // The resident reported for is picked by name from the grid's register, not typed.
+  await wang.page.selectOption("#f-resident", { label: "周居民" });
   await wang.page.setInputFiles("#f-photos-input", { name: "well.png", mimeType: "image/png", buffer: PHOTO });
   await submit(wang.page);
   assert.match(wang.page.url(), /\/instances\/[^/?]+\?done=1$/);
@@ -156,7 +157,9 @@ try {
   // 4. The resident rates it on a phone.
   const zhou = await signIn(PHONE, "zhou");
   await openTask(zhou.page, "满意度评价");
-  await zhou.page.fill("#f-score", "5");
+  assert.equal((await zhou.page.$$("#f-score .stars label")).length, 5, "a 1-5 score as five stars");
+  await zhou.page.click('label[for="f-score-5"]');
+  await shot(zhou.page, "06a-rating-stars-phone");
   await submit(zhou.page);
   const detail = await zhou.page.textContent("main");
   assert.match(detail, /已办结/);

@@ -20,6 +20,11 @@ collect-places = { $taken } in, { $left } { $left ->
    *[other] , { $waiting } waiting
 }
 collect-entries = { $taken } in
+rows-count = { $count } rows: show
+form-stars = { $n ->
+    [one] 1 star
+   *[other] { $n } stars
+}
 nav-inbox = Messages
 inbox-title = My messages
 inbox-empty = No messages.
@@ -144,6 +149,8 @@ err-invalid = What you sent is not valid.
 err-code-missing = Scan the code shown on site: this step needs it.
 err-code-invalid = This code is not valid here (another activity, or altered).
 err-code-expired = This code has expired; scan the code shown on site again.
+err-not-a-unit-here = Pick from the list: nobody at that unit can handle it.
+err-not-a-person-here = Pick from the list: that person is not on this unit's register.
 err-refused = Not submitted: { $reason }
 
 instance-title = Details

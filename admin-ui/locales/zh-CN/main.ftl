@@ -17,6 +17,8 @@ collect-places = 已登记 { $taken } 人，还剩 { $left } 个名额{ $waiting
    *[other] ，候补 { $waiting } 人
 }
 collect-entries = 已登记 { $taken } 人
+rows-count = 共 { $count } 项，点击展开
+form-stars = { $n } 星
 nav-inbox = 消息
 inbox-title = 我的消息
 inbox-empty = 暂无消息。
@@ -129,6 +131,8 @@ err-invalid = 提交的内容无效。
 err-code-missing = 请扫描现场出示的签到码：这一步需要它。
 err-code-invalid = 该签到码在这里无效（属于其他活动，或已被改动）。
 err-code-expired = 签到码已过期，请重新扫描现场出示的签到码。
+err-not-a-unit-here = 请从列表中选择：该单位没有可以办理的人员。
+err-not-a-person-here = 请从列表中选择：此人不在本单位的名册中。
 err-refused = 未能提交：{ $reason }
 
 instance-title = 事项详情

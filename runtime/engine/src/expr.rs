@@ -18,6 +18,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("years_since", years_since);
     env.add_filter("working_days", working_days);
     env.add_filter("flatten", flatten);
+    env.add_test("containing", containing);
     env
 });
 
@@ -99,6 +100,12 @@ fn flatten(lists: minijinja::Value) -> Result<Vec<minijinja::Value>, Error> {
         }
     }
     Ok(out)
+}
+
+/// `data.roll | selectattr('owners', 'containing', actor.id)`: a list that has the item
+/// (the households whose owners include me).
+fn containing(list: minijinja::Value, item: minijinja::Value) -> bool {
+    list.try_iter().is_ok_and(|mut items| items.any(|i| i == item))
 }
 
 /// A compiled expression with its source kept for messages.

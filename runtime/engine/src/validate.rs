@@ -406,6 +406,16 @@ impl Checker<'_> {
             {
                 unknown(self, format!("{here}/show_if/field"), other);
             }
+            // A unit or person picker lists the holders of a role of this workflow.
+            if matches!(hints.get("widget").and_then(Value::as_str), Some("unit" | "person")) {
+                match hints.get("role").and_then(Value::as_str) {
+                    Some(role) => self.role(&format!("{here}/role"), role),
+                    None => self.error(
+                        &format!("{here}/widget"),
+                        "a unit or person picker needs `role`: whose holders it lists".into(),
+                    ),
+                }
+            }
             // An object field carries its own order and fields; a group's rows theirs under `items`.
             self.check_ui(&here, sub, hints);
             if let Some(items) = hints.get("items") {

@@ -802,3 +802,52 @@ async fn the_organiser_shows_a_qr_code_a_volunteer_checks_in_with_and_a_sign_up_
     let data = runtime.store.instance(&later.id).await.unwrap().data;
     assert_eq!(data["volunteers"], serde_json::json!([]), "{data}");
 }
+
+#[tokio::test]
+async fn units_and_people_are_picked_by_name_from_those_who_can_act() {
+    let app = App::new().await;
+    // The report: the resident is one of this grid's, by name.
+    let wang = sign_in(&app, "wang").await;
+    let (_, _, start) = app.send(get("/start/ticket", Some(&wang))).await;
+    let resident = between(&start, "id=\"f-resident\"", "</select>");
+    assert!(
+        resident.contains("value=\"zhou\"") && resident.contains("周居民"),
+        "{resident}"
+    );
+    assert!(
+        !resident.contains("xu"),
+        "a resident of another community is not offered: {resident}"
+    );
+    // Dispatch without a district's own list: the units that have handlers, by name.
+    let (status, started) = app
+        .call("POST", "/api/instances", Some("wang"), Some(common::report()), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let dispatch = started["new_tasks"][0].as_str().unwrap();
+    let li = sign_in(&app, "li").await;
+    let (_, _, form) = app.send(get(&format!("/tasks/{dispatch}"), Some(&li))).await;
+    let departments = between(&form, "id=\"f-department\"", "</select>");
+    assert!(
+        departments.contains("区城市管理委员会") && departments.contains("区水务局"),
+        "{departments}"
+    );
+    assert!(
+        !departments.contains("新村社区"),
+        "a unit nobody there could handle: {departments}"
+    );
+    // The API checks the same: a unit without handlers is refused in words.
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/tasks/{dispatch}/complete"),
+            Some("li"),
+            Some(serde_json::json!({"data": {"department": "guoyuan-c2"}})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer["error"]["fields"]["/department"],
+        "Pick from the list: nobody at that unit can handle it."
+    );
+}

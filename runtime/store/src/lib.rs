@@ -19,6 +19,7 @@ pub mod places;
 pub mod plugins;
 mod publishing;
 mod queries;
+pub mod references;
 pub mod registry;
 pub mod runtime;
 pub mod signals;

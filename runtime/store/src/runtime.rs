@@ -363,6 +363,7 @@ impl Shared {
                 if !wf.available_at(&unit_path) {
                     return Err(EngineError::Forbidden(format!("\"{workflow}\" is not offered at this unit")).into());
                 }
+                crate::references::check(conn, &wf, wf.def.start.form.as_deref(), data, &unit_path).await?;
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
                 plan_addressed(conn, s, None, now).await
             }
@@ -372,6 +373,10 @@ impl Shared {
                 let lock = self.store.backend == Backend::Postgres;
                 let (actor, task, stored) = load_action(conn, task, person, lock).await?;
                 let wf = self.registry.for_instance(&stored.instance)?;
+                if let Op::Complete { form, .. } = op {
+                    let unit_path = &stored.instance.unit_path;
+                    crate::references::check(conn, &wf, task.form.as_deref(), form, unit_path).await?;
+                }
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
                         form: self.without_code(&wf, &task, form.clone(), now)?,

@@ -5,7 +5,7 @@
 //! reports at a pointer lands beside the field it concerns.
 //!
 //! `ui` hints, all optional (their shape is `fieldUi` in the workflow schema): `order: [name...]`,
-//! and under `fields.<name>`: `widget` (`textarea`, `radio`, `file`, `lines`), `help`, `title`
+//! and under `fields.<name>`: `widget` (`textarea`, `radio`, `file`, `lines`, `stars`), `help`, `title`
 //! and `placeholder` (text or `{zh-CN, en}`), `options.<value>` (a choice's label),
 //! `show_if: {field, equals}`, and `order`/`fields` again for an object or under `items` for
 //! a group's rows.
@@ -368,6 +368,19 @@ fn field(
                     selected: value == Some(&Value::Bool(b)),
                     value: b.to_string(),
                     label: crate::i18n::text(lang, label, &[]),
+                })
+                .collect();
+        }
+        // A score as stars: `widget: stars` on an integer with a minimum and a maximum (1–5).
+        "integer" if widget_hint == Some("stars") && num("minimum").is_some() && num("maximum").is_some() => {
+            let bound = |k: &str| schema.get(k).and_then(Value::as_i64).unwrap_or_default();
+            f.widget = "stars";
+            f.options = (bound("minimum")..=bound("maximum"))
+                .rev()
+                .map(|n| Choice {
+                    selected: value.and_then(Value::as_i64) == Some(n),
+                    value: n.to_string(),
+                    label: crate::i18n::text(lang, "form-stars", &[("n", n.into())]),
                 })
                 .collect();
         }

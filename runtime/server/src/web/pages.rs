@@ -449,7 +449,21 @@ async fn task_page(
     errors: BTreeMap<String, String>,
     code: Option<String>,
 ) -> Response {
-    let choices = choices_for(state, viewer, &task.task.id).await;
+    let mut choices = choices_for(state, viewer, &task.task.id).await;
+    // A rule's choices first (a district's own list of departments), else the org tree's.
+    match state
+        .runtime
+        .store
+        .reference_choices(wf, task.task.form.as_deref(), &instance.unit_path)
+        .await
+    {
+        Ok(from_org) => {
+            for (field, list) in from_org {
+                choices.entry(field).or_insert(list);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "pickers of a task form could not be read"),
+    }
     let takes_code = wf.state(&task.task.state).is_some_and(|s| s.code.is_some());
     // What the task is about, with people and units by name.
     let mut ids = Vec::new();
@@ -630,6 +644,20 @@ async fn start_page(
         Err(e) => return server_error(e, lang),
     };
     let key = uuid::Uuid::now_v7().to_string();
+    // Pickers of units and people, from the tree below the unit it starts in.
+    let here = match state.runtime.store.unit_path(&unit).await {
+        Ok(p) => p,
+        Err(e) => return server_error(e, lang),
+    };
+    let choices = match state
+        .runtime
+        .store
+        .reference_choices(&wf, wf.def.start.form.as_deref(), &here)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return server_error(e, lang),
+    };
     form_page(
         viewer,
         status,
@@ -645,7 +673,7 @@ async fn start_page(
             key,
             instance: None,
             context: Vec::new(),
-            choices: BTreeMap::new(),
+            choices,
             code: None,
         },
     )
