@@ -78,7 +78,7 @@ impl Webhook {
         let timestamp = now.timestamp();
         let request = hyper::Request::post(self.url.clone())
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header("X-Civicflow-Delivery", &n.id)
+            .header("X-Civicflow-Delivery", &n.notice.id)
             .header("X-Civicflow-Timestamp", timestamp.to_string())
             .header("X-Civicflow-Signature", self.signature(timestamp, &body))
             .body(Full::new(Bytes::from(body)))
@@ -100,19 +100,19 @@ pub async fn deliver_due(
 ) -> Result<usize, civicflow_store::StoreError> {
     let mut delivered = 0;
     for n in store.outbox_due(now, PER_TICK).await? {
-        if !store.claim_delivery(&n.id, now, now + LEASE).await? {
+        if !store.claim_delivery(&n.notice.id, now, now + LEASE).await? {
             continue;
         }
         match hook.send(&n, now).await {
             Ok(()) => {
-                store.delivered(&n.id, Utc::now()).await?;
+                store.delivered(&n.notice.id, Utc::now()).await?;
                 delivered += 1;
             }
             Err(why) => {
                 let attempts = n.attempts + 1;
                 let retry = (attempts < MAX_ATTEMPTS).then(|| now + backoff(attempts));
-                tracing::warn!(notice = %n.id, attempts, error = %why, gave_up = retry.is_none(), "notification not delivered");
-                store.delivery_failed(&n.id, retry).await?;
+                tracing::warn!(notice = %n.notice.id, attempts, error = %why, gave_up = retry.is_none(), "notification not delivered");
+                store.delivery_failed(&n.notice.id, retry).await?;
             }
         }
     }

@@ -466,10 +466,9 @@ async fn punctuation_follows_the_language_and_the_icon_is_served() {
     assert!(icon.starts_with("<svg"));
 }
 
-#[tokio::test]
-async fn the_timeline_says_a_notification_in_the_readers_language_and_names_units() {
-    let app = App::new().await;
-    let (id, accept) = dispatched_ticket(&app).await;
+/// A ticket the department sent back: the street's dispatcher is told. Its instance id.
+async fn sent_back_ticket(app: &App) -> String {
+    let (id, accept) = dispatched_ticket(app).await;
     let body = serde_json::json!({"data": {"decision": "return", "reason": "属于水务部门职责"}});
     let (status, answer) = app
         .call(
@@ -481,6 +480,13 @@ async fn the_timeline_says_a_notification_in_the_readers_language_and_names_unit
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    id
+}
+
+#[tokio::test]
+async fn the_timeline_says_a_notification_in_the_readers_language_and_names_units() {
+    let app = App::new().await;
+    let id = sent_back_ticket(&app).await;
     let cookie = sign_in(&app, "li").await;
     let (_, _, zh) = app.send(get(&format!("/instances/{id}"), Some(&cookie))).await;
     assert!(
@@ -497,18 +503,7 @@ async fn a_notification_reaches_the_inbox_and_the_webhook_signed() {
     use civicflow_server::outbox::{Webhook, deliver_due};
     use std::sync::{Arc, Mutex};
     let app = App::new().await;
-    let (id, accept) = dispatched_ticket(&app).await;
-    let body = serde_json::json!({"data": {"decision": "return", "reason": "属于水务部门职责"}});
-    let (status, answer) = app
-        .call(
-            "POST",
-            &format!("/api/tasks/{accept}/complete"),
-            Some("chen"),
-            Some(body),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    let id = sent_back_ticket(&app).await;
 
     // The event names who got it: the street's dispatcher, the nearest one above the grid.
     let events = app.state.runtime.store.events(&id).await.unwrap();

@@ -152,27 +152,42 @@ fn list(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// One notification in a person's inbox.
+/// A notification as it was sent: what, about which instance, when.
 #[derive(Debug, Clone, Serialize)]
-pub struct InboxItem {
+pub struct Sent {
     pub id: String,
     pub instance_id: String,
     pub workflow: String,
     pub template: String,
+    /// The text in each language the template has.
     pub text: Map<String, Value>,
     pub at: DateTime<Utc>,
+}
+
+fn sent_from(r: &sqlx::any::AnyRow) -> Result<Sent> {
+    Ok(Sent {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        workflow: r.try_get("workflow_id")?,
+        template: r.try_get("template")?,
+        text: serde_json::from_str(&r.try_get::<String, _>("text")?)?,
+        at: from_millis(r.try_get("at")?),
+    })
+}
+
+/// One notification in a person's inbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxItem {
+    #[serde(flatten)]
+    pub notice: Sent,
     pub read: bool,
 }
 
 /// A notice waiting for the outbound channel, with whom it is for.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outgoing {
-    pub id: String,
-    pub instance_id: String,
-    pub workflow: String,
-    pub template: String,
-    pub text: Map<String, Value>,
-    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub notice: Sent,
     pub attempts: i64,
     pub recipients: Vec<Recipient>,
 }
@@ -183,10 +198,6 @@ pub struct Recipient {
     pub name: String,
     pub phone: Option<String>,
     pub locale: Option<String>,
-}
-
-fn text_of(r: &sqlx::any::AnyRow) -> Result<Map<String, Value>> {
-    Ok(serde_json::from_str(&r.try_get::<String, _>("text")?)?)
 }
 
 impl Store {
@@ -204,12 +215,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(InboxItem {
-                    id: r.try_get("id")?,
-                    instance_id: r.try_get("instance_id")?,
-                    workflow: r.try_get("workflow_id")?,
-                    template: r.try_get("template")?,
-                    text: text_of(r)?,
-                    at: from_millis(r.try_get("at")?),
+                    notice: sent_from(r)?,
                     read: r.try_get::<Option<i64>, _>("read_at")?.is_some(),
                 })
             })
@@ -285,12 +291,7 @@ impl Store {
                 })
                 .collect::<Result<_>>()?;
             out.push(Outgoing {
-                id,
-                instance_id: r.try_get("instance_id")?,
-                workflow: r.try_get("workflow_id")?,
-                template: r.try_get("template")?,
-                text: text_of(r)?,
-                at: from_millis(r.try_get("at")?),
+                notice: sent_from(r)?,
                 attempts: r.try_get("attempts")?,
                 recipients,
             });

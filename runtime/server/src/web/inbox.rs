@@ -22,7 +22,8 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer) -> Response {
     };
     let items: Vec<Value> = items
         .iter()
-        .map(|n| {
+        .map(|item| {
+            let n = &item.notice;
             let text = n
                 .text
                 .get(lang)
@@ -35,7 +36,7 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer) -> Response {
                 .latest(&n.workflow)
                 .map(|w| localize(&w.def.title, lang).to_string())
                 .unwrap_or_else(|| n.workflow.clone());
-            json!({"id": n.id, "text": text, "workflow": workflow, "at": n.at, "read": n.read})
+            json!({"id": n.id, "text": text, "workflow": workflow, "at": n.at, "read": item.read})
         })
         .collect();
     render(

@@ -21,6 +21,17 @@ pub fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
 }
 
+/// An empty store: in memory, or on PostgreSQL when CI names one, in a schema of its own.
+async fn test_store(prefix: &str) -> Store {
+    match std::env::var("CIVICFLOW_TEST_PG") {
+        Ok(url) => {
+            let schema = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+            Store::connect(&url, Some(&schema)).await.unwrap()
+        }
+        Err(_) => Store::connect("sqlite::memory:", None).await.unwrap(),
+    }
+}
+
 /// People of the demo organisation, each with a token.
 pub const PEOPLE: [&str; 9] = ["wang", "zhao", "li", "chen", "sun", "zhou", "xu", "qian", "ma"];
 
@@ -31,48 +42,23 @@ pub struct App {
 
 impl App {
     pub async fn new() -> Self {
-        // PostgreSQL too when CI names one, in a schema of this test's own.
-        let store = match std::env::var("CIVICFLOW_TEST_PG") {
-            Ok(url) => {
-                let schema = format!("t_http_{}", uuid::Uuid::now_v7().simple());
-                Store::connect(&url, Some(&schema)).await.unwrap()
-            }
-            Err(_) => Store::connect("sqlite::memory:", None).await.unwrap(),
-        };
+        let store = test_store("t_http").await;
         let units = read_units(&repo("workflows/org/units.csv")).unwrap();
         let people = read_people(&repo("workflows/org/people.csv")).unwrap();
         store.import_org(&units, &people, &|_| {}).await.unwrap();
-        let mut tokens = HashMap::new();
-        for (i, p) in PEOPLE.iter().enumerate() {
-            tokens.insert(*p, store.create_token(p, "test", [i as u8 + 1; 32]).await.unwrap());
-        }
         let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
         let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
         let (workflows, _) = load_all(&[repo("workflows/")]).unwrap();
         for wf in workflows {
             runtime.publish(wf).await.unwrap();
         }
-        Self {
-            state: AppState {
-                runtime,
-                rules,
-                log_sign_in_codes: true,
-                secure_cookies: true,
-            },
-            tokens,
-        }
+        Self::serving(runtime, rules).await
     }
 
     /// What `serve --demo` loads (workflows, organisation, calendars, overlays, plugins and
     /// their bindings), with the same tokens as [`App::new`].
     pub async fn demo() -> Self {
-        let store = match std::env::var("CIVICFLOW_TEST_PG") {
-            Ok(url) => {
-                let schema = format!("t_demo_{}", uuid::Uuid::now_v7().simple());
-                Store::connect(&url, Some(&schema)).await.unwrap()
-            }
-            Err(_) => Store::connect("sqlite::memory:", None).await.unwrap(),
-        };
+        let store = test_store("t_demo").await;
         let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
         let runtime = Arc::new(Runtime::new(store, Arc::new(SystemClock), rules.clone()).await.unwrap());
         civicflow_server::demo::load(&runtime, &rules, &repo("workflows"), &repo("plugins"))
@@ -81,6 +67,11 @@ impl App {
         civicflow_server::plugins::sync(&runtime.store, &rules, "")
             .await
             .unwrap();
+        Self::serving(runtime, rules).await
+    }
+
+    /// The app over a loaded runtime, with a token for each of [`PEOPLE`].
+    async fn serving(runtime: Arc<Runtime>, rules: Arc<PluginRules>) -> Self {
         let mut tokens = HashMap::new();
         for (i, p) in PEOPLE.iter().enumerate() {
             tokens.insert(
