@@ -379,6 +379,43 @@ try {
     step("a vote proposal is rejected by the secretary and the proposer is told");
   }
 
+  // 15. Overdue: a grid's own time limit (an overlay the district's admin publishes, of a
+  // few seconds so the test need not wait a day) runs out, and the street's supervisor
+  // finds the overdue notice in the inbox, in words.
+  {
+    const overlay = [
+      "extends: ticket",
+      "unit: guoyuan-c1-g1",
+      "version: 1",
+      "about: {zh-CN: 浏览器测试：部门签收限时数秒, en: \"Browser test, seconds to accept\"}",
+      "states:",
+      "  accept:",
+      "    escalate:",
+      "      - {id: supervisor, after: 3s}",
+    ].join("\n");
+    const published = await fetch(`${BASE}/api/overlays`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${process.env.HE_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ source: overlay, file: "browser.overlay.yaml" }),
+    });
+    assert.ok(published.ok, await published.text());
+    await wang.page.goto(`${BASE}/start/ticket`);
+    await wang.page.selectOption("#f-category", "road");
+    await wang.page.fill("#f-description", "路面积水无法通行");
+    await wang.page.fill("#f-location", "果园路20号");
+    await submit(wang.page);
+    const li = await signIn(PHONE, "li");
+    let inbox = "";
+    for (let i = 0; i < 40 && !/路面积水无法通行」已超时未办结/.test(inbox); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      await li.page.goto(`${BASE}/inbox`);
+      inbox = await li.page.textContent("#inbox");
+    }
+    assert.match(inbox, /事件「路面积水无法通行」已超时未办结，请督办。/, "the overdue notice's own text");
+    await shot(li.page, "18-inbox-overdue-phone");
+    step("the street's supervisor finds an overdue notice in the inbox");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {
