@@ -647,6 +647,8 @@ async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_l
         !timeline.contains("流转至"),
         "a move is said by the step it begins: {timeline}"
     );
+    // The grid's dispatch is done at the street's command centre, and says so.
+    assert!(timeline.contains("环节开始，由 果园新村街道 "), "{timeline}");
     let (_, _, mine) = app.send(get("/mine", Some(&sign_in(&app, "wang").await))).await;
     assert!(mine.contains(&shown) && mine.contains("当前：部门办理"), "{mine}");
 
@@ -662,7 +664,10 @@ async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_l
         before.contains(&format!("/tasks/{signup}")),
         "open to sign up: {before}"
     );
-    runtime.complete("song", &signup, serde_json::json!({})).await.unwrap();
+    runtime
+        .complete("song", &signup, serde_json::json!({"note": "自带工具"}))
+        .await
+        .unwrap();
     let (_, _, after) = app.send(get("/tasks", Some(&song))).await;
     assert!(
         !after.contains(&format!("/tasks/{signup}")),
@@ -670,7 +675,8 @@ async fn what_i_did_is_under_done_with_its_number_and_an_entry_leaves_my_to_do_l
     );
     let (_, _, done) = app.send(get("/done", Some(&song))).await;
     assert!(
-        done.contains("我在「报名中」提交了") && done.contains("果园社区环境清洁日（果园社区文化广场）"),
+        done.contains("我在「报名中」提交了（备注：自带工具）")
+            && done.contains("果园社区环境清洁日（果园社区文化广场）"),
         "{done}"
     );
     let luo = sign_in(&app, "luo").await;

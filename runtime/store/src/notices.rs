@@ -103,17 +103,8 @@ async fn holders(
             format!("u.path >= ${n} AND u.path < ${}", n + 1)
         })
     } else {
-        let ancestors = ancestor_paths(unit_path);
-        let sql = format!(
-            "SELECT u.path FROM person_roles pr JOIN units u ON u.id = pr.unit_id WHERE pr.role = $1 AND u.path IN ({}) ORDER BY LENGTH(u.path) DESC LIMIT 1",
-            list(2, ancestors.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(role);
-        for p in &ancestors {
-            q = q.bind(*p);
-        }
-        match q.fetch_optional(&mut *conn).await? {
-            Some(nearest) => (vec![nearest], |n| format!("u.path = ${n}")),
+        match nearest_holding(conn, role, unit_path).await? {
+            Some((_, nearest)) => (vec![nearest], |n| format!("u.path = ${n}")),
             None => return Ok((Vec::new(), Vec::new())),
         }
     };
@@ -137,6 +128,28 @@ async fn holders(
         args,
     );
     Ok((recipients, vec![insert]))
+}
+
+/// The nearest unit at or above `unit_path` where someone holds `role`: its id and path.
+/// Who "the supervisor" of a grid is, or which command centre a grid's dispatch goes to.
+pub(crate) async fn nearest_holding(
+    conn: &mut AnyConnection,
+    role: &str,
+    unit_path: &str,
+) -> Result<Option<(String, String)>> {
+    let ancestors = ancestor_paths(unit_path);
+    let sql = format!(
+        "SELECT u.id, u.path FROM person_roles pr JOIN units u ON u.id = pr.unit_id WHERE pr.role = $1 AND u.path IN ({}) ORDER BY LENGTH(u.path) DESC LIMIT 1",
+        list(2, ancestors.len())
+    );
+    let mut q = sqlx::query(&sql).bind(role);
+    for p in &ancestors {
+        q = q.bind(*p);
+    }
+    Ok(match q.fetch_optional(&mut *conn).await? {
+        Some(r) => Some((r.try_get("id")?, r.try_get("path")?)),
+        None => None,
+    })
 }
 
 /// `/a/`, `/a/b/`, `/a/b/c/` for `/a/b/c/`.
@@ -220,6 +233,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The unit whose holders of `role` act on a task at `unit_id`: the nearest at or above
+    /// it that has any (a grid's dispatch is the street's command centre's).
+    pub async fn acting_unit(&self, role: &str, unit_id: &str) -> Result<Option<String>> {
+        let mut conn = self.pool.acquire().await?;
+        let path = crate::org::load_unit_path(&mut conn, unit_id).await?;
+        Ok(nearest_holding(&mut conn, role, &path).await?.map(|(id, _)| id))
     }
 
     pub async fn unread_count(&self, person: &str) -> Result<i64> {

@@ -284,12 +284,12 @@ impl Store {
             .collect()
     }
 
-    /// What a person did (tasks completed, entries made), newest first: the latest action
+    /// What a person did (tasks completed, entries made or withdrawn), newest first: the latest action
     /// on each of at most `limit` instances. Reads at most `4 × limit` of their events, on
     /// the `(actor, at)` index, whatever the log holds.
     pub async fn actions_of(&self, person: &str, limit: usize) -> Result<Vec<(String, EventRow)>> {
         let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, kind, payload FROM events WHERE actor = $1 AND kind IN ('task_completed', 'entry_submitted') ORDER BY at DESC, instance_id, seq DESC LIMIT $2",
+            "SELECT instance_id, seq, at, actor, kind, payload FROM events WHERE actor = $1 AND kind IN ('task_completed', 'entry_submitted', 'entry_waitlisted', 'entry_withdrawn') ORDER BY at DESC, instance_id, seq DESC LIMIT $2",
         )
         .bind(person)
         .bind((limit * 4) as i64)

@@ -812,6 +812,24 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer) -> Response {
             .unwrap_or_default();
         item["did"] = text(lang, &format!("done-{}", event.kind), &[("state", did.into())]).into();
         item["did_at"] = json!(event.at);
+        // What I entered (my vote, my sign-up's note), so I need not open it to check.
+        let state_name = event.payload["state"].as_str().unwrap_or_default();
+        if let Some(entry) = my_entry(&wf, state_name, &i.data, &viewer.actor.person) {
+            let form = wf.def.states.get(state_name).and_then(|st| st.form.as_deref());
+            let entered: Vec<String> = filled(&wf, form, entry, lang)
+                .iter()
+                .filter(|f| !f.value.is_empty() || f.options.iter().any(|o| o.selected))
+                .map(|f| {
+                    let shown = f
+                        .options
+                        .iter()
+                        .find(|o| o.selected)
+                        .map_or(f.value.as_str(), |o| o.label.as_str());
+                    format!("{}{}{shown}", f.label, text(lang, "colon", &[]))
+                })
+                .collect();
+            item["entered"] = entered.join(&text(lang, "list-separator", &[])).into();
+        }
     }
     render(
         StatusCode::OK,
@@ -1085,6 +1103,33 @@ pub async fn instance_page(
             short_texts(v, &mut entered);
         }
     }
+    // A role's task is done by the role's holders at the nearest unit at or above its own
+    // (a grid's dispatch by the street's command centre): say that unit, not the grid.
+    let mut acting: HashMap<(String, String), String> = HashMap::new();
+    let role_tasks = events
+        .iter()
+        .filter(|e| e.kind == "task_created" && e.payload["person"].is_null())
+        .filter_map(|e| Some((e.payload["role"].as_str()?, e.payload["unit"].as_str()?)))
+        .chain(
+            tasks
+                .iter()
+                .filter(|t| t.task.person.is_none() && !t.task.below)
+                .filter_map(|t| Some((t.task.role.as_deref()?, t.task.unit_id.as_str()))),
+        );
+    for (role, unit) in role_tasks {
+        let key = (role.to_string(), unit.to_string());
+        if acting.contains_key(&key) {
+            continue;
+        }
+        match store.acting_unit(role, unit).await {
+            Ok(Some(at)) => {
+                acting.insert(key, at);
+            }
+            Ok(None) => {}
+            Err(e) => return server_error(e, lang),
+        }
+    }
+    units.extend(acting.values().map(String::as_str));
     units.extend(entered.iter().copied());
     people.extend(entered.iter().copied());
     let names = match store.names(&units, &people).await {
@@ -1093,6 +1138,13 @@ pub async fn instance_page(
     };
     let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| -> String {
         let mut out = Vec::new();
+        let unit = match (person, role, unit) {
+            (None, Some(r), Some(u)) => acting
+                .get(&(r.to_string(), u.to_string()))
+                .map(String::as_str)
+                .or(Some(u)),
+            _ => unit,
+        };
         if let Some(u) = unit {
             out.push(name_of(&names, u, lang));
         }
