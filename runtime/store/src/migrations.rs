@@ -352,6 +352,8 @@ CREATE TABLE inbox (
     PRIMARY KEY (person_id, notice_id)
 );
 CREATE INDEX inbox_person ON inbox (person_id, at);
+-- The unread count every page shows costs what is unread, not the whole inbox.
+CREATE INDEX inbox_unread ON inbox (person_id) WHERE read_at IS NULL;
 CREATE INDEX inbox_notice ON inbox (notice_id);
 -- Who holds a role at a unit: notifications to a unit's secretary, roles by unit.
 CREATE INDEX person_roles_unit ON person_roles (unit_id, role);

@@ -806,14 +806,11 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer) -> Response {
         let (Some(event), Ok(wf)) = (mine.get(i.id.as_str()), state.runtime.registry.for_instance(i)) else {
             continue;
         };
-        let did = event.payload["state"]
-            .as_str()
-            .map(|st| state_title(&wf, st, lang))
-            .unwrap_or_default();
+        let state_name = event.payload["state"].as_str().unwrap_or_default();
+        let did = state_title(&wf, state_name, lang);
         item["did"] = text(lang, &format!("done-{}", event.kind), &[("state", did.into())]).into();
         item["did_at"] = json!(event.at);
         // What I entered (my vote, my sign-up's note), so I need not open it to check.
-        let state_name = event.payload["state"].as_str().unwrap_or_default();
         if let Some(entry) = my_entry(&wf, state_name, &i.data, &viewer.actor.person) {
             let form = wf.def.states.get(state_name).and_then(|st| st.form.as_deref());
             let entered: Vec<String> = filled(&wf, form, entry, lang)
