@@ -6,7 +6,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::App;
+use common::{App, sign_in};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -14,21 +14,6 @@ use std::collections::BTreeSet;
 const WALKERS: [&str; 14] = [
     "wang", "zhao", "li", "chen", "sun", "zhou", "wu", "zheng", "qian", "feng", "ma", "song", "luo", "xie",
 ];
-
-async fn sign_in(app: &App, who: &str) -> String {
-    let store = &app.state.runtime.store;
-    store.set_password(who, &format!("pass-{who}-ok")).await.unwrap();
-    let req = Request::post("/login")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(format!(
-            "login={who}&password=pass-{who}-ok&action=password&next=/tasks"
-        )))
-        .unwrap();
-    let (status, headers, body) = app.send(req).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
 
 async fn page(app: &App, cookie: &str, path: &str) -> (StatusCode, String) {
     let req = Request::get(path)

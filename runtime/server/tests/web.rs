@@ -32,24 +32,10 @@ fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
     req.body(Body::empty()).unwrap()
 }
 
-/// Sign in with a password; the session cookie (`name=value`).
+/// Sign in with a password; the session cookie (`name=value`), which is HttpOnly, Secure,
+/// SameSite=Lax and for the whole site.
 async fn sign_in(app: &App, who: &str) -> String {
-    app.state
-        .runtime
-        .store
-        .set_password(who, &format!("pass-{who}-ok"))
-        .await
-        .unwrap();
-    let (status, headers, body) = app
-        .send(form(
-            "/login",
-            None,
-            &format!("login={who}&password=pass-{who}-ok&action=password&next=/tasks"),
-        ))
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-    assert_eq!(headers[header::LOCATION], "/tasks");
-    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    let cookie = common::sign_in_header(app, who).await;
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }

@@ -337,7 +337,6 @@ CREATE TABLE notices (
     instance_id TEXT NOT NULL REFERENCES instances(id),
     template TEXT NOT NULL,
     text TEXT NOT NULL,
-    recipients BIGINT NOT NULL,
     at BIGINT NOT NULL,
     next_attempt_at BIGINT,
     attempts BIGINT NOT NULL DEFAULT 0,

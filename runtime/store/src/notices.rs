@@ -29,13 +29,12 @@ pub(crate) async fn address(conn: &mut AnyConnection, s: &mut Step, now: DateTim
             Audience::Holders { role, unit_path, below } => holders(conn, role, unit_path, *below, &id, at).await?,
         };
         writes.push(Write::new(
-            "INSERT INTO notices (id, instance_id, template, text, recipients, at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO notices (id, instance_id, template, text, at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6)",
             vec![
                 Arg::Text(id.clone()),
                 Arg::Text(s.instance.id.clone()),
                 Arg::Text(notice.template.clone()),
                 Arg::Text(Value::Object(notice.text.clone()).to_string()),
-                Arg::Int(recipients.len() as i64),
                 Arg::Int(at),
                 // Nobody to deliver to: nothing for the outbox.
                 Arg::MaybeInt((!recipients.is_empty()).then_some(at)),

@@ -87,18 +87,12 @@ pub async fn code_screen(
     )
 }
 
-#[derive(serde::Deserialize)]
-pub struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: Option<String>,
-}
-
 /// Take back my entry (a sign-up) while the state still allows it.
 pub async fn withdraw(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(task): Path<String>,
-    axum::Form(form): axum::Form<CsrfOnly>,
+    axum::Form(form): axum::Form<super::session::CsrfOnly>,
 ) -> Response {
     if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
         return r;

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use civicflow_engine::definition::{DEFAULT_LANG, localize};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Notifications listed on the page; older ones stay in the database.
@@ -62,13 +61,11 @@ pub async fn open(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     }
 }
 
-#[derive(Deserialize)]
-pub struct Csrf {
-    #[serde(rename = "_csrf")]
-    csrf: Option<String>,
-}
-
-pub async fn read_all(State(state): State<AppState>, viewer: Viewer, axum::Form(form): axum::Form<Csrf>) -> Response {
+pub async fn read_all(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    axum::Form(form): axum::Form<super::session::CsrfOnly>,
+) -> Response {
     if let Err(refused) = viewer.check_csrf(form.csrf.as_deref()) {
         return refused;
     }

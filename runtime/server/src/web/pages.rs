@@ -536,17 +536,11 @@ pub async fn task_submit(
     .await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: Option<String>,
-}
-
 pub async fn task_claim(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<CsrfForm>,
+    axum::Form(form): axum::Form<super::session::CsrfOnly>,
 ) -> Response {
     if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
         return r;

@@ -350,10 +350,12 @@ pub async fn sign_in(
     (jar, see_other(page.next)).into_response()
 }
 
+/// A form that posts nothing but the session's CSRF token (sign out, claim, withdraw,
+/// mark read).
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     #[serde(rename = "_csrf", default)]
-    csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
 pub async fn sign_out(

@@ -140,6 +140,29 @@ impl App {
     }
 }
 
+/// Sign `who` in through the page with a password set for them: the `Set-Cookie` header of
+/// the session.
+pub async fn sign_in_header(app: &App, who: &str) -> String {
+    let store = &app.state.runtime.store;
+    store.set_password(who, &format!("pass-{who}-ok")).await.unwrap();
+    let req = Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "login={who}&password=pass-{who}-ok&action=password&next=/tasks"
+        )))
+        .unwrap();
+    let (status, headers, body) = app.send(req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers["location"], "/tasks");
+    headers["set-cookie"].to_str().unwrap().to_string()
+}
+
+/// The session cookie (`name=value`) for `who`.
+pub async fn sign_in(app: &App, who: &str) -> String {
+    let header = sign_in_header(app, who).await;
+    header.split(';').next().unwrap().to_string()
+}
+
 /// One row of the scope table: who (no token for `None`), method, path, body, expected status.
 pub type Row<'a> = (Option<&'a str>, &'a str, &'a str, Option<Value>, StatusCode);
 
