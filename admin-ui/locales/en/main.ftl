@@ -65,6 +65,11 @@ csrf-failed = This page has expired; go back, reload it and submit again.
 tasks-title = My tasks
 tasks-pool = Open to claim
 tasks-mine-empty = Nothing to do.
+tasks-total = { $count ->
+    [one] 1 task
+   *[other] { $count } tasks
+}
+list-more = Show more
 tasks-pool-empty = Nothing open to claim.
 tasks-filter-workflow = Process
 tasks-filter-unit = Unit

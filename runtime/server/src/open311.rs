@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{Actor, Instance, Workflow};
-use civicflow_store::StoreError;
 use civicflow_store::idempotency::Once;
+use civicflow_store::{InstanceWindow, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -363,13 +363,15 @@ struct ListQuery {
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
     status: Option<String>,
+    /// Which page of `page_size` requests (from 1), newest first; an extension of GeoReport
+    /// v2, whose lists are otherwise capped at 1,000.
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
 /// GeoReport's limits on a list: at most 1,000 requests, from the last 90 days by default.
 const MAX_REQUESTS: usize = 1000;
 const DEFAULT_DAYS: i64 = 90;
-/// Instances read per query while walking a window for the ones the caller may see.
-const PAGE: i64 = 500;
 
 /// Requests the caller may see, newest first: those named by `service_request_id` (other
 /// filters then do not apply, as GeoReport says), else those reported between `start_date`
@@ -403,28 +405,48 @@ async fn requests_by_id(state: &AppState, actor: &Actor, ids: &str) -> Result<Ve
         .filter(|s| !s.is_empty())
         .take(MAX_REQUESTS)
         .collect();
-    let mut found = Vec::new();
-    for i in state.runtime.store.instances(&ids).await.map_err(failed)? {
-        let takes_part = state
+    let scope = state.runtime.scope(actor);
+    let mut found = state
+        .runtime
+        .store
+        .readable_instances(&scope, &ids)
+        .await
+        .map_err(failed)?;
+    // Only workflows that take part in Open311 (a vote is not a service request).
+    found.retain(|i| {
+        state
             .runtime
             .registry
-            .for_instance(&i)
+            .for_instance(i)
             .ok()
-            .is_some_and(|wf| wf.def.open311.is_some());
-        if takes_part && visible(state, actor, &i).await.map_err(|e| failed(e.message))? {
-            found.push(i);
-        }
-    }
+            .is_some_and(|wf| wf.def.open311.is_some())
+    });
     found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     Ok(found)
 }
 
 async fn requests_in_window(state: &AppState, actor: &Actor, q: &ListQuery) -> Result<Vec<Instance>, Response> {
-    if let Some(s) = q.status.as_deref().filter(|s| !matches!(*s, "open" | "closed")) {
+    let closed = match q.status.as_deref() {
+        None => None,
+        Some("open") => Some(false),
+        Some("closed") => Some(true),
+        Some(s) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("status \"{s}\" is not open or closed"),
+            ));
+        }
+    };
+    let page_size = q.page_size.unwrap_or(MAX_REQUESTS as i64);
+    if !(1..=MAX_REQUESTS as i64).contains(&page_size) {
         return Err(error(
             StatusCode::BAD_REQUEST,
-            format!("status \"{s}\" is not open or closed"),
+            format!("page_size must be from 1 to {MAX_REQUESTS}"),
         ));
+    }
+    let page = q.page.unwrap_or(1);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(error(StatusCode::BAD_REQUEST, "page must be from 1 to 1000000"));
     }
     // The end is inclusive, to the millisecond the store keeps.
     let to = q.end_date.unwrap_or_else(|| state.runtime.now()) + Duration::milliseconds(1);
@@ -432,35 +454,27 @@ async fn requests_in_window(state: &AppState, actor: &Actor, q: &ListQuery) -> R
     if from >= to {
         return Err(error(StatusCode::BAD_REQUEST, "start_date is after end_date"));
     }
-    let store = &state.runtime.store;
-    let mut found = Vec::new();
-    for wf in state.runtime.registry.all_latest() {
-        let Some(cfg) = &wf.def.open311 else { continue };
-        // Newest first, page by page, until the limit is met with what the caller may see.
-        for offset in (0..).step_by(PAGE as usize) {
-            let page = store
-                .instances_newest_first(wf.id(), from, to, PAGE, offset)
-                .await
-                .map_err(failed)?;
-            for i in &page {
-                let code = i.data.get(&cfg.service_field).and_then(Value::as_str);
-                if q.service_code.as_deref().is_some_and(|c| code != Some(c))
-                    || q.status.as_deref().is_some_and(|s| status_of(i) != s)
-                {
-                    continue;
-                }
-                if visible(state, actor, i).await.map_err(|e| failed(e.message))? {
-                    found.push(i.clone());
-                }
-            }
-            if (page.len() as i64) < PAGE || found.len() >= MAX_REQUESTS {
-                break;
-            }
-        }
-    }
-    found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-    found.truncate(MAX_REQUESTS);
-    Ok(found)
+    let taking_part = state.runtime.registry.all_latest();
+    let workflows = taking_part
+        .iter()
+        .filter_map(|wf| Some((wf.id(), Some(wf.def.open311.as_ref()?.service_field.as_str()))))
+        .collect();
+    let window = InstanceWindow {
+        workflows,
+        service: q.service_code.as_deref(),
+        closed,
+        from,
+        to,
+        limit: page_size,
+        offset: (page - 1) * page_size,
+    };
+    let scope = state.runtime.scope(actor);
+    state
+        .runtime
+        .store
+        .instances_in_window(&scope, &window)
+        .await
+        .map_err(failed)
 }
 
 async fn one_request(

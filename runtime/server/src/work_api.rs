@@ -12,15 +12,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use civicflow_engine::org::within;
 use civicflow_engine::{Actor, Instance};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{TaskView, runtime::Applied};
+use civicflow_store::{MAX_PAGE, TaskCursor, TaskQuery, TaskView, runtime::Applied};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// Tasks per page of `GET /api/tasks` when the caller does not say.
+const DEFAULT_PAGE: usize = 100;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstanceOut {
@@ -134,6 +136,8 @@ pub struct InstanceDetail {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskOut>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -167,24 +171,14 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
 }
 
-/// Whether `actor` may see `instance` (see the module comment).
+/// Whether `actor` may see `instance` (see the module comment): the store's scope filter,
+/// asked of one instance.
 pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, ApiError> {
-    if instance.created_by == actor.person {
-        return Ok(true);
-    }
-    if let Ok(wf) = state.runtime.registry.for_instance(instance) {
-        let staff = wf.working_roles();
-        let in_scope = |g: &civicflow_engine::org::RoleGrant| within(&instance.unit_path, &g.unit_path);
-        if actor
-            .roles
-            .iter()
-            .any(|g| staff.contains(g.role.as_str()) && in_scope(g))
-        {
-            return Ok(true);
-        }
-    }
-    let tasks = state.runtime.store.instance_tasks(&instance.id).await?;
-    Ok(tasks.iter().any(|t| actor.may_act_on(&t.task)))
+    Ok(state
+        .runtime
+        .store
+        .may_read(&state.runtime.scope(actor), &instance.id)
+        .await?)
 }
 
 /// The instance of a task the caller may see, else 404.
@@ -284,6 +278,10 @@ pub struct TaskFilter {
     pub workflow: Option<String>,
     /// Only tasks of this unit.
     pub unit: Option<String>,
+    /// Tasks per page, 1 to 500 (default 100).
+    pub limit: Option<usize>,
+    /// Where the previous page ended: its `next_cursor`.
+    pub cursor: Option<String>,
 }
 
 /// Open tasks I may act on (assigned to me, to my roles in my units, or open to claim),
@@ -297,13 +295,38 @@ pub async fn tasks(
     Caller(actor): Caller,
     ApiQuery(filter): ApiQuery<TaskFilter>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let tasks = state.runtime.store.tasks_for(&actor).await?;
-    let wanted = |v: &TaskView| {
-        filter.workflow.as_deref().is_none_or(|w| w == v.workflow)
-            && filter.unit.as_deref().is_none_or(|u| u == v.task.unit_id)
+    let after = match filter.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(TaskCursor::parse(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "cursor is not one a previous page gave",
+            )
+        })?),
     };
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            format!("limit must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let query = TaskQuery {
+        workflow: filter.workflow.as_deref(),
+        unit: filter.unit.as_deref(),
+        after,
+        limit,
+    };
+    let page = state
+        .runtime
+        .store
+        .tasks_page(&state.runtime.scope(&actor), &query)
+        .await?;
     Ok(Json(TaskList {
-        tasks: tasks.iter().filter(|v| wanted(v)).map(TaskOut::from).collect(),
+        tasks: page.tasks.iter().map(TaskOut::from).collect(),
+        next_cursor: page.next.map(|c| c.to_string()),
     }))
 }
 

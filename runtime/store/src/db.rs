@@ -5,6 +5,14 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::time::Duration;
 
+/// SQLite read connections beside the writer: two cores' worth of readers and then some,
+/// since a reader mostly waits on the page cache, not the CPU.
+const READERS: u32 = 4;
+
+/// PostgreSQL connections per server: reads and writes share them (the database runs each
+/// on its own backend process), so a slow read holds one of sixteen, not the only one.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -14,7 +22,12 @@ pub enum Backend {
 /// A connection pool plus what differs between the two databases.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Writes (and reads inside a write). On SQLite its one connection is the only writer.
     pub(crate) pool: AnyPool,
+    /// Reads that are not part of a write: on SQLite a pool of its own beside the writer
+    /// (WAL lets readers and the writer proceed at once, each reader on the last commit), so
+    /// a long list never queues a step and a step never queues a page.
+    pub(crate) reader: AnyPool,
     pub(crate) backend: Backend,
 }
 
@@ -39,7 +52,7 @@ impl Store {
             return Err(StoreError::Invalid(format!("bad schema name \"{s}\"")));
         }
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        let pool = match backend {
+        let (pool, reader) = match backend {
             Backend::Sqlite => {
                 create_parent_folder(url)?;
                 let url = if url.contains("memory") || url.contains('?') {
@@ -49,7 +62,8 @@ impl Store {
                 };
                 // SQLite has one writer; one connection keeps transactions strictly serial and
                 // is the only way an in-memory database is shared at all.
-                options
+                let writer = options
+                    .clone()
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
@@ -61,7 +75,24 @@ impl Store {
                         })
                     })
                     .connect(&url)
-                    .await?
+                    .await?;
+                let reader = if url.contains("memory") {
+                    writer.clone()
+                } else {
+                    options
+                        .max_connections(READERS)
+                        .min_connections(0)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
+                                    .await?;
+                                Ok(())
+                            })
+                        })
+                        .connect(&url)
+                        .await?
+                };
+                (writer, reader)
             }
             Backend::Postgres => {
                 let schema = schema.map(str::to_string);
@@ -72,8 +103,8 @@ impl Store {
                         .await?;
                     admin.close().await;
                 }
-                options
-                    .max_connections(8)
+                let pool = options
+                    .max_connections(POSTGRES_CONNECTIONS)
                     .after_connect(move |conn, _| {
                         let schema = schema.clone();
                         Box::pin(async move {
@@ -84,10 +115,11 @@ impl Store {
                         })
                     })
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        let store = Store { pool, backend };
+        let store = Store { pool, reader, backend };
         store.migrate().await?;
         Ok(store)
     }
@@ -97,6 +129,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.reader.close().await;
         self.pool.close().await;
     }
 
@@ -123,7 +156,7 @@ impl Store {
                 }
                 let sql = match self.backend {
                     Backend::Sqlite => sql.to_string(),
-                    Backend::Postgres => sql.replace(" BLOB ", " BYTEA "),
+                    Backend::Postgres => sql.replace(" BLOB ", " BYTEA ").replace("\n--postgres ", "\n"),
                 };
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 tx.execute(sql.as_str()).await?;

@@ -1,7 +1,8 @@
 //! Schema migrations, applied in order on connect and recorded in `schema_migrations`.
 //! Column types are the common subset of SQLite and PostgreSQL: TEXT, BIGINT; times are
 //! milliseconds since the epoch, JSON is TEXT, bytes are BLOB (BYTEA on PostgreSQL, the one
-//! word [`crate::Store`] rewrites).
+//! word [`crate::Store`] rewrites). A line starting `--postgres ` is a statement for
+//! PostgreSQL only (a comment to SQLite).
 
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -364,6 +365,29 @@ CREATE TABLE counters (
     key TEXT PRIMARY KEY,
     n BIGINT NOT NULL
 );
+"#,
+    ),
+    (
+        10,
+        r#"
+-- A subtree is a byte range of materialised paths ([path, path-with-'0'-for-the-last-'/')).
+-- PostgreSQL compares text by the database's collation, which need not be byte order, so
+-- path columns compare as bytes there; SQLite's default (BINARY) already does.
+--postgres ALTER TABLE units ALTER COLUMN path TYPE TEXT COLLATE "C";
+--postgres ALTER TABLE instances ALTER COLUMN unit_path TYPE TEXT COLLATE "C";
+--postgres ALTER TABLE tasks ALTER COLUMN unit_path TYPE TEXT COLLATE "C";
+--postgres ALTER TABLE tasks ALTER COLUMN escalated_path TYPE TEXT COLLATE "C";
+-- An escalated task always names the unit its escalation role acts over.
+UPDATE tasks SET escalated_path = unit_path WHERE escalated_to IS NOT NULL AND escalated_path IS NULL;
+-- One index per branch of a person's scope (see scope.rs): role over a subtree (and the
+-- units above a grant, for tasks open to holders below), their own, claimed, escalated.
+DROP INDEX tasks_open;
+DROP INDEX tasks_open_below;
+DROP INDEX tasks_open_escalated;
+CREATE INDEX tasks_open_role ON tasks (status, role, unit_path);
+CREATE INDEX tasks_open_person ON tasks (status, person_id);
+CREATE INDEX tasks_open_claimed ON tasks (status, claimed_by);
+CREATE INDEX tasks_open_escalated ON tasks (status, escalated_to, escalated_path);
 "#,
     ),
 ];

@@ -6,6 +6,7 @@
 
 use crate::db::{Store, from_millis, millis};
 use crate::error::Result;
+use crate::scope::{ancestor_paths, subtree_end};
 use crate::writes::{Arg, Write};
 use chrono::{DateTime, Utc};
 use civicflow_engine::{Audience, Step};
@@ -97,7 +98,7 @@ async fn holders(
 ) -> Result<(Vec<String>, Vec<Write>)> {
     // The units whose holders are meant, as a condition on `u.path` from placeholder `$n`.
     let (bounds, filter): (Vec<String>, fn(usize) -> String) = if below {
-        let end = format!("{}0", unit_path.trim_end_matches('/'));
+        let end = subtree_end(unit_path);
         (vec![unit_path.into(), end], |n| {
             format!("u.path >= ${n} AND u.path < ${}", n + 1)
         })
@@ -152,13 +153,6 @@ pub(crate) async fn nearest_holding(
 }
 
 /// `/a/`, `/a/b/`, `/a/b/c/` for `/a/b/c/`.
-fn ancestor_paths(path: &str) -> Vec<&str> {
-    path.char_indices()
-        .filter(|&(i, c)| c == '/' && i > 0)
-        .map(|(i, _)| &path[..=i])
-        .collect()
-}
-
 /// `$from, ..., $(from + n - 1)`.
 fn list(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -5,6 +5,7 @@
 
 use crate::db::Store;
 use crate::error::Result;
+use crate::scope::subtree_end;
 use civicflow_engine::EngineError;
 use civicflow_engine::Workflow;
 use civicflow_engine::definition::{Choice, Localized};
@@ -46,10 +47,6 @@ pub fn references(wf: &Workflow, form: Option<&str>) -> BTreeMap<String, Referen
             Some((name.clone(), r))
         })
         .collect()
-}
-
-fn subtree_end(path: &str) -> String {
-    format!("{}0", path.trim_end_matches('/'))
 }
 
 /// The choices of one referring field, in name order; `unit_path` is where the instance is.

@@ -94,6 +94,18 @@ impl Registry {
         newest.into_values().cloned().collect()
     }
 
+    /// The workflows (ids) on which `role` works in any published version or composition
+    /// in use: a step is assigned to it or escalates to it.
+    pub fn worked_on_by(&self, role: &str) -> Vec<String> {
+        let inner = self.read();
+        let all = inner.bases.values().chain(inner.composed.values());
+        let ids: std::collections::BTreeSet<&str> = all
+            .filter(|wf| wf.working_roles().contains(role))
+            .map(|wf| wf.id())
+            .collect();
+        ids.into_iter().map(str::to_string).collect()
+    }
+
     /// The effective workflow `id` at the unit on `unit_path`: None if there is no such
     /// workflow. Composition is checked at publication, so an error here means stored data
     /// changed under the server.

@@ -223,6 +223,11 @@ impl Shared {
         })
     }
 
+    /// What `actor` may see and act on, for the store's lists and checks.
+    pub fn scope(&self, actor: &civicflow_engine::Actor) -> crate::Scope {
+        crate::Scope::new(actor.clone(), &self.registry)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

@@ -54,7 +54,10 @@ impl Write {
     }
 }
 
-fn bind<'q>(mut q: Query<'q, sqlx::Any, AnyArguments<'q>>, args: &'q [Arg]) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+pub(crate) fn bind<'q>(
+    mut q: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
     for a in args {
         q = match a {
             Arg::Text(v) => q.bind(v.as_str()),
@@ -276,7 +279,7 @@ fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(
     }
     for e in &s.escalations {
         w.push(Write::new(
-            "UPDATE tasks SET escalated_to = $3, escalated_path = $4 WHERE instance_id = $1 AND state = $2 AND status = 'open'",
+            "UPDATE tasks SET escalated_to = $3, escalated_path = COALESCE($4, unit_path) WHERE instance_id = $1 AND state = $2 AND status = 'open'",
             vec![Text(id.clone()), Text(e.state.clone()), Text(e.role.clone()), MaybeText(e.unit_path.clone())],
         ));
     }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{EngineError, Instance, Workflow};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{StoreError, TaskView};
+use civicflow_store::{StoreError, TaskCursor, TaskQuery, TaskView};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -120,16 +120,33 @@ pub struct ListFilter {
     unit: Option<String>,
     #[serde(default)]
     done: Option<String>,
+    /// Where the previous page ended (the "more" link).
+    #[serde(default)]
+    after: Option<String>,
 }
+
+/// Rows per page of the HTML lists.
+pub(crate) const PAGE_ROWS: usize = 50;
 
 pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filter): Query<ListFilter>) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let all = match store.tasks_for(&viewer.actor).await {
-        Ok(t) => t,
+    let scope = state.runtime.scope(&viewer.actor);
+    let chosen = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let (workflow, unit) = (chosen(&filter.workflow), chosen(&filter.unit));
+    let query = TaskQuery {
+        workflow: workflow.as_deref(),
+        unit: unit.as_deref(),
+        after: filter.after.as_deref().and_then(TaskCursor::parse),
+        limit: PAGE_ROWS,
+    };
+    let (page, counts) = match tokio::try_join!(store.tasks_page(&scope, &query), store.task_counts(&scope)) {
+        Ok(found) => found,
         Err(e) => return server_error(e, lang),
     };
-    let units: Vec<&str> = all.iter().map(|t| t.task.unit_id.as_str()).collect();
+    let all = &page.tasks;
+    let mut units: Vec<&str> = all.iter().map(|t| t.task.unit_id.as_str()).collect();
+    units.extend(counts.iter().map(|(_, u, _)| u.as_str()));
     let claimers: Vec<&str> = all.iter().filter_map(|t| t.task.claimed_by.as_deref()).collect();
     let names = match store.names(&units, &claimers).await {
         Ok(n) => n,
@@ -147,10 +164,29 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         .collect();
     let by_id: HashMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let now = state.runtime.now();
-    let mut workflows = BTreeMap::new();
-    let mut unit_choices = BTreeMap::new();
+    // The filters offer every workflow and unit the person has work in, not only this page's.
+    let workflows: BTreeMap<&str, String> = counts
+        .iter()
+        .map(|(w, _, _)| {
+            let title = state
+                .runtime
+                .registry
+                .latest(w)
+                .map(|wf| localize(&wf.def.title, lang).to_string());
+            (w.as_str(), title.unwrap_or_else(|| w.clone()))
+        })
+        .collect();
+    let unit_choices: BTreeMap<&str, String> = counts
+        .iter()
+        .map(|(_, u, _)| (u.as_str(), name_of(&names, u, lang)))
+        .collect();
+    let total: i64 = counts
+        .iter()
+        .filter(|(w, u, _)| workflow.as_deref().is_none_or(|x| x == w) && unit.as_deref().is_none_or(|x| x == u))
+        .map(|(_, _, n)| n)
+        .sum();
     let (mut mine, mut pool) = (Vec::new(), Vec::new());
-    for t in &all {
+    for t in all {
         let (Some(wf), Some(instance)) = (
             pinned.get(t.task.instance_id.as_str()),
             by_id.get(t.task.instance_id.as_str()),
@@ -163,19 +199,6 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
             continue;
         }
         let wf_title = localize(&wf.def.title, lang).to_string();
-        workflows.insert(t.workflow.clone(), wf_title.clone());
-        unit_choices.insert(t.task.unit_id.clone(), name_of(&names, &t.task.unit_id, lang));
-        if filter
-            .workflow
-            .as_deref()
-            .is_some_and(|w| !w.is_empty() && w != t.workflow)
-            || filter
-                .unit
-                .as_deref()
-                .is_some_and(|u| !u.is_empty() && u != t.task.unit_id)
-        {
-            continue;
-        }
         let (due, overdue) = due_text(lang, t.task.due_at, now);
         let open_to_claim = t.task.pool && t.task.claimed_by.is_none();
         let item = json!({
@@ -206,11 +229,23 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         viewer.page(json!({
             "nav": "tasks",
             "mine": mine, "pool": pool,
-            "workflows": workflows, "units": unit_choices,
+            "workflows": workflows, "units": unit_choices, "total": total,
+            "more": page.next.map(|c| more_link("/tasks", &[("workflow", workflow.as_deref()), ("unit", unit.as_deref()), ("after", Some(&c.to_string()))])),
             "filter": {"workflow": filter.workflow, "unit": filter.unit},
             "notice": filter.done.map(|_| text(lang, "task-done", &[])),
         })),
     )
+}
+
+/// The link to a list's next page: its path with the filters in force and where to go on.
+fn more_link(path: &str, params: &[(&str, Option<&str>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        if let Some(v) = value {
+            query.append_pair(name, v);
+        }
+    }
+    format!("{path}?{}", query.finish())
 }
 
 /// The open task `id` if the viewer may see its instance, with its workflow.

@@ -270,3 +270,25 @@ pub async fn open_task(rt: &Runtime, instance: &str) -> String {
         .task
         .id
 }
+
+/// Every open task `person` may act on, read page by page (3 at a time, so the cursor is
+/// walked too).
+pub async fn tasks_of(rt: &Runtime, person: &str) -> Vec<civicflow_store::TaskView> {
+    let scope = rt.scope(&rt.store.actor(person).await.unwrap());
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let query = civicflow_store::TaskQuery {
+            workflow: None,
+            unit: None,
+            after,
+            limit: 3,
+        };
+        let page = rt.store.tasks_page(&scope, &query).await.unwrap();
+        out.extend(page.tasks);
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return out,
+        }
+    }
+}

@@ -140,8 +140,7 @@ states:
         let inst = rt.start("clerk_a", "across", "a", json!({})).await.unwrap();
         let task = open_task(&rt, &inst.id).await;
         let listed = async |rt: &civicflow_store::Runtime, who: &str| {
-            let actor = rt.store.actor(who).await.unwrap();
-            let tasks = rt.store.tasks_for(&actor).await.unwrap();
+            let tasks = crate::common::tasks_of(rt, who).await;
             tasks.iter().any(|t| t.task.instance_id == inst.id)
         };
         assert!(

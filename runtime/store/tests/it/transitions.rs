@@ -166,13 +166,7 @@ async fn a_pool_task_is_claimed_once_and_then_only_the_claimant_completes_it() {
         let task = inst.new_tasks[0].id.clone();
         let visible = |p: &'static str| {
             let rt = &rt;
-            async move {
-                rt.store
-                    .tasks_for(&rt.store.actor(p).await.unwrap())
-                    .await
-                    .unwrap()
-                    .len()
-            }
+            async move { crate::common::tasks_of(rt, p).await.len() }
         };
         assert_eq!(
             (
@@ -226,11 +220,7 @@ async fn schedules_start_one_instance_per_holder_and_catch_up_missed_periods() {
             "{}: each period once",
             db.label
         );
-        let mine = rt
-            .store
-            .tasks_for(&rt.store.actor("clerk_b").await.unwrap())
-            .await
-            .unwrap();
+        let mine = crate::common::tasks_of(&rt, "clerk_b").await;
         let mut periods = Vec::new();
         for t in &mine {
             periods.push(
