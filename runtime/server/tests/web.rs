@@ -416,6 +416,13 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         serde_json::json!([]),
         "nothing was reported 90 days before 2000"
     );
+    // Pages of a list: newest first, each request once.
+    let first = list("page_size=1".into()).await.1;
+    let second = list("page_size=1&page=2".into()).await.1;
+    assert_eq!(first[0]["service_request_id"], listed[0]["service_request_id"]);
+    assert_eq!(second[0]["service_request_id"], id.as_str());
+    assert_eq!(list("page_size=1&page=3".into()).await.1, serde_json::json!([]));
+    assert_eq!(list("page_size=0".into()).await.0, StatusCode::BAD_REQUEST);
     let (status, bad) = list("status=pending".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad[0]["description"].as_str().unwrap().contains("pending"), "{bad}");
@@ -837,4 +844,64 @@ async fn units_and_people_are_picked_by_name_from_those_who_can_act() {
         answer["error"]["fields"]["/department"],
         "Pick from the list: nobody at that unit can handle it."
     );
+}
+
+#[tokio::test]
+async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
+    let app = App::demo().await;
+    for _ in 0..53 {
+        let (status, body) = app
+            .call("POST", "/api/instances", Some("wang"), Some(common::report()), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // The demo district routes a road report straight to its urban management committee.
+    // The API: pages of `limit` joined by `next_cursor`, each task once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = "/api/tasks?limit=20".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, page) = app.call("GET", &path, Some("chen"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+
+        for t in page["tasks"].as_array().unwrap() {
+            assert!(
+                seen.insert(t["id"].as_str().unwrap().to_string()),
+                "a task on two pages"
+            );
+        }
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/tasks?limit=20&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (53, 3));
+    let (status, bad) = app
+        .call("GET", "/api/tasks?cursor=nonsense", Some("chen"), None, None)
+        .await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor")),
+        "{bad}"
+    );
+    let (status, _) = app.call("GET", "/api/tasks?limit=0", Some("chen"), None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The page: 50 rows, the total, and a link to the rest that keeps the filter.
+    let cookie = sign_in(&app, "chen").await;
+    let (status, _, html) = app.send(get("/tasks?workflow=ticket", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<li class=\"item").count(), 50, "one page of rows");
+    assert!(html.contains("共 53 项待办"), "the total is shown");
+    let link = html.split("<a href=\"").find(|s| s.contains("id=\"more\"")).unwrap();
+    let more = link
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(more.contains("workflow=ticket") && more.contains("after="), "{more}");
+    let (_, _, rest) = app.send(get(&more, Some(&cookie))).await;
+    assert_eq!(rest.matches("<li class=\"item").count(), 3, "the rest");
+    assert!(!rest.contains("id=\"more\""), "no more after the last page");
 }

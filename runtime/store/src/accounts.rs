@@ -53,7 +53,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT id FROM people WHERE id = $1 OR phone = $1 ORDER BY id LIMIT 1")
                 .bind(login.trim())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?,
         )
     }
@@ -62,7 +62,7 @@ impl Store {
         let row: Option<(String, String, String, Option<String>)> =
             sqlx::query_as("SELECT id, name, unit_id, locale FROM people WHERE id = $1")
                 .bind(person)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?;
         let (id, name, unit_id, locale) = row.ok_or_else(|| StoreError::NotFound(format!("person \"{person}\"")))?;
         Ok(Profile {
@@ -111,7 +111,7 @@ impl Store {
     pub async fn check_password(&self, person: &str, password: &str) -> Result<bool> {
         let stored: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM people WHERE id = $1")
             .bind(person)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let Some(stored) = stored.flatten() else {
             return Ok(false);
@@ -171,7 +171,7 @@ impl Store {
             sqlx::query_as("SELECT COUNT(*), MIN(at) FROM sign_in_failures WHERE subject = $1 AND at > $2")
                 .bind(subject)
                 .bind(millis(since))
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reader)
                 .await?;
         Ok((count, oldest.map(from_millis)))
     }
@@ -219,7 +219,7 @@ impl Store {
             sqlx::query_as("SELECT person_id, csrf, expires_at FROM sessions WHERE id_sha256 = $1 AND expires_at > $2")
                 .bind(digest(cookie))
                 .bind(millis(now))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?;
         Ok(row.map(|(person, csrf, expires)| Session {
             person,

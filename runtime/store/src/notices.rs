@@ -216,7 +216,7 @@ impl Store {
         )
         .bind(person)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {
@@ -231,7 +231,7 @@ impl Store {
     /// The unit whose holders of `role` act on a task at `unit_id`: the nearest at or above
     /// it that has any (a grid's dispatch is the street's command centre's).
     pub async fn acting_unit(&self, role: &str, unit_id: &str) -> Result<Option<String>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader.acquire().await?;
         let path = crate::org::load_unit_path(&mut conn, unit_id).await?;
         Ok(nearest_holding(&mut conn, role, &path).await?.map(|(id, _)| id))
     }
@@ -240,7 +240,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE person_id = $1 AND read_at IS NULL")
                 .bind(person)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reader)
                 .await?,
         )
     }

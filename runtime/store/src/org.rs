@@ -272,12 +272,12 @@ impl Store {
 
     /// The person with every role they hold and where.
     pub async fn actor(&self, person_id: &str) -> Result<Actor> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader.acquire().await?;
         load_actor(&mut conn, person_id).await
     }
 
     pub async fn unit_path(&self, unit_id: &str) -> Result<String> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader.acquire().await?;
         load_unit_path(&mut conn, unit_id).await
     }
 
@@ -285,7 +285,7 @@ impl Store {
     pub async fn home_unit(&self, person_id: &str) -> Result<(String, String)> {
         let row = sqlx::query("SELECT u.id, u.path FROM people p JOIN units u ON u.id = p.unit_id WHERE p.id = $1")
             .bind(person_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("person \"{person_id}\"")))?;
         Ok((row.try_get("id")?, row.try_get("path")?))
@@ -293,13 +293,13 @@ impl Store {
 
     pub async fn count_units(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM units")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?)
     }
 
     pub async fn count_people(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM people")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?)
     }
 }

@@ -1,10 +1,8 @@
 //! Row mapping and the read side: instances, tasks, events.
 
-use crate::db::{Store, from_millis, millis};
+use crate::db::{Store, from_millis};
 use crate::error::{Result, StoreError};
 use crate::org::{ACTOR_FROM, ACTOR_JOIN, actor_from};
-use crate::scope::{Args, Scope};
-use crate::writes::{Arg, bind};
 use chrono::{DateTime, Utc};
 use civicflow_engine::Actor;
 use civicflow_engine::machine::{Instance, Position, Status, Task};
@@ -21,10 +19,10 @@ pub(crate) struct StoredInstance {
     pub last_hash: String,
 }
 
-const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, overlays, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash, number";
-const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, escalated_path, status, due_at, created_at";
+pub(crate) const INSTANCE_COLUMNS: &str = "id, workflow_id, workflow_version, overlays, unit_id, unit_path, status, position, data, rev, created_by, created_at, last_seq, last_hash, number";
+pub(crate) const TASK_COLUMNS: &str = "id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, below, claimed_by, escalated_to, escalated_path, status, due_at, created_at";
 
-fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
+pub(crate) fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
     let status: String = r.try_get("status")?;
     let position: String = r.try_get("position")?;
     let data: String = r.try_get("data")?;
@@ -127,7 +125,7 @@ pub(crate) async fn load_instance(conn: &mut AnyConnection, id: &str) -> Result<
 }
 
 /// Ids bound per `IN (...)` query: well under every backend's limit on parameters.
-const IN_CHUNK: usize = 200;
+pub(crate) const IN_CHUNK: usize = 200;
 
 /// `$1, $2, ... $n` for an `IN (...)` list.
 fn placeholders(n: usize) -> String {
@@ -152,8 +150,27 @@ pub struct EventRow {
 }
 
 impl Store {
+    /// Several instances by id (those that exist), for lists.
+    pub async fn instances(&self, ids: &[&str]) -> Result<Vec<Instance>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.reader).await? {
+                out.push(instance_from(&r)?.instance);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn instance(&self, id: &str) -> Result<Instance> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader.acquire().await?;
         Ok(load_instance(&mut conn, id).await?.instance)
     }
 
@@ -164,57 +181,9 @@ impl Store {
         ))
         .bind(workflow)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
-    }
-
-    /// Instances `scope` may read, started in `[window.from, window.to)`, newest first: one
-    /// page of `window.limit` after skipping `window.offset`, every filter applied in SQL.
-    pub async fn instances_in_window(&self, scope: &Scope, window: &InstanceWindow<'_>) -> Result<Vec<Instance>> {
-        let mut args = Args::default();
-        let mut kinds = Vec::new();
-        for (workflow, service_field) in &window.workflows {
-            let w = args.text(workflow);
-            match (window.service, service_field) {
-                (Some(code), Some(field)) => {
-                    let value = self.json_text("i.data", field, &mut args);
-                    kinds.push(format!("(i.workflow_id = {w} AND {value} = {})", args.text(code)));
-                }
-                (Some(_), None) => {}
-                (None, _) => kinds.push(format!("i.workflow_id = {w}")),
-            }
-        }
-        if kinds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (from, to) = (
-            args.push(Arg::Int(millis(window.from))),
-            args.push(Arg::Int(millis(window.to))),
-        );
-        let status = match window.closed {
-            Some(true) => " AND i.status = 'completed'",
-            Some(false) => " AND i.status <> 'completed'",
-            None => "",
-        };
-        let visible = scope.instance_condition("i", &mut args);
-        let (limit, offset) = (args.push(Arg::Int(window.limit)), args.push(Arg::Int(window.offset)));
-        let columns = INSTANCE_COLUMNS.replace(", ", ", i.");
-        let sql = format!(
-            "SELECT i.{columns} FROM instances i WHERE ({}) AND i.created_at >= {from} AND i.created_at < {to}{status} \
-             AND {visible} ORDER BY i.created_at DESC, i.id DESC LIMIT {limit} OFFSET {offset}",
-            kinds.join(" OR ")
-        );
-        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
-        rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
-    }
-
-    /// The text at top-level key `field` of a JSON column, in this backend's dialect.
-    fn json_text(&self, column: &str, field: &str, args: &mut Args) -> String {
-        match self.backend {
-            crate::Backend::Sqlite => format!("json_extract({column}, {})", args.text(&format!("$.\"{field}\""))),
-            crate::Backend::Postgres => format!("(CAST({column} AS jsonb) ->> {})", args.text(field)),
-        }
     }
 
     /// When each instance last changed (its newest event), by id.
@@ -229,7 +198,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for (id, at) in q.fetch_all(&self.pool).await? {
+            for (id, at) in q.fetch_all(&self.reader).await? {
                 out.insert(id, from_millis(at));
             }
         }
@@ -243,37 +212,9 @@ impl Store {
         ))
         .bind(person)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(|r| Ok(instance_from(r)?.instance)).collect()
-    }
-
-    /// Several instances by id (those that exist), for lists.
-    pub async fn instances(&self, ids: &[&str]) -> Result<Vec<Instance>> {
-        self.instances_by_id(None, ids).await
-    }
-
-    /// Those of `ids` that `scope` may read.
-    pub async fn readable_instances(&self, scope: &Scope, ids: &[&str]) -> Result<Vec<Instance>> {
-        self.instances_by_id(Some(scope), ids).await
-    }
-
-    async fn instances_by_id(&self, scope: Option<&Scope>, ids: &[&str]) -> Result<Vec<Instance>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let mut args = Args::default();
-            let listed = chunk.iter().map(|id| args.text(id)).collect::<Vec<_>>().join(", ");
-            let visible = scope.map(|s| format!(" AND {}", s.instance_condition("i", &mut args)));
-            let sql = format!(
-                "SELECT i.{} FROM instances i WHERE i.id IN ({listed}){}",
-                INSTANCE_COLUMNS.replace(", ", ", i."),
-                visible.unwrap_or_default()
-            );
-            for r in bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await? {
-                out.push(instance_from(&r)?.instance);
-            }
-        }
-        Ok(out)
     }
 
     /// Display names of units and people (`name`, `name_en`) by id, for pages.
@@ -292,7 +233,7 @@ impl Store {
                 for id in chunk {
                     q = q.bind(*id);
                 }
-                for (id, name, name_en) in q.fetch_all(&self.pool).await? {
+                for (id, name, name_en) in q.fetch_all(&self.reader).await? {
                     out.insert(id, (name, name_en));
                 }
             }
@@ -303,7 +244,7 @@ impl Store {
     pub async fn events(&self, instance_id: &str) -> Result<Vec<EventRow>> {
         let rows = sqlx::query("SELECT seq, at, actor, kind, payload FROM events WHERE instance_id = $1 ORDER BY seq")
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|r| {
@@ -328,7 +269,7 @@ impl Store {
         )
         .bind(person)
         .bind((limit * 4) as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
@@ -353,152 +294,13 @@ impl Store {
     pub async fn instance_tasks(&self, instance_id: &str) -> Result<Vec<TaskView>> {
         let rows = sqlx::query(&format!("SELECT t.{}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.instance_id = $1 ORDER BY t.created_at, t.id", TASK_COLUMNS.replace(", ", ", t.")))
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(task_view).collect()
     }
-
-    /// One page of the open tasks `scope` may act on (assigned, claimed, by role over the
-    /// task's unit, open to claim, or escalated to them), overdue first then by due time,
-    /// tasks without a deadline last. Each branch of the scope reads its own index; only the
-    /// person's own tasks are sorted, whatever else is open.
-    pub async fn tasks_page(&self, scope: &Scope, query: &TaskQuery<'_>) -> Result<TaskPage> {
-        let mut args = Args::default();
-        let ids = scope
-            .task_branches("o", &mut args)
-            .into_iter()
-            .map(|c| format!("SELECT o.id FROM tasks o WHERE o.status = 'open' AND {c}"))
-            .collect::<Vec<_>>()
-            .join(" UNION ");
-        let mut filters = String::new();
-        if let Some(w) = query.workflow {
-            filters.push_str(&format!(" AND i.workflow_id = {}", args.text(w)));
-        }
-        if let Some(u) = query.unit {
-            filters.push_str(&format!(" AND t.unit_id = {}", args.text(u)));
-        }
-        if let Some(c) = &query.after {
-            let (due, id) = (args.push(Arg::Int(c.due)), args.text(&c.id));
-            filters.push_str(&format!(
-                " AND ({DUE_KEY} > {due} OR ({DUE_KEY} = {due} AND t.id > {id}))"
-            ));
-        }
-        let want = query.limit.clamp(1, MAX_PAGE);
-        let limit = args.push(Arg::Int(want as i64 + 1));
-        let sql = format!(
-            "SELECT t.{}, i.workflow_id FROM tasks t JOIN instances i ON i.id = t.instance_id \
-             WHERE t.id IN ({ids}){filters} ORDER BY {DUE_KEY}, t.id LIMIT {limit}",
-            TASK_COLUMNS.replace(", ", ", t.")
-        );
-        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
-        let mut tasks = rows.iter().map(task_view).collect::<Result<Vec<_>>>()?;
-        let next = (tasks.len() > want).then(|| {
-            tasks.truncate(want);
-            TaskCursor::after(&tasks[want - 1].task)
-        });
-        Ok(TaskPage { tasks, next })
-    }
-
-    /// How many open tasks `scope` may act on, by workflow and unit (the list's filters).
-    pub async fn task_counts(&self, scope: &Scope) -> Result<Vec<(String, String, i64)>> {
-        let mut args = Args::default();
-        let ids = scope
-            .task_branches("o", &mut args)
-            .into_iter()
-            .map(|c| format!("SELECT o.id FROM tasks o WHERE o.status = 'open' AND {c}"))
-            .collect::<Vec<_>>()
-            .join(" UNION ");
-        let sql = format!(
-            "SELECT i.workflow_id, t.unit_id, COUNT(*) FROM tasks t JOIN instances i ON i.id = t.instance_id \
-             WHERE t.id IN ({ids}) GROUP BY i.workflow_id, t.unit_id"
-        );
-        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
-    }
-
-    /// Whether `scope` may read instance `id` (the single-object form of every list's filter).
-    pub async fn may_read(&self, scope: &Scope, id: &str) -> Result<bool> {
-        let mut args = Args::default();
-        let me = args.text(id);
-        let condition = scope.instance_condition("i", &mut args);
-        let sql = format!("SELECT 1 FROM instances i WHERE i.id = {me} AND {condition}");
-        Ok(bind(sqlx::query(&sql), &args.list)
-            .fetch_optional(&self.reader)
-            .await?
-            .is_some())
-    }
 }
 
-/// Which instances a window list wants: workflows (each with the data field that holds its
-/// service code), an optional service code and open/closed, a time window and a page.
-#[derive(Debug, Clone)]
-pub struct InstanceWindow<'a> {
-    pub workflows: Vec<(&'a str, Option<&'a str>)>,
-    pub service: Option<&'a str>,
-    pub closed: Option<bool>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub limit: i64,
-    pub offset: i64,
-}
-
-/// The most rows one page of a list may ask for.
-pub const MAX_PAGE: usize = 500;
-
-/// Tasks without a deadline sort after every deadline.
-const DUE_KEY: &str = "COALESCE(t.due_at, 9223372036854775807)";
-
-/// What a task list asks for: filters, where the previous page ended, and how many.
-#[derive(Debug, Clone)]
-pub struct TaskQuery<'a> {
-    pub workflow: Option<&'a str>,
-    pub unit: Option<&'a str>,
-    pub after: Option<TaskCursor>,
-    pub limit: usize,
-}
-
-/// Where a page of tasks ended: its last task's due key and id. Written as `DUE.ID`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskCursor {
-    due: i64,
-    id: String,
-}
-
-impl TaskCursor {
-    fn after(task: &Task) -> Self {
-        Self {
-            due: task.due_at.map(millis).unwrap_or(i64::MAX),
-            id: task.id.clone(),
-        }
-    }
-
-    /// Read a cursor a previous page gave; `None` if it is not one.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (due, id) = s.split_once('.')?;
-        Some(Self {
-            due: due.parse().ok()?,
-            id: id.to_string(),
-        })
-        .filter(|c| !c.id.is_empty())
-    }
-}
-
-impl std::fmt::Display for TaskCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.due, self.id)
-    }
-}
-
-/// A page of tasks and, when there are more, where the next page starts.
-#[derive(Debug, Clone)]
-pub struct TaskPage {
-    pub tasks: Vec<TaskView>,
-    pub next: Option<TaskCursor>,
-}
-
-fn task_view(r: &AnyRow) -> Result<TaskView> {
+pub(crate) fn task_view(r: &AnyRow) -> Result<TaskView> {
     let (task, status) = task_from(r)?;
     Ok(TaskView {
         task,

@@ -30,7 +30,7 @@ impl Store {
     pub async fn person_for_token(&self, token: &str) -> Result<String> {
         sqlx::query_scalar("SELECT person_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
             .bind(digest(token))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or_else(|| StoreError::NotFound("token".into()))
     }

@@ -9,5 +9,6 @@ mod collect;
 mod concurrency;
 mod import;
 mod overlays;
+mod scope;
 mod timers;
 mod transitions;
