@@ -339,3 +339,49 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     ]);
     assert!(ok, "{text}");
 }
+
+/// The city generator and the scale benchmark run end to end on a tiny city and print
+/// `name: value unit` lines (the figures themselves are read, not asserted).
+#[test]
+fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("city.db").display());
+    let workflows = root().join("workflows");
+    let seeded = civicflow(&[
+        "seed",
+        "--city",
+        "--scale",
+        "0.0001",
+        "--workflows",
+        workflows.to_str().unwrap(),
+        "--db",
+        &db,
+    ]);
+    let out = stdout(&seeded);
+    assert!(
+        seeded.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    assert!(out.contains("seed_tickets: 200 closed + 10 open"), "{out}");
+    let bench = civicflow(&["bench-scale", "--scale", "0.0001", "--requests", "4", "--db", &db]);
+    let out = stdout(&bench);
+    assert!(
+        bench.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    for name in [
+        "scale_api_tasks_dispatcher_p99",
+        "scale_page_tasks_dispatcher_p50",
+        "scale_api_complete_task_p99",
+        "scale_16_clients_write_p99",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        let value: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(value > 0.0 && line.ends_with(" ms"), "{line}");
+    }
+}

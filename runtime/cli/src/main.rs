@@ -2,9 +2,11 @@
 //! verify the audit chain, measure throughput.
 
 mod bench;
+mod bench_scale;
 mod import;
 mod plugin;
 mod scenario;
+mod seed;
 mod show;
 mod validate;
 
@@ -142,6 +144,35 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Fill a database with a generated city (organisation and tickets) for the scale
+    /// benchmark, through the register import and the runtime.
+    Seed {
+        /// The city dataset (the only kind so far).
+        #[arg(long, required = true)]
+        city: bool,
+        /// 1 is the full city: 10,000 grids, 1 million residents, 2.1 million tickets.
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Tickets in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Workflow folder to publish.
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Time task lists, pages and steps over HTTP on a database `seed --city` filled.
+    BenchScale {
+        /// The scale the database was seeded at (for the figures' labels).
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[command(flatten)]
+        db: DbArg,
     },
     /// Measure durable transitions per second.
     Bench {
@@ -359,6 +390,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Seed {
+            city: _,
+            scale,
+            concurrency,
+            workflows,
+            db,
+        } => {
+            seed::run(&db.db, scale, concurrency, &workflows).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchScale { scale, requests, db } => {
+            bench_scale::run(&db.db, scale, requests.max(1)).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
             db,

@@ -201,6 +201,13 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 impl Store {
+    /// Bytes the PostgreSQL database takes on disk (benchmarks print it).
+    pub async fn database_size(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     /// Remove a PostgreSQL schema made for a test or a benchmark run.
     pub async fn drop_schema(&self, schema: &str) -> Result<()> {
         if self.backend == Backend::Postgres && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

@@ -1,0 +1,221 @@
+//! `civicflow bench-scale`: how the lists and steps people use answer on a seeded city
+//! (`civicflow seed --city`), over HTTP on loopback against the real server (router, session
+//! and token checks, store), with one client and then 16 clients mixing reads and writes.
+//! Prints `name: value unit` lines; BENCHMARKS.md is written from them.
+
+use crate::seed::{Sizes, dispatcher, grid_worker, handler};
+use anyhow::{Context, Result, bail};
+use civicflow_engine::SystemClock;
+use civicflow_plugin_host::{Host, PluginRules};
+use civicflow_server::AppState;
+use civicflow_store::{Runtime, Store};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// One caller: a bearer token for the API and a session cookie for the pages.
+#[derive(Clone)]
+struct Caller {
+    token: String,
+    cookie: String,
+}
+
+struct Bench {
+    http: Http,
+    base: String,
+}
+
+impl Bench {
+    async fn call(&self, method: &str, path: &str, who: &Caller, body: Option<Value>) -> Result<(u16, Bytes)> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", who.token))
+            .header("cookie", format!("cf_session={}", who.cookie))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))?;
+        let res = self.http.request(req).await?;
+        let status = res.status().as_u16();
+        Ok((status, res.into_body().collect().await?.to_bytes()))
+    }
+
+    async fn json(&self, method: &str, path: &str, who: &Caller, body: Option<Value>) -> Result<Value> {
+        let (status, bytes) = self.call(method, path, who, body).await?;
+        if !(200..300).contains(&status) {
+            bail!("{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median and p99 of `times`, printed as `{name}_p50` and `{name}_p99` in ms.
+fn report(name: &str, times: &mut [Duration]) {
+    times.sort();
+    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
+    println!("{name}_p50: {:.2} ms", ms(at(50)));
+    println!("{name}_p99: {:.2} ms", ms(at(99)));
+}
+
+/// Run `n` times one after another, timing each.
+async fn timed<F, Fut>(n: usize, mut f: F) -> Result<Vec<Duration>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+pub async fn run(db: &str, scale: f64, requests: usize) -> Result<()> {
+    let sizes = Sizes::at(scale);
+    let store = Store::connect(db, None).await?;
+    let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None)?)));
+    let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), rules.clone()).await?);
+    let state = AppState {
+        runtime: runtime.clone(),
+        rules,
+        log_sign_in_codes: false,
+        secure_cookies: false,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = civicflow_server::router(state);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let bench = Arc::new(Bench {
+        http: Client::builder(TokioExecutor::new()).build_http(),
+        base,
+    });
+    let caller = async |person: &str| -> Result<Caller> {
+        let secret: [u8; 32] = rand_bytes();
+        let token = store.create_token(person, "bench-scale", secret).await?;
+        let (cookie, _) = store
+            .create_session(person, runtime.now(), chrono::Duration::hours(1))
+            .await?;
+        Ok(Caller { token, cookie })
+    };
+    // The busiest street's dispatcher (busy grids are in the first quarter), its first
+    // grid's worker, and the first department's handler.
+    let street = "d0-s0";
+    let grid = "d0-s0-c0-g0";
+    let disp = caller(&dispatcher(street))
+        .await
+        .context("the dispatcher (seed the city first)")?;
+    let worker = caller(&grid_worker(grid)).await?;
+    let hand = caller(&handler("d0-cgj")).await?;
+    // The instance page shows a ticket the benchmark reports first (a seeded street may
+    // have none open).
+    let first = json!({"workflow": "ticket", "unit": grid, "data": {"category": "road", "description": "基准：实例页", "location": "基准路1号"}});
+    let shown = bench.json("POST", "/api/instances", &worker, Some(first)).await?;
+    let instance = shown["instance"]["id"].as_str().unwrap_or_default().to_string();
+    println!(
+        "scale_dataset: {} grids, {} residents, {} closed + {} open tickets",
+        sizes.grids(),
+        sizes.residents,
+        sizes.closed_tickets,
+        sizes.open_tickets
+    );
+    for (name, who, path) in [
+        ("scale_api_tasks_dispatcher", &disp, "/api/tasks".to_string()),
+        ("scale_api_tasks_grid_worker", &worker, "/api/tasks".to_string()),
+        ("scale_api_tasks_handler", &hand, "/api/tasks".to_string()),
+        ("scale_page_tasks_dispatcher", &disp, "/tasks".to_string()),
+        ("scale_page_instance", &disp, format!("/instances/{instance}")),
+    ] {
+        let b = bench.clone();
+        let mut times = timed(requests, |_| {
+            let (b, who, path) = (b.clone(), who.clone(), path.clone());
+            async move {
+                let (status, _) = b.call("GET", &path, &who, None).await?;
+                anyhow::ensure!(status == 200, "GET {path}: {status}");
+                Ok(())
+            }
+        })
+        .await?;
+        report(name, &mut times);
+    }
+    let report_body = |i: usize| json!({"workflow": "ticket", "unit": grid, "data": {"category": "road", "description": format!("基准上报第{i}号"), "location": "基准路1号"}});
+    let mut started = Vec::new();
+    let mut times = Vec::new();
+    for i in 0..requests {
+        let t = Instant::now();
+        let out = bench
+            .json("POST", "/api/instances", &worker, Some(report_body(i)))
+            .await?;
+        times.push(t.elapsed());
+        started.push(out["new_tasks"][0].as_str().unwrap_or_default().to_string());
+    }
+    report("scale_api_start_ticket", &mut times);
+    let mut times = timed(requests, |i| {
+        let (b, who, task) = (bench.clone(), disp.clone(), started[i].clone());
+        async move {
+            let path = format!("/api/tasks/{task}/complete");
+            b.json("POST", &path, &who, Some(json!({"data": {"department": "d0-cgj"}})))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    report("scale_api_complete_task", &mut times);
+
+    // 16 clients at once: 12 read lists and pages, 4 report tickets.
+    let t = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (b, disp, worker) = (bench.clone(), disp.clone(), worker.clone());
+        clients.push(tokio::spawn(async move {
+            let mut reads = Vec::new();
+            let mut writes = Vec::new();
+            for i in 0..requests / 4 {
+                let t = Instant::now();
+                if c < 4 {
+                    let body = json!({"workflow": "ticket", "unit": "d0-s0-c0-g0", "data": {"category": "water", "description": format!("并发上报{c}-{i}"), "location": "基准路2号"}});
+                    b.json("POST", "/api/instances", &worker, Some(body)).await?;
+                    writes.push(t.elapsed());
+                } else {
+                    let path = if i % 2 == 0 { "/api/tasks" } else { "/tasks" };
+                    let (status, _) = b.call("GET", path, &disp, None).await?;
+                    anyhow::ensure!(status == 200, "GET {path}: {status}");
+                    reads.push(t.elapsed());
+                }
+            }
+            Ok::<_, anyhow::Error>((reads, writes))
+        }));
+    }
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for c in clients {
+        let (r, w) = c.await??;
+        reads.extend(r);
+        writes.extend(w);
+    }
+    let wall = t.elapsed();
+    report("scale_16_clients_read", &mut reads);
+    report("scale_16_clients_write", &mut writes);
+    println!(
+        "scale_16_clients_throughput: {:.0} requests/s",
+        (reads.len() + writes.len()) as f64 / wall.as_secs_f64()
+    );
+    server.abort();
+    Ok(())
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("system randomness");
+    b
+}
