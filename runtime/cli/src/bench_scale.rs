@@ -3,7 +3,7 @@
 //! and token checks, store), with one client and then 16 clients mixing reads and writes.
 //! Prints `name: value unit` lines; BENCHMARKS.md is written from them.
 
-use crate::seed::{Sizes, dispatcher, grid_worker, handler};
+use crate::seed::{Plan, Sizes, Ticket, handler};
 use anyhow::{Context, Result, bail};
 use civicflow_engine::SystemClock;
 use civicflow_plugin_host::{Host, PluginRules};
@@ -82,8 +82,9 @@ where
     Ok(out)
 }
 
-pub async fn run(db: &str, scale: f64, requests: usize) -> Result<()> {
+pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) -> Result<()> {
     let sizes = Sizes::at(scale);
+    let plan = Plan::read(plan)?;
     let store = Store::connect(db, None).await?;
     let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None)?)));
     let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), rules.clone()).await?);
@@ -109,19 +110,40 @@ pub async fn run(db: &str, scale: f64, requests: usize) -> Result<()> {
             .await?;
         Ok(Caller { token, cookie })
     };
-    // The busiest street's dispatcher (busy grids are in the first quarter), its first
-    // grid's worker, and the first department's handler.
-    let street = "d0-s0";
-    let grid = "d0-s0-c0-g0";
-    let disp = caller(&dispatcher(street))
+    // The first street's dispatcher, its first grid's worker (the first quarter of the grids
+    // gets half the tickets) and the first district's first department's handler.
+    let here = |n: usize, text: &str| Ticket {
+        grid: "d0-s0-c0-g0".into(),
+        street: "d0-s0".into(),
+        department: "d0-cgj".into(),
+        vars: vec![
+            ("n", json!(format!("{text}{n}"))),
+            ("category", json!(plan.categories.first())),
+            ("grid", json!("d0-s0-c0-g0")),
+            ("department", json!("d0-cgj")),
+            ("score", json!(5)),
+        ],
+    };
+    let t = here(0, "");
+    let (start_by, first_by) = (
+        t.person(&plan.start.by)?,
+        t.person(&plan.steps.first().context("a plan step")?.by)?,
+    );
+    let disp = caller(&first_by)
         .await
-        .context("the dispatcher (seed the city first)")?;
-    let worker = caller(&grid_worker(grid)).await?;
+        .context("the first step's person (seed the city first)")?;
+    let worker = caller(&start_by).await?;
     let hand = caller(&handler("d0-cgj")).await?;
+    let start_body = |n: usize, text: &str| {
+        let t = here(n, text);
+        json!({"workflow": plan.workflow, "unit": t.grid, "data": t.fill(&plan.start.data)})
+    };
+    let first_form = json!({"data": t.fill(&plan.steps[0].form)});
     // The instance page shows a ticket the benchmark reports first (a seeded street may
     // have none open).
-    let first = json!({"workflow": "ticket", "unit": grid, "data": {"category": "road", "description": "基准：实例页", "location": "基准路1号"}});
-    let shown = bench.json("POST", "/api/instances", &worker, Some(first)).await?;
+    let shown = bench
+        .json("POST", "/api/instances", &worker, Some(start_body(0, "实例页")))
+        .await?;
     let instance = shown["instance"]["id"].as_str().unwrap_or_default().to_string();
     println!(
         "scale_dataset: {} grids, {} residents, {} closed + {} open tickets",
@@ -149,24 +171,22 @@ pub async fn run(db: &str, scale: f64, requests: usize) -> Result<()> {
         .await?;
         report(name, &mut times);
     }
-    let report_body = |i: usize| json!({"workflow": "ticket", "unit": grid, "data": {"category": "road", "description": format!("基准上报第{i}号"), "location": "基准路1号"}});
     let mut started = Vec::new();
     let mut times = Vec::new();
     for i in 0..requests {
         let t = Instant::now();
         let out = bench
-            .json("POST", "/api/instances", &worker, Some(report_body(i)))
+            .json("POST", "/api/instances", &worker, Some(start_body(i, "基准")))
             .await?;
         times.push(t.elapsed());
         started.push(out["new_tasks"][0].as_str().unwrap_or_default().to_string());
     }
     report("scale_api_start_ticket", &mut times);
     let mut times = timed(requests, |i| {
-        let (b, who, task) = (bench.clone(), disp.clone(), started[i].clone());
+        let (b, who, task, form) = (bench.clone(), disp.clone(), started[i].clone(), first_form.clone());
         async move {
             let path = format!("/api/tasks/{task}/complete");
-            b.json("POST", &path, &who, Some(json!({"data": {"department": "d0-cgj"}})))
-                .await?;
+            b.json("POST", &path, &who, Some(form)).await?;
             Ok(())
         }
     })
@@ -178,17 +198,17 @@ pub async fn run(db: &str, scale: f64, requests: usize) -> Result<()> {
     let mut clients = Vec::new();
     for c in 0..16 {
         let (b, disp, worker) = (bench.clone(), disp.clone(), worker.clone());
+        let bodies: Vec<Value> = (0..requests / 4).map(|i| start_body(i, &format!("并发{c}-"))).collect();
         clients.push(tokio::spawn(async move {
             let mut reads = Vec::new();
             let mut writes = Vec::new();
-            for i in 0..requests / 4 {
+            for (i, body) in bodies.into_iter().enumerate() {
                 let t = Instant::now();
                 if c < 4 {
-                    let body = json!({"workflow": "ticket", "unit": "d0-s0-c0-g0", "data": {"category": "water", "description": format!("并发上报{c}-{i}"), "location": "基准路2号"}});
                     b.json("POST", "/api/instances", &worker, Some(body)).await?;
                     writes.push(t.elapsed());
                 } else {
-                    let path = if i % 2 == 0 { "/api/tasks" } else { "/tasks" };
+                    let path = if i.is_multiple_of(2) { "/api/tasks" } else { "/tasks" };
                     let (status, _) = b.call("GET", path, &disp, None).await?;
                     anyhow::ensure!(status == 200, "GET {path}: {status}");
                     reads.push(t.elapsed());

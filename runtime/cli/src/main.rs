@@ -160,6 +160,9 @@ enum Command {
         /// Workflow folder to publish.
         #[arg(long, default_value = "workflows")]
         workflows: PathBuf,
+        /// What happens to each ticket: its workflow, starter and steps.
+        #[arg(long, default_value = "tests/fixtures/city-tickets.yaml")]
+        plan: PathBuf,
         #[command(flatten)]
         db: DbArg,
     },
@@ -171,6 +174,9 @@ enum Command {
         /// Requests per measurement.
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// The plan the city was seeded with (its workflow and start are what is reported).
+        #[arg(long, default_value = "tests/fixtures/city-tickets.yaml")]
+        plan: PathBuf,
         #[command(flatten)]
         db: DbArg,
     },
@@ -396,13 +402,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             scale,
             concurrency,
             workflows,
+            plan,
             db,
         } => {
-            seed::run(&db.db, scale, concurrency, &workflows).await?;
+            seed::run(&db.db, scale, concurrency, &workflows, &plan).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::BenchScale { scale, requests, db } => {
-            bench_scale::run(&db.db, scale, requests.max(1)).await?;
+        Command::BenchScale {
+            scale,
+            requests,
+            plan,
+            db,
+        } => {
+            bench_scale::run(&db.db, scale, requests.max(1), &plan).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -23,7 +23,109 @@ use std::time::Instant;
 
 /// Departments of every district: id suffix and name.
 const DEPARTMENTS: [(&str, &str); 3] = [("cgj", "城市管理委员会"), ("swj", "水务局"), ("jtj", "交通运输局")];
-const CATEGORIES: [&str; 6] = ["road", "sanitation", "water", "safety", "dispute", "other"];
+
+/// What to do with each ticket (`tests/fixtures/city-tickets.yaml`): the engine names no
+/// process, so the workflow and its steps come from a file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub workflow: String,
+    pub categories: Vec<String>,
+    pub start: Action,
+    pub steps: Vec<Action>,
+}
+
+/// Who acts (a role of the generated city) and the data or form they send.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub by: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub form: Value,
+}
+
+impl Plan {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc = civicflow_engine::yaml::SourceDoc::parse(&path.display().to_string(), &text)
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        serde_json::from_value(doc.value).with_context(|| format!("{}: not a ticket plan", path.display()))
+    }
+}
+
+/// The people and units one ticket involves, and what its placeholders stand for.
+pub struct Ticket {
+    pub grid: String,
+    pub street: String,
+    pub department: String,
+    pub vars: Vec<(&'static str, Value)>,
+}
+
+impl Ticket {
+    /// Who plays `role` for this ticket.
+    pub fn person(&self, role: &str) -> Result<String> {
+        Ok(match role {
+            "grid_worker" => grid_worker(&self.grid),
+            "dispatcher" => dispatcher(&self.street),
+            "handler" => handler(&self.department),
+            other => anyhow::bail!("the generated city has no one for the role \"{other}\""),
+        })
+    }
+
+    /// `v` with every `{name}` replaced; a string that is one placeholder takes its value.
+    pub fn fill(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => {
+                if let Some((_, value)) = self.vars.iter().find(|(k, _)| *s == format!("{{{k}}}")) {
+                    return value.clone();
+                }
+                let mut out = s.clone();
+                for (k, value) in &self.vars {
+                    let text = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+                    out = out.replace(&format!("{{{k}}}"), &text);
+                }
+                Value::String(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| self.fill(i)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.fill(v))).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Ticket `n` of a city: where it is reported and what it is about.
+pub fn ticket_at(s: &Sizes, plan: &Plan, n: usize) -> Ticket {
+    let r = mix(n);
+    // Busy grids report more: a quarter of the grids get half the tickets.
+    let g = if r.is_multiple_of(2) {
+        r % s.grids().div_ceil(4)
+    } else {
+        (r >> 8) % s.grids()
+    };
+    let (d, st, c, gi) = place(s, g);
+    let grid = grid_id(d, st, c, gi);
+    let department = format!("{}-{}", district_id(d), DEPARTMENTS[(r >> 20) % DEPARTMENTS.len()].0);
+    let category = plan
+        .categories
+        .get((r >> 16) % plan.categories.len().max(1))
+        .cloned()
+        .unwrap_or_default();
+    let vars = vec![
+        ("n", json!(n)),
+        ("category", json!(category)),
+        ("grid", json!(grid)),
+        ("department", json!(department)),
+        ("score", json!(3 + (r >> 24) % 3)),
+    ];
+    Ticket {
+        grid,
+        street: street_id(d, st),
+        department,
+        vars,
+    }
+}
 
 /// How many of each thing at a scale.
 #[derive(Debug, Clone, Copy)]
@@ -241,44 +343,34 @@ fn mix(n: usize) -> usize {
     (x ^ (x >> 31)) as usize
 }
 
-/// Steps taken on ticket `n` (6: closed) and the people who take them.
-async fn ticket(rt: &Runtime, s: &Sizes, n: usize, steps: usize) -> Result<()> {
-    let r = mix(n);
-    // Busy grids report more: a quarter of the grids get half the tickets.
-    let g = if r.is_multiple_of(2) {
-        r % s.grids().div_ceil(4)
-    } else {
-        (r >> 8) % s.grids()
-    };
-    let (d, st, c, gi) = place(s, g);
-    let grid = grid_id(d, st, c, gi);
-    let worker = grid_worker(&grid);
-    let category = CATEGORIES[(r >> 16) % CATEGORIES.len()];
-    let report = json!({"category": category, "description": format!("第{n}号：{category}问题待处理"), "location": format!("{grid}附近")});
-    let mut applied = rt.start(&worker, "ticket", &grid, report).await?;
-    let department = format!("{}-{}", district_id(d), DEPARTMENTS[(r >> 20) % DEPARTMENTS.len()].0);
-    let forms: [(String, Value); 5] = [
-        (dispatcher(&street_id(d, st)), json!({"department": department})),
-        (handler(&department), json!({"decision": "accept"})),
-        (handler(&department), json!({"summary": "已到现场处理完毕"})),
-        (worker.clone(), json!({"resolved": true})),
-        (worker.clone(), json!({"score": 3 + (r >> 24) % 3})),
-    ];
-    for (who, form) in forms.iter().take(steps.saturating_sub(1)) {
+/// Ticket `n` through its start and the first `steps` of the plan's steps.
+async fn ticket(rt: &Runtime, s: &Sizes, plan: &Plan, n: usize, steps: usize) -> Result<()> {
+    let t = ticket_at(s, plan, n);
+    let mut applied = rt
+        .start(
+            &t.person(&plan.start.by)?,
+            &plan.workflow,
+            &t.grid,
+            t.fill(&plan.start.data),
+        )
+        .await?;
+    for step in plan.steps.iter().take(steps) {
+        let who = t.person(&step.by)?;
         let task = applied
             .new_tasks
             .first()
             .with_context(|| format!("ticket {n}: no open task for {who}"))?
             .id
             .clone();
-        applied = rt.complete(who, &task, form.clone()).await?;
+        applied = rt.complete(&who, &task, t.fill(&step.form)).await?;
     }
     Ok(())
 }
 
 /// Seed `db` with the city at `scale`, `concurrency` tickets at a time; prints what it did.
-pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path) -> Result<()> {
+pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, plan: &Path) -> Result<()> {
     let sizes = Sizes::at(scale);
+    let plan = Arc::new(Plan::read(plan)?);
     let started = Instant::now();
     let store = Store::connect(db, None).await?;
     let (units, people) = organisation(&sizes);
@@ -306,17 +398,22 @@ pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path) -> 
     let tickets_started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (rt, next) = (rt.clone(), next.clone());
+        let (rt, next, plan) = (rt.clone(), next.clone(), plan.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                // Open tickets stand at every step: waiting for dispatch, acceptance, work,
-                // verification or the reporter's rating.
-                let steps = if n < sizes.closed_tickets { 6 } else { 1 + mix(n) % 5 };
-                ticket(&rt, &sizes, n, steps).await?;
+                // Open tickets stand at every step (waiting for dispatch, acceptance, work,
+                // verification or the reporter's rating); the others go to their end.
+                let all = plan.steps.len();
+                let steps = if n < sizes.closed_tickets {
+                    all
+                } else {
+                    mix(n) % all.max(1)
+                };
+                ticket(&rt, &sizes, &plan, n, steps).await?;
                 if n > 0 && n.is_multiple_of(50_000) {
                     eprintln!("  {n} of {total} tickets");
                 }
