@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use civicflow_engine::{Actor, Instance};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{MAX_PAGE, TaskCursor, TaskQuery, TaskView, runtime::Applied};
+use civicflow_store::{Cursor, MAX_PAGE, TaskQuery, TaskView, runtime::Applied};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -297,7 +297,7 @@ pub async fn tasks(
 ) -> Result<Json<TaskList>, ApiError> {
     let after = match filter.cursor.as_deref() {
         None => None,
-        Some(c) => Some(TaskCursor::parse(c).ok_or_else(|| {
+        Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_cursor",

@@ -904,4 +904,30 @@ async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
     let (_, _, rest) = app.send(get(&more, Some(&cookie))).await;
     assert_eq!(rest.matches("<li class=\"item").count(), 3, "the rest");
     assert!(!rest.contains("id=\"more\""), "no more after the last page");
+    // 我发起的 pages the same way, newest first.
+    let cookie = sign_in(&app, "wang").await;
+    let (_, _, mine) = app.send(get("/mine", Some(&cookie))).await;
+    assert_eq!(
+        mine.matches("<li class=\"item").count(),
+        50,
+        "one page of what I started"
+    );
+    let link = mine.split("<a href=\"").find(|s| s.contains("id=\"more\"")).unwrap();
+    let more = link
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let (_, _, older) = app.send(get(&more, Some(&cookie))).await;
+    assert_eq!(older.matches("<li class=\"item").count(), 3, "the oldest three");
+    let ids = |html: &str| -> Vec<String> {
+        html.split("href=\"/instances/")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap().to_string())
+            .collect()
+    };
+    let (first, second) = (ids(&mine), ids(&older));
+    assert_eq!((first.len(), second.len()), (50, 3), "rows link their instances");
+    assert!(first.iter().all(|i| !second.contains(i)), "no instance on both pages");
 }

@@ -31,7 +31,7 @@ mod writes;
 pub use audit::BrokenChain;
 pub use db::{Backend, Store};
 pub use error::StoreError;
-pub use lists::{InstanceWindow, List, MAX_PAGE, TaskCursor, TaskPage, TaskQuery};
+pub use lists::{Cursor, InstanceWindow, List, MAX_PAGE, TaskPage, TaskQuery};
 pub use queries::{EventRow, TaskView};
 pub use registry::Registry;
 pub use runtime::{Applied, Runtime, Shared};

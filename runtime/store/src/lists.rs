@@ -29,23 +29,40 @@ const DUE_KEY: &str = "COALESCE(t.due_at, 9223372036854775807)";
 pub struct TaskQuery<'a> {
     pub workflow: Option<&'a str>,
     pub unit: Option<&'a str>,
-    pub after: Option<TaskCursor>,
+    pub after: Option<Cursor>,
     pub limit: usize,
 }
 
-/// Where a page of tasks ended: its last task's due key and id. Written as `DUE.ID`.
+/// Where a page of a list ended: its last row's sort key (a task's due time, an instance's
+/// start, in ms) and id. Written as `KEY.ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskCursor {
+pub struct Cursor {
     due: i64,
     id: String,
 }
 
-impl TaskCursor {
+impl Cursor {
     fn after(task: &Task) -> Self {
         Self {
             due: task.due_at.map(millis).unwrap_or(i64::MAX),
             id: task.id.clone(),
         }
+    }
+
+    /// After an instance in a newest-first list of instances.
+    pub fn after_instance(i: &Instance) -> Self {
+        Self {
+            due: millis(i.created_at),
+            id: i.id.clone(),
+        }
+    }
+
+    pub(crate) fn key(&self) -> i64 {
+        self.due
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 
     /// Read a cursor a previous page gave; `None` if it is not one.
@@ -59,7 +76,7 @@ impl TaskCursor {
     }
 }
 
-impl std::fmt::Display for TaskCursor {
+impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.due, self.id)
     }
@@ -69,7 +86,7 @@ impl std::fmt::Display for TaskCursor {
 #[derive(Debug, Clone)]
 pub struct TaskPage {
     pub tasks: Vec<TaskView>,
-    pub next: Option<TaskCursor>,
+    pub next: Option<Cursor>,
 }
 
 /// Which instances a window list wants: workflows (each with the data field that holds its
@@ -223,7 +240,7 @@ impl Store {
         let want = page_size(query);
         let next = (tasks.len() > want).then(|| {
             tasks.truncate(want);
-            TaskCursor::after(&tasks[want - 1].task)
+            Cursor::after(&tasks[want - 1].task)
         });
         Ok(TaskPage { tasks, next })
     }

@@ -2,6 +2,7 @@
 
 use crate::db::{Store, from_millis};
 use crate::error::{Result, StoreError};
+use crate::lists::Cursor;
 use crate::org::{ACTOR_FROM, ACTOR_JOIN, actor_from};
 use chrono::{DateTime, Utc};
 use civicflow_engine::Actor;
@@ -205,12 +206,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Instances a person started, newest first, at most `limit`.
-    pub async fn instances_started_by(&self, person: &str, limit: i64) -> Result<Vec<Instance>> {
+    /// Instances a person started, newest first: `limit` of them after `before` (the
+    /// previous page's last), on the `(created_by, created_at)` index.
+    pub async fn instances_started_by(
+        &self,
+        person: &str,
+        before: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Vec<Instance>> {
+        // No cursor: before the end of time, which every start is.
+        let (at, id) = before.map_or((i64::MAX, String::new()), |c| (c.key(), c.id().to_string()));
         let rows = sqlx::query(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE created_by = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE created_by = $1 \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(person)
+        .bind(at)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{EngineError, Instance, Workflow};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{StoreError, TaskCursor, TaskQuery, TaskView};
+use civicflow_store::{Cursor, StoreError, TaskQuery, TaskView};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -137,7 +137,7 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
     let query = TaskQuery {
         workflow: workflow.as_deref(),
         unit: unit.as_deref(),
-        after: filter.after.as_deref().and_then(TaskCursor::parse),
+        after: filter.after.as_deref().and_then(Cursor::parse),
         limit: PAGE_ROWS,
     };
     let (page, counts) = match tokio::try_join!(store.tasks_page(&scope, &query), store.task_counts(&scope)) {
@@ -790,13 +790,30 @@ pub async fn start_submit(
     .await
 }
 
-pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
+#[derive(Deserialize, Default)]
+pub struct MoreOf {
+    /// Where the previous page ended (the "more" link).
+    #[serde(default)]
+    after: Option<String>,
+}
+
+pub async fn mine(State(state): State<AppState>, viewer: Viewer, Query(more): Query<MoreOf>) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let started = match store.instances_started_by(&viewer.profile.id, LISTED).await {
+    let after = more.after.as_deref().and_then(Cursor::parse);
+    let rows = PAGE_ROWS as i64 + 1;
+    let mut started = match store
+        .instances_started_by(&viewer.profile.id, after.as_ref(), rows)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return server_error(e, lang),
     };
+    let next = (started.len() > PAGE_ROWS).then(|| {
+        started.truncate(PAGE_ROWS);
+        let last = Cursor::after_instance(&started[PAGE_ROWS - 1]).to_string();
+        more_link("/mine", &[("after", Some(&last))])
+    });
     let refs: Vec<&Instance> = started.iter().collect();
     let items = match instance_rows(&state, &refs, lang).await {
         Ok(rows) => rows,
@@ -806,7 +823,7 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer) -> Response {
         StatusCode::OK,
         "tasks.html",
         lang,
-        viewer.page(json!({"nav": "mine", "started": items})),
+        viewer.page(json!({"nav": "mine", "started": items, "more": next})),
     )
 }
 
