@@ -112,17 +112,10 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     };
     // The first street's dispatcher, its first grid's worker (the first quarter of the grids
     // gets half the tickets) and the first district's first department's handler.
-    let here = |n: usize, text: &str| Ticket {
-        grid: "d0-s0-c0-g0".into(),
-        street: "d0-s0".into(),
-        department: "d0-cgj".into(),
-        vars: vec![
-            ("n", json!(format!("{text}{n}"))),
-            ("category", json!(plan.categories.first())),
-            ("grid", json!("d0-s0-c0-g0")),
-            ("department", json!("d0-cgj")),
-            ("score", json!(5)),
-        ],
+    let category = plan.categories.first().cloned().unwrap_or_default();
+    let here = |n: usize, text: &str| {
+        let (grid, street, department) = ("d0-s0-c0-g0".into(), "d0-s0".into(), "d0-cgj".into());
+        Ticket::new(grid, street, department, json!(format!("{text}{n}")), &category, 5)
     };
     let t = here(0, "");
     let (start_by, first_by) = (

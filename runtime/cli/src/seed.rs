@@ -112,18 +112,32 @@ pub fn ticket_at(s: &Sizes, plan: &Plan, n: usize) -> Ticket {
         .get((r >> 16) % plan.categories.len().max(1))
         .cloned()
         .unwrap_or_default();
-    let vars = vec![
-        ("n", json!(n)),
-        ("category", json!(category)),
-        ("grid", json!(grid)),
-        ("department", json!(department)),
-        ("score", json!(3 + (r >> 24) % 3)),
-    ];
-    Ticket {
+    Ticket::new(
         grid,
-        street: street_id(d, st),
+        street_id(d, st),
         department,
-        vars,
+        json!(n),
+        &category,
+        3 + (r >> 24) % 3,
+    )
+}
+
+impl Ticket {
+    /// A ticket at `grid` of `street` for `department`, with the plan's placeholders.
+    pub fn new(grid: String, street: String, department: String, n: Value, category: &str, score: usize) -> Self {
+        let vars = vec![
+            ("n", n),
+            ("category", json!(category)),
+            ("grid", json!(grid)),
+            ("department", json!(department)),
+            ("score", json!(score)),
+        ];
+        Self {
+            grid,
+            street,
+            department,
+            vars,
+        }
     }
 }
 

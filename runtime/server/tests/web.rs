@@ -846,6 +846,19 @@ async fn units_and_people_are_picked_by_name_from_those_who_can_act() {
     );
 }
 
+/// The href of a list page's 显示更多 link, unescaped.
+fn more_link(html: &str) -> String {
+    let link = html
+        .split("<a href=\"")
+        .find(|s| s.contains("id=\"more\""))
+        .expect("a more link");
+    link.split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/")
+}
+
 #[tokio::test]
 async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
     let app = App::demo().await;
@@ -893,13 +906,7 @@ async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(html.matches("<li class=\"item").count(), 50, "one page of rows");
     assert!(html.contains("共 53 项待办"), "the total is shown");
-    let link = html.split("<a href=\"").find(|s| s.contains("id=\"more\"")).unwrap();
-    let more = link
-        .split('"')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&")
-        .replace("&#x2f;", "/");
+    let more = more_link(&html);
     assert!(more.contains("workflow=ticket") && more.contains("after="), "{more}");
     let (_, _, rest) = app.send(get(&more, Some(&cookie))).await;
     assert_eq!(rest.matches("<li class=\"item").count(), 3, "the rest");
@@ -912,13 +919,7 @@ async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
         50,
         "one page of what I started"
     );
-    let link = mine.split("<a href=\"").find(|s| s.contains("id=\"more\"")).unwrap();
-    let more = link
-        .split('"')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&")
-        .replace("&#x2f;", "/");
+    let more = more_link(&mine);
     let (_, _, older) = app.send(get(&more, Some(&cookie))).await;
     assert_eq!(older.matches("<li class=\"item").count(), 3, "the oldest three");
     let ids = |html: &str| -> Vec<String> {
