@@ -3,57 +3,15 @@
 //! and token checks, store), with one client and then 16 clients mixing reads and writes.
 //! Prints `name: value unit` lines; BENCHMARKS.md is written from them.
 
+use crate::loopback::{Caller, Loopback};
 use crate::seed::{Plan, Sizes, Ticket, handler};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use civicflow_engine::SystemClock;
 use civicflow_plugin_host::{Host, PluginRules};
-use civicflow_server::AppState;
 use civicflow_store::{Runtime, Store};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-/// One caller: a bearer token for the API and a session cookie for the pages.
-#[derive(Clone)]
-struct Caller {
-    token: String,
-    cookie: String,
-}
-
-struct Bench {
-    http: Http,
-    base: String,
-}
-
-impl Bench {
-    async fn call(&self, method: &str, path: &str, who: &Caller, body: Option<Value>) -> Result<(u16, Bytes)> {
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", who.token))
-            .header("cookie", format!("cf_session={}", who.cookie))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))?;
-        let res = self.http.request(req).await?;
-        let status = res.status().as_u16();
-        Ok((status, res.into_body().collect().await?.to_bytes()))
-    }
-
-    async fn json(&self, method: &str, path: &str, who: &Caller, body: Option<Value>) -> Result<Value> {
-        let (status, bytes) = self.call(method, path, who, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
-        }
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -88,28 +46,8 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     let store = Store::connect(db, None).await?;
     let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None)?)));
     let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), rules.clone()).await?);
-    let state = AppState {
-        runtime: runtime.clone(),
-        rules,
-        log_sign_in_codes: false,
-        secure_cookies: false,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let app = civicflow_server::router(state);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let bench = Arc::new(Bench {
-        http: Client::builder(TokioExecutor::new()).build_http(),
-        base,
-    });
-    let caller = async |person: &str| -> Result<Caller> {
-        let secret: [u8; 32] = rand_bytes();
-        let token = store.create_token(person, "bench-scale", secret).await?;
-        let (cookie, _) = store
-            .create_session(person, runtime.now(), chrono::Duration::hours(1))
-            .await?;
-        Ok(Caller { token, cookie })
-    };
+    let bench = Arc::new(Loopback::serve(runtime.clone(), rules).await?);
+    let caller = async |person: &str| Caller::of(&runtime, person).await;
     // The first street's dispatcher, its first grid's worker (the first quarter of the grids
     // gets half the tickets) and the first district's first department's handler.
     let category = plan.categories.first().cloned().unwrap_or_default();
@@ -135,7 +73,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     // The instance page shows a ticket the benchmark reports first (a seeded street may
     // have none open).
     let shown = bench
-        .json("POST", "/api/instances", &worker, Some(start_body(0, "实例页")))
+        .json("POST", "/api/instances", Some(&worker), Some(&start_body(0, "实例页")))
         .await?;
     let instance = shown["instance"]["id"].as_str().unwrap_or_default().to_string();
     println!(
@@ -156,7 +94,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
         let mut times = timed(requests, |_| {
             let (b, who, path) = (b.clone(), who.clone(), path.clone());
             async move {
-                let (status, _) = b.call("GET", &path, &who, None).await?;
+                let (status, _) = b.call("GET", &path, Some(&who), None).await?;
                 anyhow::ensure!(status == 200, "GET {path}: {status}");
                 Ok(())
             }
@@ -169,7 +107,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     for i in 0..requests {
         let t = Instant::now();
         let out = bench
-            .json("POST", "/api/instances", &worker, Some(start_body(i, "基准")))
+            .json("POST", "/api/instances", Some(&worker), Some(&start_body(i, "基准")))
             .await?;
         times.push(t.elapsed());
         started.push(out["new_tasks"][0].as_str().unwrap_or_default().to_string());
@@ -179,7 +117,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
         let (b, who, task, form) = (bench.clone(), disp.clone(), started[i].clone(), first_form.clone());
         async move {
             let path = format!("/api/tasks/{task}/complete");
-            b.json("POST", &path, &who, Some(form)).await?;
+            b.json("POST", &path, Some(&who), Some(&form)).await?;
             Ok(())
         }
     })
@@ -198,11 +136,11 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
             for (i, body) in bodies.into_iter().enumerate() {
                 let t = Instant::now();
                 if c < 4 {
-                    b.json("POST", "/api/instances", &worker, Some(body)).await?;
+                    b.json("POST", "/api/instances", Some(&worker), Some(&body)).await?;
                     writes.push(t.elapsed());
                 } else {
                     let path = if i.is_multiple_of(2) { "/api/tasks" } else { "/tasks" };
-                    let (status, _) = b.call("GET", path, &disp, None).await?;
+                    let (status, _) = b.call("GET", path, Some(&disp), None).await?;
                     anyhow::ensure!(status == 200, "GET {path}: {status}");
                     reads.push(t.elapsed());
                 }
@@ -223,12 +161,5 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
         "scale_16_clients_throughput: {:.0} requests/s",
         (reads.len() + writes.len()) as f64 / wall.as_secs_f64()
     );
-    server.abort();
     Ok(())
-}
-
-fn rand_bytes() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("system randomness");
-    b
 }

@@ -3,7 +3,9 @@
 
 mod bench;
 mod bench_scale;
+mod bench_tickets;
 mod import;
+mod loopback;
 mod plugin;
 mod scenario;
 mod seed;
@@ -167,6 +169,33 @@ enum Command {
         db: DbArg,
     },
     /// Time task lists, pages and steps over HTTP on a database `seed --city` filled.
+    /// Durable tickets per second on the city's ticket process: in-process, over HTTP, or
+    /// against a peer engine's server (tests/peers/run puts them side by side).
+    BenchTickets {
+        #[arg(long, default_value_t = 1000)]
+        tickets: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Through the JSON API of the server on loopback instead of runtime calls.
+        #[arg(long)]
+        http: bool,
+        /// A peer engine's server (`http://127.0.0.1:PORT`) instead of civicflow.
+        #[arg(long, requires = "peer_name")]
+        peer: Option<String>,
+        /// The peer's name, for the printed line.
+        #[arg(long)]
+        peer_name: Option<String>,
+        /// The peer's start data and steps.
+        #[arg(long, default_value = "tests/peers/steps.json")]
+        peer_steps: PathBuf,
+        #[arg(long, default_value = "tests/fixtures/city-tickets.yaml")]
+        plan: PathBuf,
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+        /// Database (default: a new SQLite file in a temporary folder).
+        #[arg(long)]
+        db: Option<String>,
+    },
     BenchScale {
         /// The scale the database was seeded at (for the figures' labels).
         #[arg(long, default_value_t = 0.01)]
@@ -406,6 +435,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             db,
         } => {
             seed::run(&db.db, scale, concurrency, &workflows, &plan).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchTickets {
+            tickets,
+            concurrency,
+            http,
+            peer,
+            peer_name,
+            peer_steps,
+            plan,
+            workflows,
+            db,
+        } => {
+            let target = match (peer, peer_name) {
+                (Some(url), Some(name)) => bench_tickets::Target::Peer {
+                    name,
+                    url,
+                    steps: peer_steps,
+                },
+                _ if http => bench_tickets::Target::Http,
+                _ => bench_tickets::Target::InProcess,
+            };
+            bench_tickets::run(target, db.as_deref(), tickets, concurrency, &plan, &workflows).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchScale {

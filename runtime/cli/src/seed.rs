@@ -358,7 +358,7 @@ fn mix(n: usize) -> usize {
 }
 
 /// Ticket `n` through its start and the first `steps` of the plan's steps.
-async fn ticket(rt: &Runtime, s: &Sizes, plan: &Plan, n: usize, steps: usize) -> Result<()> {
+pub async fn ticket(rt: &Runtime, s: &Sizes, plan: &Plan, n: usize, steps: usize) -> Result<()> {
     let t = ticket_at(s, plan, n);
     let mut applied = rt
         .start(
@@ -381,13 +381,11 @@ async fn ticket(rt: &Runtime, s: &Sizes, plan: &Plan, n: usize, steps: usize) ->
     Ok(())
 }
 
-/// Seed `db` with the city at `scale`, `concurrency` tickets at a time; prints what it did.
-pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, plan: &Path) -> Result<()> {
-    let sizes = Sizes::at(scale);
-    let plan = Arc::new(Plan::read(plan)?);
+/// The city's organisation at `sizes` imported into `store`, and the workflows of
+/// `workflows` published; prints what it imported.
+pub async fn organise(store: &Store, rt: &Runtime, sizes: &Sizes, workflows: &Path) -> Result<()> {
     let started = Instant::now();
-    let store = Store::connect(db, None).await?;
-    let (units, people) = organisation(&sizes);
+    let (units, people) = organisation(sizes);
     let summary = store
         .import_org(&units, &people, &|_| {})
         .await
@@ -398,8 +396,8 @@ pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, pla
         people.len(),
         started.elapsed().as_secs_f64()
     );
-    drop((units, people));
-    let rt = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
+    // The runtime read the unit levels and calendars when it opened; read them again.
+    rt.sync_places().await?;
     let (loaded, diagnostics) = load_all(&[workflows.to_path_buf()])?;
     if let Some(d) = diagnostics.iter().find(|d| d.is_error()) {
         anyhow::bail!("{d}");
@@ -407,27 +405,29 @@ pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, pla
     for wf in loaded {
         rt.publish(wf).await?;
     }
-    let total = sizes.closed_tickets + sizes.open_tickets;
+    Ok(())
+}
+
+/// Tickets `0..total`, `concurrency` at a time, ticket `n` taken through `steps(n)` steps.
+pub async fn drive(
+    rt: &Arc<Runtime>,
+    sizes: &Sizes,
+    plan: &Arc<Plan>,
+    total: usize,
+    concurrency: usize,
+    steps: fn(&Sizes, &Plan, usize) -> usize,
+) -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
-    let tickets_started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (rt, next, plan) = (rt.clone(), next.clone(), plan.clone());
+        let (rt, next, plan, sizes) = (rt.clone(), next.clone(), plan.clone(), *sizes);
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                // Open tickets stand at every step (waiting for dispatch, acceptance, work,
-                // verification or the reporter's rating); the others go to their end.
-                let all = plan.steps.len();
-                let steps = if n < sizes.closed_tickets {
-                    all
-                } else {
-                    mix(n) % all.max(1)
-                };
-                ticket(&rt, &sizes, &plan, n, steps).await?;
+                ticket(&rt, &sizes, &plan, n, steps(&sizes, &plan, n)).await?;
                 if n > 0 && n.is_multiple_of(50_000) {
                     eprintln!("  {n} of {total} tickets");
                 }
@@ -437,6 +437,31 @@ pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, pla
     for w in workers {
         w.await??;
     }
+    Ok(())
+}
+
+/// Open tickets stand at every step (waiting for dispatch, acceptance, work, verification or
+/// the reporter's rating); the others go to their end.
+fn city_steps(sizes: &Sizes, plan: &Plan, n: usize) -> usize {
+    let all = plan.steps.len();
+    if n < sizes.closed_tickets {
+        all
+    } else {
+        mix(n) % all.max(1)
+    }
+}
+
+/// Seed `db` with the city at `scale`, `concurrency` tickets at a time; prints what it did.
+pub async fn run(db: &str, scale: f64, concurrency: usize, workflows: &Path, plan: &Path) -> Result<()> {
+    let sizes = Sizes::at(scale);
+    let plan = Arc::new(Plan::read(plan)?);
+    let started = Instant::now();
+    let store = Store::connect(db, None).await?;
+    let rt = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(ExpressionRules)).await?);
+    organise(&store, &rt, &sizes, workflows).await?;
+    let total = sizes.closed_tickets + sizes.open_tickets;
+    let tickets_started = Instant::now();
+    drive(&rt, &sizes, &plan, total, concurrency, city_steps).await?;
     let ticket_secs = tickets_started.elapsed().as_secs_f64();
     println!(
         "seed_tickets: {} closed + {} open in {ticket_secs:.1} s ({:.0} tickets/s)",

@@ -9,6 +9,11 @@ use std::time::Duration;
 /// since a reader mostly waits on the page cache, not the CPU.
 const READERS: u32 = 4;
 
+/// Every SQLite connection maps the database file (up to SQLite's compiled-in 2 GiB) and
+/// keeps 64 MiB of pages of its own: a city's database is gigabytes, and without these each
+/// page a query touches is a `read` system call and a copy from the kernel's cache.
+const SQLITE_CACHE: &str = "PRAGMA mmap_size = 2147418112; PRAGMA cache_size = -65536;";
+
 /// PostgreSQL connections per server: reads and writes share them (the database runs each
 /// on its own backend process), so a slow read holds one of sixteen, not the only one.
 const POSTGRES_CONNECTIONS: u32 = 16;
@@ -71,6 +76,7 @@ impl Store {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                            conn.execute(SQLITE_CACHE).await?;
                             Ok(())
                         })
                     })
@@ -86,6 +92,7 @@ impl Store {
                             Box::pin(async move {
                                 conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
                                     .await?;
+                                conn.execute(SQLITE_CACHE).await?;
                                 Ok(())
                             })
                         })

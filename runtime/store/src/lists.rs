@@ -16,13 +16,8 @@ use sqlx::Row;
 /// The most rows one page of a list may ask for.
 pub const MAX_PAGE: usize = 500;
 
-/// A person's tasks with their instances, read from the tasks: SQLite keeps the order of a
-/// CROSS JOIN, so a workflow filter cannot make it walk every instance of the workflow
-/// instead of the person's few tasks (PostgreSQL plans the join by its statistics).
-const TASKS_THEN_INSTANCES: &str = "tasks t CROSS JOIN instances i";
-
 /// Tasks without a deadline sort after every deadline.
-const DUE_KEY: &str = "COALESCE(t.due_at, 9223372036854775807)";
+const NO_DEADLINE: i64 = i64::MAX;
 
 /// What a task list asks for: filters, where the previous page ended, and how many.
 #[derive(Debug, Clone)]
@@ -44,7 +39,7 @@ pub struct Cursor {
 impl Cursor {
     fn after(task: &Task) -> Self {
         Self {
-            due: task.due_at.map(millis).unwrap_or(i64::MAX),
+            due: task.due_at.map(millis).unwrap_or(NO_DEADLINE),
             id: task.id.clone(),
         }
     }
@@ -119,33 +114,34 @@ impl Store {
         let mut args = Args::default();
         let sql = match list {
             List::Tasks(query) => {
-                let ids = open_task_ids(scope, &mut args);
-                let mut filters = String::new();
+                // The page's ids and keys from the branches' indexes alone, then its rows.
+                let keys = open_task_keys(scope, &mut args);
+                let mut filters = Vec::new();
                 if let Some(w) = query.workflow {
-                    filters.push_str(&format!(" AND i.workflow_id = {}", args.text(w)));
+                    filters.push(format!("a.w = {}", args.text(w)));
                 }
                 if let Some(u) = query.unit {
-                    filters.push_str(&format!(" AND t.unit_id = {}", args.text(u)));
+                    filters.push(format!("a.u = {}", args.text(u)));
                 }
                 if let Some(c) = &query.after {
                     let (due, id) = (args.push(Arg::Int(c.due)), args.text(&c.id));
-                    filters.push_str(&format!(
-                        " AND ({DUE_KEY} > {due} OR ({DUE_KEY} = {due} AND t.id > {id}))"
-                    ));
+                    filters.push(format!("(a.k > {due} OR (a.k = {due} AND a.id > {id}))"));
                 }
+                let filters = if filters.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", filters.join(" AND "))
+                };
                 let limit = args.push(Arg::Int(page_size(query) as i64 + 1));
                 format!(
-                    "SELECT t.{}, i.workflow_id FROM {TASKS_THEN_INSTANCES} \
-                     WHERE i.id = t.instance_id AND t.id IN ({ids}){filters} ORDER BY {DUE_KEY}, t.id LIMIT {limit}",
+                    "SELECT t.{}, t.workflow_id FROM (SELECT a.id, a.k FROM ({keys}) a{filters} ORDER BY a.k, a.id LIMIT {limit}) p \
+                     CROSS JOIN tasks t WHERE t.id = p.id ORDER BY p.k, p.id",
                     TASK_COLUMNS.replace(", ", ", t.")
                 )
             }
             List::TaskCounts => {
-                let ids = open_task_ids(scope, &mut args);
-                format!(
-                    "SELECT i.workflow_id, t.unit_id, COUNT(*) FROM {TASKS_THEN_INSTANCES} \
-                     WHERE i.id = t.instance_id AND t.id IN ({ids}) GROUP BY i.workflow_id, t.unit_id"
-                )
+                let keys = open_task_keys(scope, &mut args);
+                format!("SELECT a.w, a.u, COUNT(*) FROM ({keys}) a GROUP BY a.w, a.u")
             }
             List::Window(window) => {
                 let mut kinds = Vec::new();
@@ -232,8 +228,9 @@ impl Store {
 
     /// One page of the open tasks `scope` may act on (assigned, claimed, by role over the
     /// task's unit, open to claim, or escalated to them), overdue first then by due time,
-    /// tasks without a deadline last. Each branch of the scope reads its own index; only the
-    /// person's own tasks are sorted, whatever else is open.
+    /// tasks without a deadline last. Each branch of the scope reads a range of its own index
+    /// of open tasks; the person's ids and due times are sorted there and only the page's
+    /// rows are read from the table, whatever else is open.
     pub async fn tasks_page(&self, scope: &Scope, query: &TaskQuery<'_>) -> Result<TaskPage> {
         let rows = self.list_rows(scope, &List::Tasks(query)).await?;
         let mut tasks = rows.iter().map(task_view).collect::<Result<Vec<_>>>()?;
@@ -289,12 +286,19 @@ fn page_size(query: &TaskQuery) -> usize {
     query.limit.clamp(1, MAX_PAGE)
 }
 
-/// Ids of the open tasks `scope` may act on: one indexed branch per way of reaching a task.
-fn open_task_ids(scope: &Scope, args: &mut Args) -> String {
+/// The open tasks `scope` may act on, one indexed branch per way of reaching a task, as
+/// `(id, k, w, u)`: id, sort key (due time), workflow and unit, all read from the branch's
+/// index (each holds open tasks only, with these columns).
+fn open_task_keys(scope: &Scope, args: &mut Args) -> String {
     scope
         .task_branches("o", args)
         .into_iter()
-        .map(|c| format!("SELECT o.id FROM tasks o WHERE o.status = 'open' AND {c}"))
+        .map(|c| {
+            format!(
+                "SELECT o.id, COALESCE(o.due_at, {NO_DEADLINE}) AS k, o.workflow_id AS w, o.unit_id AS u \
+                 FROM tasks o WHERE o.status = 'open' AND {c}"
+            )
+        })
         .collect::<Vec<_>>()
         .join(" UNION ")
 }

@@ -390,4 +390,28 @@ CREATE INDEX tasks_open_claimed ON tasks (status, claimed_by);
 CREATE INDEX tasks_open_escalated ON tasks (status, escalated_to, escalated_path);
 "#,
     ),
+    (
+        11,
+        r#"
+-- A task list reads only open tasks, and for a page only its ids and sort keys: every index
+-- of a scope branch holds open tasks alone (partial), and holds what the list sorts, filters
+-- and counts by (due time, id, workflow, unit), so a page or a count reads one index range
+-- per branch and then the page's rows, whatever else the person's answer or the city holds.
+ALTER TABLE tasks ADD COLUMN workflow_id TEXT;
+UPDATE tasks SET workflow_id = (SELECT i.workflow_id FROM instances i WHERE i.id = tasks.instance_id);
+DROP INDEX tasks_open_role;
+DROP INDEX tasks_open_person;
+DROP INDEX tasks_open_claimed;
+DROP INDEX tasks_open_escalated;
+-- (A partial index's own conditions are columns too: SQLite reads them from the index
+-- where it does not drop them as implied, as after a range on unit_path.)
+CREATE INDEX tasks_open_role ON tasks (role, unit_path, below, due_at, id, workflow_id, unit_id, person_id, claimed_by, status)
+    WHERE status = 'open' AND person_id IS NULL AND claimed_by IS NULL;
+CREATE INDEX tasks_open_person ON tasks (person_id, due_at, id, workflow_id, unit_id) WHERE status = 'open';
+CREATE INDEX tasks_open_claimed ON tasks (claimed_by, due_at, id, workflow_id, unit_id, person_id)
+    WHERE status = 'open' AND person_id IS NULL;
+CREATE INDEX tasks_open_escalated ON tasks (escalated_to, escalated_path, due_at, id, workflow_id, unit_id)
+    WHERE status = 'open';
+"#,
+    ),
 ];

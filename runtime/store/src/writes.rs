@@ -285,8 +285,8 @@ fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(
     }
     for t in &s.tasks_created {
         w.push(Write::new(
-            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, escalated_path, status, due_at, created_at, below) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, NULL, 'open', $9, $10, $11 FROM units u WHERE u.id = $7",
-            vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below))],
+            "INSERT INTO tasks (id, instance_id, state, form, role, person_id, unit_id, unit_path, pool, claimed_by, escalated_to, escalated_path, status, due_at, created_at, below, workflow_id) SELECT $1, $2, $3, $4, $5, $6, u.id, u.path, $8, NULL, NULL, NULL, 'open', $9, $10, $11, $12 FROM units u WHERE u.id = $7",
+            vec![Text(t.id.clone()), Text(t.instance_id.clone()), Text(t.state.clone()), MaybeText(t.form.clone()), MaybeText(t.role.clone()), MaybeText(t.person.clone()), Text(t.unit_id.clone()), Int(i64::from(t.pool)), MaybeInt(t.due_at.map(millis)), Int(millis(t.created_at)), Int(i64::from(t.below)), Text(instance.workflow.clone())],
         ).exactly(1, unknown_unit, &format!("task \"{}\" (unit \"{}\")", t.state, t.unit_id)));
     }
     for r in &s.register {
