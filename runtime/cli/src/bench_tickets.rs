@@ -99,9 +99,9 @@ async fn over_http(
         let t = ticket_at(sizes, plan, n);
         for role in std::iter::once(&plan.start.by).chain(plan.steps.iter().map(|s| &s.by)) {
             let person = t.person(role)?;
-            if !callers.contains_key(&person) {
-                let caller = Caller::of(rt, &person).await?;
-                callers.insert(person, caller);
+            if let std::collections::hash_map::Entry::Vacant(e) = callers.entry(person) {
+                let caller = Caller::of(rt, e.key()).await?;
+                e.insert(caller);
             }
         }
     }
