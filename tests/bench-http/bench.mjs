@@ -5,7 +5,7 @@ import autocannon from "autocannon";
 
 const base = process.env.BASE;
 const seconds = Number(process.env.SECONDS_EACH ?? 10);
-const connections = Number(process.env.CONNECTIONS ?? 16);
+const connections = Number(process.env.CONNECTIONS ?? 64);
 const seed = Number(process.env.SEED_TICKETS ?? 200);
 const tokens = { wang: process.env.TOKEN_WANG, li: process.env.TOKEN_LI };
 const bearer = (who) => ({ authorization: `Bearer ${tokens[who]}` });
@@ -50,14 +50,16 @@ for (let i = 0; i < seed; i++) {
 }
 const cookie = { li: await signIn("li"), wang: await signIn("wang") };
 
+// [line name, table label, request]
 const cases = [
-  ["GET /healthz (the HTTP stack alone)", { path: "/healthz" }],
-  [`GET /api/tasks (dispatcher, ${seed} open)`, { path: "/api/tasks", headers: bearer("li") }],
-  [`GET /tasks page (dispatcher, ${seed} open)`, { path: "/tasks", headers: { cookie: cookie.li } }],
-  ["GET /api/instances/{id} (with timeline)", { path: `/api/instances/${instance}`, headers: bearer("wang") }],
-  ["GET /instances/{id} page (timeline)", { path: `/instances/${instance}`, headers: { cookie: cookie.wang } }],
-  ["GET /start/ticket page (generated form)", { path: "/start/ticket", headers: { cookie: cookie.wang } }],
+  ["healthz", "GET /healthz (the HTTP stack alone)", { path: "/healthz" }],
+  ["api_tasks", `GET /api/tasks (dispatcher, ${seed} open)`, { path: "/api/tasks", headers: bearer("li") }],
+  ["page_tasks", `GET /tasks page (dispatcher, ${seed} open)`, { path: "/tasks", headers: { cookie: cookie.li } }],
+  ["api_instance", "GET /api/instances/{id} (with timeline)", { path: `/api/instances/${instance}`, headers: bearer("wang") }],
+  ["page_instance", "GET /instances/{id} page (timeline)", { path: `/instances/${instance}`, headers: { cookie: cookie.wang } }],
+  ["page_start_form", "GET /start/ticket page (generated form)", { path: "/start/ticket", headers: { cookie: cookie.wang } }],
   [
+    "api_start_ticket",
     "POST /api/instances (start a ticket, durable)",
     {
       path: "/api/instances",
@@ -67,6 +69,7 @@ const cases = [
     },
   ],
   [
+    "open311_requests",
     "GET /open311/v2/requests.json (grid worker)",
     { path: `/open311/v2/requests.json?api_key=${tokens.wang}` },
   ],
@@ -91,10 +94,15 @@ const ms = (v) => (v === undefined ? "-" : `${v.toFixed(2)} ms`);
 console.log(`${connections} connections, ${seconds} s each, ${seed} tickets seeded\n`);
 console.log("| endpoint | requests/s | median | p99 | non-2xx |");
 console.log("| --- | --- | --- | --- | --- |");
-for (const [name, { path, ...opts }] of cases) {
+const lines = [];
+for (const [key, name, { path, ...opts }] of cases) {
   const { result, durations } = await load(path, opts);
   durations.sort((a, b) => a - b);
   const bad = result.non2xx + result.errors + result.timeouts;
   const rate = Math.round(result.requests.average);
-  console.log(`| ${name} | ${rate} | ${ms(percentile(durations, 50))} | ${ms(percentile(durations, 99))} | ${bad} |`);
+  const [p50, p99] = [percentile(durations, 50), percentile(durations, 99)];
+  console.log(`| ${name} | ${rate} | ${ms(p50)} | ${ms(p99)} | ${bad} |`);
+  const at = `http_${connections}_${key}`;
+  lines.push(`${at}_rate: ${rate} requests/s`, `${at}_p50: ${ms(p50)}`, `${at}_p99: ${ms(p99)}`, `${at}_failed: ${bad} requests`);
 }
+console.log(`\n${lines.join("\n")}`);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_scale;
+mod bench_startup;
 mod bench_tickets;
 mod import;
 mod loopback;
@@ -195,6 +196,20 @@ enum Command {
         /// Database (default: a new SQLite file in a temporary folder).
         #[arg(long)]
         db: Option<String>,
+    },
+    /// Start-up time of `civicflow serve` to /healthz with many workflows and plugins, with
+    /// the compiled-module cache cold and warm.
+    BenchStartup {
+        /// Workflows and plugins each (the shipped ones plus renamed copies).
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        /// Starts measured with each cache state.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
     },
     BenchScale {
         /// The scale the database was seeded at (for the figures' labels).
@@ -458,6 +473,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 _ => bench_tickets::Target::InProcess,
             };
             bench_tickets::run(target, db.as_deref(), tickets, concurrency, &plan, &workflows).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchStartup {
+            count,
+            runs,
+            workflows,
+            plugins,
+        } => {
+            bench_startup::run(count, runs, &workflows, &plugins).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchScale {
