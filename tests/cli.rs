@@ -385,3 +385,85 @@ fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
         assert!(value > 0.0 && line.ends_with(" ms"), "{line}");
     }
 }
+
+#[test]
+fn the_ticket_benchmark_runs_in_process_over_http_and_against_a_peer() {
+    let workflows = root().join("workflows");
+    let plan = root().join("tests/fixtures/city-tickets.yaml");
+    let steps = root().join("tests/peers/steps.json");
+    let rate = |args: &[&str], name: &str| {
+        let mut all = vec!["bench-tickets", "--tickets", "4", "--concurrency", "2"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--workflows",
+            workflows.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+        ]);
+        all.extend(["--peer-steps", steps.to_str().unwrap()]);
+        let run = civicflow(&all);
+        let out = stdout(&run);
+        assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        let value: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(value > 0.0 && line.ends_with(" tickets/s"), "{line}");
+    };
+    rate(&[], "civicflow_inprocess_2_clients");
+    rate(&["--http"], "civicflow_http_2_clients");
+
+    // A peer that answers every call and notes what it was asked: each ticket is one start
+    // and the five steps of steps.json in order.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let notes = asked.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        for stream in listener.incoming() {
+            let notes = notes.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = request.split(' ').nth(1).unwrap().to_string();
+                    notes.lock().unwrap().push(path);
+                    let answer = r#"{"id":"t1"}"#;
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    rate(&["--peer", &url, "--peer-name", "echo"], "echo_http_2_clients");
+    let asked = asked.lock().unwrap();
+    assert_eq!(asked.len(), 4 * 6, "{asked:?}");
+    for task in ["dispatch", "accept", "handle", "verify", "rate"] {
+        let path = format!("/tickets/t1/{task}");
+        assert_eq!(asked.iter().filter(|p| **p == path).count(), 4, "{path} in {asked:?}");
+    }
+    assert_eq!(asked.iter().filter(|p| *p == "/tickets").count(), 4);
+}
