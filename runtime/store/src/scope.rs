@@ -109,10 +109,14 @@ impl Scope {
                 "({t}.role = {role} AND {t}.unit_path >= {from} AND {t}.unit_path < {to} AND {unowned})"
             ));
             // Open to holders below the task's unit: the task sits at or above the grant.
-            let above = args.texts(ancestor_paths(&g.path));
-            out.push(format!(
-                "({t}.role = {role} AND {t}.unit_path IN ({above}) AND {t}.below = 1 AND {unowned})"
-            ));
+            // One equality per unit above (PostgreSQL does not search a `COLLATE "C"`
+            // index with an `IN` list; it filters the role's whole range instead).
+            for above in ancestor_paths(&g.path) {
+                let above = args.text(&above);
+                out.push(format!(
+                    "({t}.role = {role} AND {t}.unit_path = {above} AND {t}.below = 1 AND {unowned})"
+                ));
+            }
             // Once overdue, the escalation role over the escalation's unit (always stored).
             out.push(format!(
                 "({t}.escalated_to = {role} AND {t}.escalated_path >= {from} AND {t}.escalated_path < {to})"

@@ -299,6 +299,19 @@ async fn every_scoped_list_searches_indexes() {
                         plan.join("\n")
                     );
                 }
+                // A task list's path conditions are searched in the index, never filtered
+                // after reading a role's whole range (PostgreSQL shows that as `Filter:`).
+                let filtered: Vec<_> = plan
+                    .iter()
+                    .filter(|l| name.starts_with("task") && l.contains("Filter:"))
+                    .filter(|l| l.contains("unit_path") || l.contains("escalated_path"))
+                    .collect();
+                assert!(
+                    filtered.is_empty(),
+                    "{}: {who}'s {name} filters paths: {filtered:?}\n{}",
+                    db.label,
+                    plan.join("\n")
+                );
                 if name.starts_with("task") && db.label == "sqlite" {
                     let uncovered = plan
                         .iter()
