@@ -376,6 +376,7 @@ fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
         "scale_page_tasks_dispatcher_p50",
         "scale_api_complete_task_p99",
         "scale_16_clients_write_p99",
+        "scale_16_clients_page_tasks_p99",
     ] {
         let line = out
             .lines()

@@ -48,32 +48,42 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     let runtime = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), rules.clone()).await?);
     let bench = Arc::new(Loopback::serve(runtime.clone(), rules).await?);
     let caller = async |person: &str| Caller::of(&runtime, person).await;
-    // The first street's dispatcher, its first grid's worker (the first quarter of the grids
-    // gets half the tickets) and the first district's first department's handler.
+    // Lists are read as the first street's dispatcher, its first grid's worker (the first
+    // quarter of the grids gets half the tickets) and the first district's first
+    // department's handler. Tickets are reported and dispatched in the last district, so
+    // the lists measured hold the same tasks however often the benchmark runs.
     let category = plan.categories.first().cloned().unwrap_or_default();
-    let here = |n: usize, text: &str| {
-        let (grid, street, department) = ("d0-s0-c0-g0".into(), "d0-s0".into(), "d0-cgj".into());
+    let at = |district: usize, n: usize, text: &str| {
+        let d = format!("d{district}");
+        let (grid, street, department) = (format!("{d}-s0-c0-g0"), format!("{d}-s0"), format!("{d}-cgj"));
         Ticket::new(grid, street, department, json!(format!("{text}{n}")), &category, 5)
     };
-    let t = here(0, "");
-    let (start_by, first_by) = (
-        t.person(&plan.start.by)?,
-        t.person(&plan.steps.first().context("a plan step")?.by)?,
-    );
-    let disp = caller(&first_by)
+    let (here, there) = (at(0, 0, ""), at(sizes.districts - 1, 0, ""));
+    let first_step = &plan.steps.first().context("a plan step")?.by;
+    let disp = caller(&here.person(first_step)?)
         .await
         .context("the first step's person (seed the city first)")?;
-    let worker = caller(&start_by).await?;
+    let worker = caller(&here.person(&plan.start.by)?).await?;
     let hand = caller(&handler("d0-cgj")).await?;
+    let (reporter, dispatcher) = (
+        caller(&there.person(&plan.start.by)?).await?,
+        caller(&there.person(first_step)?).await?,
+    );
     let start_body = |n: usize, text: &str| {
-        let t = here(n, text);
+        let t = at(sizes.districts - 1, n, text);
         json!({"workflow": plan.workflow, "unit": t.grid, "data": t.fill(&plan.start.data)})
     };
+    let t = there;
     let first_form = json!({"data": t.fill(&plan.steps[0].form)});
     // The instance page shows a ticket the benchmark reports first (a seeded street may
-    // have none open).
+    // have none open), read by its street's dispatcher.
     let shown = bench
-        .json("POST", "/api/instances", Some(&worker), Some(&start_body(0, "实例页")))
+        .json(
+            "POST",
+            "/api/instances",
+            Some(&reporter),
+            Some(&start_body(0, "实例页")),
+        )
         .await?;
     let instance = shown["instance"]["id"].as_str().unwrap_or_default().to_string();
     println!(
@@ -88,7 +98,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
         ("scale_api_tasks_grid_worker", &worker, "/api/tasks".to_string()),
         ("scale_api_tasks_handler", &hand, "/api/tasks".to_string()),
         ("scale_page_tasks_dispatcher", &disp, "/tasks".to_string()),
-        ("scale_page_instance", &disp, format!("/instances/{instance}")),
+        ("scale_page_instance", &dispatcher, format!("/instances/{instance}")),
     ] {
         let b = bench.clone();
         let mut times = timed(requests, |_| {
@@ -107,14 +117,19 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     for i in 0..requests {
         let t = Instant::now();
         let out = bench
-            .json("POST", "/api/instances", Some(&worker), Some(&start_body(i, "基准")))
+            .json("POST", "/api/instances", Some(&reporter), Some(&start_body(i, "基准")))
             .await?;
         times.push(t.elapsed());
         started.push(out["new_tasks"][0].as_str().unwrap_or_default().to_string());
     }
     report("scale_api_start_ticket", &mut times);
     let mut times = timed(requests, |i| {
-        let (b, who, task, form) = (bench.clone(), disp.clone(), started[i].clone(), first_form.clone());
+        let (b, who, task, form) = (
+            bench.clone(),
+            dispatcher.clone(),
+            started[i].clone(),
+            first_form.clone(),
+        );
         async move {
             let path = format!("/api/tasks/{task}/complete");
             b.json("POST", &path, Some(&who), Some(&form)).await?;
@@ -124,42 +139,46 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
     .await?;
     report("scale_api_complete_task", &mut times);
 
-    // 16 clients at once: 12 read lists and pages, 4 report tickets.
+    // 16 clients at once: 4 report tickets; 12 read task lists and pages, a third each as
+    // the dispatcher, the grid worker and the handler, the API and the page in turn.
     let t = Instant::now();
     let mut clients = Vec::new();
     for c in 0..16 {
-        let (b, disp, worker) = (bench.clone(), disp.clone(), worker.clone());
+        let reader = [&disp, &worker, &hand][c % 3].clone();
+        let (b, reporter) = (bench.clone(), reporter.clone());
         let bodies: Vec<Value> = (0..requests / 4).map(|i| start_body(i, &format!("并发{c}-"))).collect();
         clients.push(tokio::spawn(async move {
-            let mut reads = Vec::new();
-            let mut writes = Vec::new();
+            let (mut api, mut pages, mut writes) = (Vec::new(), Vec::new(), Vec::new());
             for (i, body) in bodies.into_iter().enumerate() {
                 let t = Instant::now();
                 if c < 4 {
-                    b.json("POST", "/api/instances", Some(&worker), Some(&body)).await?;
+                    b.json("POST", "/api/instances", Some(&reporter), Some(&body)).await?;
                     writes.push(t.elapsed());
                 } else {
                     let path = if i.is_multiple_of(2) { "/api/tasks" } else { "/tasks" };
-                    let (status, _) = b.call("GET", path, Some(&disp), None).await?;
+                    let (status, _) = b.call("GET", path, Some(&reader), None).await?;
                     anyhow::ensure!(status == 200, "GET {path}: {status}");
-                    reads.push(t.elapsed());
+                    if i.is_multiple_of(2) { &mut api } else { &mut pages }.push(t.elapsed());
                 }
             }
-            Ok::<_, anyhow::Error>((reads, writes))
+            Ok::<_, anyhow::Error>((api, pages, writes))
         }));
     }
-    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    let (mut api, mut pages, mut writes) = (Vec::new(), Vec::new(), Vec::new());
     for c in clients {
-        let (r, w) = c.await??;
-        reads.extend(r);
+        let (a, p, w) = c.await??;
+        api.extend(a);
+        pages.extend(p);
         writes.extend(w);
     }
     let wall = t.elapsed();
-    report("scale_16_clients_read", &mut reads);
+    let total = api.len() + pages.len() + writes.len();
+    report("scale_16_clients_api_tasks", &mut api);
+    report("scale_16_clients_page_tasks", &mut pages);
     report("scale_16_clients_write", &mut writes);
     println!(
         "scale_16_clients_throughput: {:.0} requests/s",
-        (reads.len() + writes.len()) as f64 / wall.as_secs_f64()
+        total as f64 / wall.as_secs_f64()
     );
     Ok(())
 }

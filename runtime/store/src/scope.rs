@@ -112,7 +112,7 @@ impl Scope {
             // One equality per unit above (PostgreSQL does not search a `COLLATE "C"`
             // index with an `IN` list; it filters the role's whole range instead).
             for above in ancestor_paths(&g.path) {
-                let above = args.text(&above);
+                let above = args.text(above);
                 out.push(format!(
                     "({t}.role = {role} AND {t}.unit_path = {above} AND {t}.below = 1 AND {unowned})"
                 ));
