@@ -19,6 +19,10 @@ pub const MAX_PAGE: usize = 500;
 /// Tasks without a deadline sort after every deadline.
 const NO_DEADLINE: i64 = i64::MAX;
 
+/// A task's sort key, exactly as the task indexes hold it (migration 12), so that SQLite
+/// and PostgreSQL read each branch of a list in this order.
+const DUE_KEY: &str = "COALESCE(o.due_at, 9223372036854775807)";
+
 /// What a task list asks for: filters, where the previous page ended, and how many.
 #[derive(Debug, Clone)]
 pub struct TaskQuery<'a> {
@@ -114,34 +118,30 @@ impl Store {
         let mut args = Args::default();
         let sql = match list {
             List::Tasks(query) => {
-                // The page's ids and keys from the branches' indexes alone, then its rows.
-                let keys = open_task_keys(scope, &mut args);
-                let mut filters = Vec::new();
+                // Every branch filtered and read in (due time, id) order from its index, the
+                // branches merged, the page cut; then only the page's rows are read.
+                let mut filters = String::new();
                 if let Some(w) = query.workflow {
-                    filters.push(format!("a.w = {}", args.text(w)));
+                    filters.push_str(&format!(" AND o.workflow_id = {}", args.text(w)));
                 }
                 if let Some(u) = query.unit {
-                    filters.push(format!("a.u = {}", args.text(u)));
+                    filters.push_str(&format!(" AND o.unit_id = {}", args.text(u)));
                 }
                 if let Some(c) = &query.after {
                     let (due, id) = (args.push(Arg::Int(c.due)), args.text(&c.id));
-                    filters.push(format!("(a.k > {due} OR (a.k = {due} AND a.id > {id}))"));
+                    filters.push_str(&format!(" AND ({DUE_KEY}, o.id) > ({due}, {id})"));
                 }
-                let filters = if filters.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", filters.join(" AND "))
-                };
+                let arms = open_tasks(scope, &mut args, &format!("o.id, {DUE_KEY} AS k"), &filters);
                 let limit = args.push(Arg::Int(page_size(query) as i64 + 1));
                 format!(
-                    "SELECT t.{}, t.workflow_id FROM (SELECT a.id, a.k FROM ({keys}) a{filters} ORDER BY a.k, a.id LIMIT {limit}) p \
+                    "SELECT t.{}, t.workflow_id FROM ({arms} ORDER BY k, id LIMIT {limit}) p \
                      CROSS JOIN tasks t WHERE t.id = p.id ORDER BY p.k, p.id",
                     TASK_COLUMNS.replace(", ", ", t.")
                 )
             }
             List::TaskCounts => {
-                let keys = open_task_keys(scope, &mut args);
-                format!("SELECT a.w, a.u, COUNT(*) FROM ({keys}) a GROUP BY a.w, a.u")
+                let arms = open_tasks(scope, &mut args, "o.id, o.workflow_id AS w, o.unit_id AS u", "");
+                format!("SELECT a.w, a.u, COUNT(*) FROM ({arms}) a GROUP BY a.w, a.u")
             }
             List::Window(window) => {
                 let mut kinds = Vec::new();
@@ -286,19 +286,14 @@ fn page_size(query: &TaskQuery) -> usize {
     query.limit.clamp(1, MAX_PAGE)
 }
 
-/// The open tasks `scope` may act on, one indexed branch per way of reaching a task, as
-/// `(id, k, w, u)`: id, sort key (due time), workflow and unit, all read from the branch's
-/// index (each holds open tasks only, with these columns).
-fn open_task_keys(scope: &Scope, args: &mut Args) -> String {
+/// The open tasks `scope` may act on: one `SELECT {columns}` per way of reaching a task,
+/// each answered by its own index of open tasks (which holds the due key, id, workflow and
+/// unit), with `filters` on the alias `o`, joined by `UNION`.
+fn open_tasks(scope: &Scope, args: &mut Args, columns: &str, filters: &str) -> String {
     scope
         .task_branches("o", args)
         .into_iter()
-        .map(|c| {
-            format!(
-                "SELECT o.id, COALESCE(o.due_at, {NO_DEADLINE}) AS k, o.workflow_id AS w, o.unit_id AS u \
-                 FROM tasks o WHERE o.status = 'open' AND {c}"
-            )
-        })
+        .map(|c| format!("SELECT {columns} FROM tasks o WHERE o.status = 'open' AND {c}{filters}"))
         .collect::<Vec<_>>()
         .join(" UNION ")
 }

@@ -414,4 +414,25 @@ CREATE INDEX tasks_open_escalated ON tasks (escalated_to, escalated_path, due_at
     WHERE status = 'open';
 "#,
     ),
+    (
+        12,
+        r#"
+-- Each index of a task-list branch in the list's order: after the branch's equalities comes
+-- the due key (no deadline last) and the id, so the branches of a page are merged in order
+-- and the page stops at its last row instead of sorting a big unit's whole list. (The raw
+-- due_at comes last too: SQLite reads the key's column from the index, not the table.)
+DROP INDEX tasks_open_role;
+DROP INDEX tasks_open_person;
+DROP INDEX tasks_open_claimed;
+DROP INDEX tasks_open_escalated;
+CREATE INDEX tasks_open_role ON tasks (role, unit_path, (COALESCE(due_at, 9223372036854775807)), id, workflow_id, unit_id, below, person_id, claimed_by, status, due_at)
+    WHERE status = 'open' AND person_id IS NULL AND claimed_by IS NULL;
+CREATE INDEX tasks_open_person ON tasks (person_id, (COALESCE(due_at, 9223372036854775807)), id, workflow_id, unit_id, status, due_at)
+    WHERE status = 'open';
+CREATE INDEX tasks_open_claimed ON tasks (claimed_by, (COALESCE(due_at, 9223372036854775807)), id, workflow_id, unit_id, person_id, status, due_at)
+    WHERE status = 'open' AND person_id IS NULL;
+CREATE INDEX tasks_open_escalated ON tasks (escalated_to, escalated_path, (COALESCE(due_at, 9223372036854775807)), id, workflow_id, unit_id, status, due_at)
+    WHERE status = 'open';
+"#,
+    ),
 ];

@@ -105,8 +105,11 @@ impl Scope {
             let role = args.text(&g.role);
             let (from, to) = (args.text(&g.path), args.text(&subtree_end(&g.path)));
             let unowned = format!("{t}.person_id IS NULL AND {t}.claimed_by IS NULL");
+            // The grant's own unit apart from the units below it: an equality reads its
+            // index already in due order, so a page of a big unit's list stops at the page.
+            out.push(format!("({t}.role = {role} AND {t}.unit_path = {from} AND {unowned})"));
             out.push(format!(
-                "({t}.role = {role} AND {t}.unit_path >= {from} AND {t}.unit_path < {to} AND {unowned})"
+                "({t}.role = {role} AND {t}.unit_path > {from} AND {t}.unit_path < {to} AND {unowned})"
             ));
             // Open to holders below the task's unit: the task sits at or above the grant.
             // One equality per unit above (PostgreSQL does not search a `COLLATE "C"`
