@@ -228,9 +228,10 @@ impl Store {
 
     /// One page of the open tasks `scope` may act on (assigned, claimed, by role over the
     /// task's unit, open to claim, or escalated to them), overdue first then by due time,
-    /// tasks without a deadline last. Each branch of the scope reads a range of its own index
-    /// of open tasks; the person's ids and due times are sorted there and only the page's
-    /// rows are read from the table, whatever else is open.
+    /// tasks without a deadline last. Each branch of the scope reads its own index of open
+    /// tasks in that order (a branch over a range of units sorts its index entries), the
+    /// branches are merged up to the page's end, and only the page's rows are read from the
+    /// table, whatever else is open.
     pub async fn tasks_page(&self, scope: &Scope, query: &TaskQuery<'_>) -> Result<TaskPage> {
         let rows = self.list_rows(scope, &List::Tasks(query)).await?;
         let mut tasks = rows.iter().map(task_view).collect::<Result<Vec<_>>>()?;
