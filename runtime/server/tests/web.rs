@@ -931,4 +931,42 @@ async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
     let (first, second) = (ids(&mine), ids(&older));
     assert_eq!((first.len(), second.len()), (50, 3), "rows link their instances");
     assert!(first.iter().all(|i| !second.contains(i)), "no instance on both pages");
+
+    // The committee sends every ticket back: 已办 (chen's) and the inbox of the street's
+    // dispatcher (told of each return) page the same way, each row once.
+    for task in &seen {
+        let form = serde_json::json!({"data": {"decision": "return", "reason": "非本部门职责"}});
+        let path = format!("/api/tasks/{task}/complete");
+        let (status, body) = app.call("POST", &path, Some("chen"), Some(form), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for (who, path, row) in [
+        ("chen", "/done", "<li class=\"item"),
+        ("li", "/inbox", "href=\"/inbox/"),
+    ] {
+        let cookie = sign_in(&app, who).await;
+        let (_, _, first) = app.send(get(path, Some(&cookie))).await;
+        assert_eq!(first.matches(row).count(), 50, "{who}'s {path}: one page");
+        let more = more_link(&first);
+        assert!(more.starts_with(&format!("{path}?after=")), "{more}");
+        let (_, _, rest) = app.send(get(&more, Some(&cookie))).await;
+        assert_eq!(rest.matches(row).count(), 3, "{who}'s {path}: the rest");
+        assert!(
+            !rest.contains("id=\"more\""),
+            "{who}'s {path}: no more after the last page"
+        );
+        let links = |html: &str, prefix: &str| -> Vec<String> {
+            html.split(prefix)
+                .skip(1)
+                .map(|s| s.split('"').next().unwrap().to_string())
+                .collect()
+        };
+        let prefix = if path == "/done" {
+            "href=\"/instances/"
+        } else {
+            "href=\"/inbox/"
+        };
+        let (a, b) = (links(&first, prefix), links(&rest, prefix));
+        assert!(a.iter().all(|x| !b.contains(x)), "{who}'s {path}: no row on both pages");
+    }
 }

@@ -56,6 +56,14 @@ impl Cursor {
         }
     }
 
+    /// After a row of a newest-first list keyed by a time (an action, a notification).
+    pub fn after_event(at: DateTime<Utc>, id: &str) -> Self {
+        Self {
+            due: millis(at),
+            id: id.to_string(),
+        }
+    }
+
     pub(crate) fn key(&self) -> i64 {
         self.due
     }

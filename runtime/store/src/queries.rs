@@ -272,22 +272,37 @@ impl Store {
             .collect()
     }
 
-    /// What a person did (tasks completed, entries made or withdrawn), newest first: the latest action
-    /// on each of at most `limit` instances. Reads at most `4 × limit` of their events, on
-    /// the `(actor, at)` index, whatever the log holds.
-    pub async fn actions_of(&self, person: &str, limit: usize) -> Result<Vec<(String, EventRow)>> {
-        let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, kind, payload FROM events WHERE actor = $1 AND kind IN ('task_completed', 'entry_submitted', 'entry_waitlisted', 'entry_withdrawn') ORDER BY at DESC, instance_id, seq DESC LIMIT $2",
-        )
-        .bind(person)
-        .bind((limit * 4) as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for r in &rows {
-            let instance: String = r.try_get("instance_id")?;
-            if out.len() < limit && seen.insert(instance.clone()) {
+    /// What a person did (tasks completed, entries made or withdrawn), newest first: their
+    /// latest action on each instance, at most `limit`, after `after` (a previous page's
+    /// last action: its time and instance). Walks the person's actions on the `(actor, at)`
+    /// index; each is kept only if no later action of theirs is on the same instance (read
+    /// through that instance's events), so every instance appears once across pages.
+    pub async fn actions_of(
+        &self,
+        person: &str,
+        after: Option<&crate::Cursor>,
+        limit: i64,
+    ) -> Result<Vec<(String, EventRow)>> {
+        const ACTIONS: &str = "('task_completed', 'entry_submitted', 'entry_waitlisted', 'entry_withdrawn')";
+        let before = if after.is_some() {
+            " AND (e.at, e.instance_id) < ($3, $4)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT e.instance_id, e.seq, e.at, e.actor, e.kind, e.payload FROM events e \
+             WHERE e.actor = $1 AND e.kind IN {ACTIONS}{before} AND NOT EXISTS (SELECT 1 FROM events l \
+             WHERE l.instance_id = e.instance_id AND l.actor = e.actor AND l.kind IN {ACTIONS} \
+             AND (l.at > e.at OR (l.at = e.at AND l.seq > e.seq))) \
+             ORDER BY e.at DESC, e.instance_id DESC LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(person).bind(limit);
+        if let Some(c) = after {
+            query = query.bind(c.key()).bind(c.id().to_string());
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
                 let payload: String = r.try_get("payload")?;
                 let event = EventRow {
                     seq: r.try_get("seq")?,
@@ -296,10 +311,9 @@ impl Store {
                     kind: r.try_get("kind")?,
                     payload: serde_json::from_str(&payload)?,
                 };
-                out.push((instance, event));
-            }
-        }
-        Ok(out)
+                Ok((r.try_get("instance_id")?, event))
+            })
+            .collect()
     }
 
     /// Tasks of one instance, every status, oldest first.

@@ -1,24 +1,30 @@
 //! The inbox: notifications the workflows sent to me (voting open, overdue, sent back), in
 //! my language, newest first; opening one marks it read and shows its instance.
 
+use super::pages::{MoreOf, PAGE_ROWS, next_page};
 use super::session::Viewer;
 use super::{Page, render, see_other, server_error};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use civicflow_engine::definition::{DEFAULT_LANG, localize};
+use civicflow_store::Cursor;
 use serde_json::{Value, json};
 
-/// Notifications listed on the page; older ones stay in the database.
-const SHOWN: i64 = 100;
-
-pub async fn inbox(State(state): State<AppState>, viewer: Viewer) -> Response {
+pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(more): Query<MoreOf>) -> Response {
     let lang = viewer.lang;
-    let items = match state.runtime.store.inbox(&viewer.actor.person, SHOWN).await {
+    let rows = PAGE_ROWS as i64 + 1;
+    let mut items = match state
+        .runtime
+        .store
+        .inbox(&viewer.actor.person, more.cursor().as_ref(), rows)
+        .await
+    {
         Ok(items) => items,
         Err(e) => return server_error(e, lang),
     };
+    let next = next_page(&mut items, "/inbox", |i| Cursor::after_event(i.notice.at, &i.notice.id));
     let items: Vec<Value> = items
         .iter()
         .map(|item| {
@@ -42,7 +48,7 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer) -> Response {
         StatusCode::OK,
         "inbox.html",
         lang,
-        viewer.page(json!({"nav": "inbox", "items": items})),
+        viewer.page(json!({"nav": "inbox", "items": items, "more": next})),
     )
 }
 

@@ -797,23 +797,36 @@ pub struct MoreOf {
     after: Option<String>,
 }
 
+impl MoreOf {
+    /// The page asked for starts after this row (none, or not a cursor: the first page).
+    pub(crate) fn cursor(&self) -> Option<Cursor> {
+        self.after.as_deref().and_then(Cursor::parse)
+    }
+}
+
+/// `rows` (read one past a page) cut to a page of [`PAGE_ROWS`], and the link to the next
+/// page of `path` when there is one, after the last row shown.
+pub(crate) fn next_page<T>(rows: &mut Vec<T>, path: &str, after: impl FnOnce(&T) -> Cursor) -> Option<String> {
+    if rows.len() <= PAGE_ROWS {
+        return None;
+    }
+    rows.truncate(PAGE_ROWS);
+    let last = after(&rows[PAGE_ROWS - 1]).to_string();
+    Some(more_link(path, &[("after", Some(&last))]))
+}
+
 pub async fn mine(State(state): State<AppState>, viewer: Viewer, Query(more): Query<MoreOf>) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let after = more.after.as_deref().and_then(Cursor::parse);
     let rows = PAGE_ROWS as i64 + 1;
     let mut started = match store
-        .instances_started_by(&viewer.profile.id, after.as_ref(), rows)
+        .instances_started_by(&viewer.profile.id, more.cursor().as_ref(), rows)
         .await
     {
         Ok(s) => s,
         Err(e) => return server_error(e, lang),
     };
-    let next = (started.len() > PAGE_ROWS).then(|| {
-        started.truncate(PAGE_ROWS);
-        let last = Cursor::after_instance(&started[PAGE_ROWS - 1]).to_string();
-        more_link("/mine", &[("after", Some(&last))])
-    });
+    let next = next_page(&mut started, "/mine", Cursor::after_instance);
     let refs: Vec<&Instance> = started.iter().collect();
     let items = match instance_rows(&state, &refs, lang).await {
         Ok(rows) => rows,
@@ -828,13 +841,17 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
 }
 
 /// 已办: what I did, newest first, with where each instance stands now.
-pub async fn done(State(state): State<AppState>, viewer: Viewer) -> Response {
+pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Query<MoreOf>) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let actions = match store.actions_of(&viewer.profile.id, LISTED as usize).await {
+    let rows = PAGE_ROWS as i64 + 1;
+    let mut actions = match store.actions_of(&viewer.profile.id, more.cursor().as_ref(), rows).await {
         Ok(a) => a,
         Err(e) => return server_error(e, lang),
     };
+    let next = next_page(&mut actions, "/done", |(instance, event)| {
+        Cursor::after_event(event.at, instance)
+    });
     let ids: Vec<&str> = actions.iter().map(|(i, _)| i.as_str()).collect();
     let instances = match store.instances(&ids).await {
         Ok(list) => list,
@@ -878,12 +895,9 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer) -> Response {
         StatusCode::OK,
         "tasks.html",
         lang,
-        viewer.page(json!({"nav": "done", "started": items})),
+        viewer.page(json!({"nav": "done", "started": items, "more": next})),
     )
 }
-
-/// Instances a list shows at most.
-const LISTED: i64 = 100;
 
 /// Rows of a list of instances: the number, what it is about, where it stands.
 async fn instance_rows(
