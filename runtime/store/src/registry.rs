@@ -55,6 +55,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    /// `worked_on_by` per role, asked for by every scoped request; emptied by every change.
+    worked_on: RwLock<HashMap<String, Arc<[String]>>>,
 }
 
 impl Registry {
@@ -62,8 +64,11 @@ impl Registry {
         self.inner.read().expect("registry lock")
     }
 
+    /// Emptied while the change holds the lock, so no reader caches what it read before.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().expect("registry lock")
+        let inner = self.inner.write().expect("registry lock");
+        self.worked_on.write().expect("registry cache lock").clear();
+        inner
     }
 
     /// A base version.
@@ -96,14 +101,23 @@ impl Registry {
 
     /// The workflows (ids) on which `role` works in any published version or composition
     /// in use: a step is assigned to it or escalates to it.
-    pub fn worked_on_by(&self, role: &str) -> Vec<String> {
+    pub fn worked_on_by(&self, role: &str) -> Arc<[String]> {
         let inner = self.read();
+        if let Some(ids) = self.worked_on.read().expect("registry cache lock").get(role) {
+            return ids.clone();
+        }
         let all = inner.bases.values().chain(inner.composed.values());
         let ids: std::collections::BTreeSet<&str> = all
             .filter(|wf| wf.working_roles().contains(role))
             .map(|wf| wf.id())
             .collect();
-        ids.into_iter().map(str::to_string).collect()
+        let ids: Arc<[String]> = ids.into_iter().map(str::to_string).collect();
+        // Still under the read lock: a change waits for it, then empties the cache.
+        self.worked_on
+            .write()
+            .expect("registry cache lock")
+            .insert(role.to_string(), ids.clone());
+        ids
     }
 
     /// The effective workflow `id` at the unit on `unit_path`: None if there is no such

@@ -54,7 +54,7 @@ impl Args {
 struct Grant {
     role: String,
     path: String,
-    workflows: Vec<String>,
+    workflows: std::sync::Arc<[String]>,
 }
 
 /// A person's reach (see the module comment).

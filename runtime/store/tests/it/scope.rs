@@ -412,3 +412,25 @@ async fn keyset_pages_give_every_task_once_while_tasks_are_added() {
         assert!(pages >= 4, "{}: {pages} pages", db.label);
     }
 }
+
+#[tokio::test]
+async fn a_new_workflow_reaches_its_roles_scopes_at_once() {
+    let db = &databases()[0];
+    let (rt, _clock) = reach_setup(db).await;
+    let worked = |rt: &Runtime| rt.registry.worked_on_by("resident").to_vec();
+    assert!(worked(&rt).is_empty(), "residents work on nothing yet");
+    // A second workflow that gives residents a step: asked for again, the answer has it
+    // (the per-role answer is cached until the registry changes).
+    let survey = REACH
+        .replace("id: reach", "id: survey")
+        .replace("assign: {role: clerk, pool: true}", "assign: {role: resident}");
+    rt.publish(load("survey.yaml", &survey).workflow.expect("valid"))
+        .await
+        .expect("publish");
+    assert_eq!(worked(&rt), ["survey"]);
+    let clerk = rt.registry.worked_on_by("clerk");
+    assert!(
+        clerk.contains(&"reach".to_string()) && clerk.contains(&"survey".to_string()),
+        "{clerk:?}"
+    );
+}
