@@ -417,6 +417,27 @@ try {
     step("the street's supervisor finds an overdue notice in the inbox");
   }
 
+  // 16. A long list on a phone: the committee's handler has more than a page of tickets;
+  // the page says how many, shows 50 and a 显示更多 button that brings the rest.
+  {
+    const report = { workflow: "ticket", unit: "guoyuan-c1-g1", data: { category: "road", description: "井盖缺失需要补装", location: "果园路8号" } };
+    for (let i = 0; i < 55; i++) {
+      const [status, answer] = await apiPost(process.env.WANG_TOKEN, "/api/instances", report);
+      assert.equal(status, 201, answer);
+    }
+    const chen = await signIn(PHONE, "chen");
+    await chen.page.goto(`${BASE}/tasks`);
+    const total = Number((await chen.page.textContent("#task-total")).match(/\d+/)[0]);
+    assert.ok(total >= 55, `the total counts every open task (${total})`);
+    assert.equal(await chen.page.locator("#my-tasks li.item").count(), 50, "one page of 50");
+    assert.ok(await chen.page.isVisible("#more"), "a button for the rest");
+    await shot(chen.page, "19-long-list-phone");
+    await chen.page.click("#more");
+    await chen.page.waitForURL(/\/tasks\?after=/);
+    assert.equal(await chen.page.locator("#my-tasks li.item").count(), total - 50, "the rest on the next page");
+    step("a long task list comes in pages of 50 with its total and 显示更多");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {
