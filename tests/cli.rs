@@ -364,7 +364,7 @@ fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
         String::from_utf8_lossy(&seeded.stderr)
     );
     assert!(out.contains("seed_tickets: 200 closed + 10 open"), "{out}");
-    let bench = civicflow(&["bench-scale", "--scale", "0.0001", "--requests", "4", "--db", &db]);
+    let bench = civicflow(&["bench-scale", "--scale", "0.0001", "--requests", "8", "--db", &db]);
     let out = stdout(&bench);
     assert!(
         bench.status.success(),

@@ -19,6 +19,10 @@ fn ms(d: Duration) -> f64 {
 
 /// Median and p99 of `times`, printed as `{name}_p50` and `{name}_p99` in ms.
 fn report(name: &str, times: &mut [Duration]) {
+    if times.is_empty() {
+        println!("{name}: no requests (ask for more with --requests)");
+        return;
+    }
     times.sort();
     let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
     println!("{name}_p50: {:.2} ms", ms(at(50)));
