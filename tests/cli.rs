@@ -378,13 +378,18 @@ fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
         "scale_16_clients_write_p99",
         "scale_16_clients_page_tasks_p99",
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}: ")))
-            .unwrap_or_else(|| panic!("{name} in {out}"));
-        let value: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
-        assert!(value > 0.0 && line.ends_with(" ms"), "{line}");
+        assert!(figure(&out, name, "ms") > 0.0, "{name} in {out}");
     }
+}
+
+/// The value of a benchmark's `name: value unit` line in `out`, which must be in `unit`.
+fn figure(out: &str, name: &str, unit: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("{name} in {out}"));
+    assert!(line.ends_with(&format!(" {unit}")), "{line}");
+    line.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 #[test]
@@ -405,12 +410,7 @@ fn the_ticket_benchmark_runs_in_process_over_http_and_against_a_peer() {
         let run = civicflow(&all);
         let out = stdout(&run);
         assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}: ")))
-            .unwrap_or_else(|| panic!("{name} in {out}"));
-        let value: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
-        assert!(value > 0.0 && line.ends_with(" tickets/s"), "{line}");
+        assert!(figure(&out, name, "tickets/s") > 0.0, "{name} in {out}");
     };
     rate(&[], "civicflow_inprocess_2_clients");
     rate(&["--http"], "civicflow_http_2_clients");

@@ -45,7 +45,9 @@ states:
 /// `overlays`: that many nested units below the root, each with an overlay of the workflow,
 /// and the clerk in the deepest, so every start resolves through them and every step runs
 /// the composed workflow.
-pub async fn run(db: Option<&str>, instances: usize, concurrency: usize, overlays: usize) -> Result<ExitCode> {
+/// A benchmark's own database: `db` in a schema of its own (its name returned, for
+/// [`drop_scratch`]), or a new SQLite file in a temporary folder (gone with the folder).
+pub async fn scratch_store(db: Option<&str>) -> Result<(tempfile::TempDir, Store, String)> {
     let tmp = tempfile::tempdir()?;
     let url = match db {
         Some(u) => u.to_string(),
@@ -53,6 +55,20 @@ pub async fn run(db: Option<&str>, instances: usize, concurrency: usize, overlay
     };
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let store = Store::connect(&url, Some(&schema)).await?;
+    Ok((tmp, store, schema))
+}
+
+/// Drop what [`scratch_store`] made on PostgreSQL (SQLite's file goes with its folder).
+pub async fn drop_scratch(store: &Store, schema: &str) -> Result<()> {
+    if store.backend() == Backend::Postgres {
+        store.drop_schema(schema).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub async fn run(db: Option<&str>, instances: usize, concurrency: usize, overlays: usize) -> Result<ExitCode> {
+    let (_tmp, store, schema) = scratch_store(db).await?;
     let backend = store.backend();
     let unit_row = |i: usize| Numbered {
         file: "bench".into(),
@@ -160,9 +176,7 @@ pub async fn run(db: Option<&str>, instances: usize, concurrency: usize, overlay
     );
     let (checked, broken) = store.verify_chains().await?;
     println!("audit: {checked} instance chains verified, {} broken", broken.len());
-    if backend == Backend::Postgres {
-        store.drop_schema(&schema).await?;
-    }
+    drop_scratch(&store, &schema).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -77,8 +77,7 @@ pub async fn run(db: &str, scale: f64, requests: usize, plan: &std::path::Path) 
         let t = at(sizes.districts - 1, n, text);
         json!({"workflow": plan.workflow, "unit": t.grid, "data": t.fill(&plan.start.data)})
     };
-    let t = there;
-    let first_form = json!({"data": t.fill(&plan.steps[0].form)});
+    let first_form = json!({"data": there.fill(&plan.steps[0].form)});
     // The instance page shows a ticket the benchmark reports first (a seeded street may
     // have none open), read by its street's dispatcher.
     let shown = bench

@@ -9,7 +9,7 @@ use crate::seed::{self, Plan, Sizes, ticket_at};
 use anyhow::{Context, Result};
 use civicflow_engine::SystemClock;
 use civicflow_plugin_host::{Host, PluginRules};
-use civicflow_store::{Runtime, Store};
+use civicflow_store::Runtime;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,13 +55,7 @@ pub async fn run(
         println!("{name}_http_{clients}_clients: {rate:.1} tickets/s");
         return Ok(());
     }
-    let tmp = tempfile::tempdir()?;
-    let url = match db {
-        Some(u) => u.to_string(),
-        None => format!("sqlite://{}", tmp.path().join("tickets.db").display()),
-    };
-    let schema = format!("tickets_{}", uuid::Uuid::now_v7().simple());
-    let store = Store::connect(&url, Some(&schema)).await?;
+    let (_tmp, store, schema) = crate::bench::scratch_store(db).await?;
     let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None)?)));
     let rt = Arc::new(Runtime::new(store.clone(), Arc::new(SystemClock), rules.clone()).await?);
     // Ten grids, each with its worker, its street's dispatcher and three departments.
@@ -80,7 +74,7 @@ pub async fn run(
         }
     };
     println!("civicflow_{mode}_{clients}_clients: {rate:.1} tickets/s");
-    store.close().await;
+    crate::bench::drop_scratch(&store, &schema).await?;
     Ok(())
 }
 

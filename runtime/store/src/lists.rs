@@ -64,12 +64,10 @@ impl Cursor {
         }
     }
 
-    pub(crate) fn key(&self) -> i64 {
-        self.due
-    }
-
-    pub(crate) fn id(&self) -> &str {
-        &self.id
+    /// The key and id a newest-first page starts below: this cursor's, or with none, the end
+    /// of time (every row's `(key, id)` is below `(i64::MAX, "")`), so one SQL serves both.
+    pub(crate) fn below(cursor: Option<&Cursor>) -> (i64, String) {
+        cursor.map_or((i64::MAX, String::new()), |c| (c.due, c.id.clone()))
     }
 
     /// Read a cursor a previous page gave; `None` if it is not one.

@@ -210,21 +210,18 @@ impl Store {
     /// A person's notifications, newest first: `limit` of them after `after` (a previous
     /// page's last notification: its time and id).
     pub async fn inbox(&self, person: &str, after: Option<&crate::Cursor>, limit: i64) -> Result<Vec<InboxItem>> {
-        let before = if after.is_some() {
-            " AND (b.at, b.notice_id) < ($3, $4)"
-        } else {
-            ""
-        };
-        let sql = format!(
+        let (at, notice) = crate::Cursor::below(after);
+        let rows = sqlx::query(
             "SELECT n.id, n.instance_id, i.workflow_id, n.template, n.text, b.at, b.read_at FROM inbox b \
              JOIN notices n ON n.id = b.notice_id JOIN instances i ON i.id = n.instance_id \
-             WHERE b.person_id = $1{before} ORDER BY b.at DESC, b.notice_id DESC LIMIT $2"
-        );
-        let mut query = sqlx::query(&sql).bind(person).bind(limit);
-        if let Some(c) = after {
-            query = query.bind(c.key()).bind(c.id().to_string());
-        }
-        let rows = query.fetch_all(&self.reader).await?;
+             WHERE b.person_id = $1 AND (b.at, b.notice_id) < ($2, $3) ORDER BY b.at DESC, b.notice_id DESC LIMIT $4",
+        )
+        .bind(person)
+        .bind(at)
+        .bind(notice)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(InboxItem {

@@ -214,11 +214,10 @@ impl Store {
         before: Option<&Cursor>,
         limit: i64,
     ) -> Result<Vec<Instance>> {
-        // No cursor: before the end of time, which every start is.
-        let (at, id) = before.map_or((i64::MAX, String::new()), |c| (c.key(), c.id().to_string()));
+        let (at, id) = Cursor::below(before);
         let rows = sqlx::query(&format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE created_by = $1 \
-             AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT $4"
+             AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(person)
         .bind(at)
@@ -284,23 +283,21 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(String, EventRow)>> {
         const ACTIONS: &str = "('task_completed', 'entry_submitted', 'entry_waitlisted', 'entry_withdrawn')";
-        let before = if after.is_some() {
-            " AND (e.at, e.instance_id) < ($3, $4)"
-        } else {
-            ""
-        };
-        let sql = format!(
+        let (at, instance) = Cursor::below(after);
+        let rows = sqlx::query(&format!(
             "SELECT e.instance_id, e.seq, e.at, e.actor, e.kind, e.payload FROM events e \
-             WHERE e.actor = $1 AND e.kind IN {ACTIONS}{before} AND NOT EXISTS (SELECT 1 FROM events l \
+             WHERE e.actor = $1 AND e.kind IN {ACTIONS} AND (e.at, e.instance_id) < ($2, $3) \
+             AND NOT EXISTS (SELECT 1 FROM events l \
              WHERE l.instance_id = e.instance_id AND l.actor = e.actor AND l.kind IN {ACTIONS} \
              AND (l.at > e.at OR (l.at = e.at AND l.seq > e.seq))) \
-             ORDER BY e.at DESC, e.instance_id DESC LIMIT $2"
-        );
-        let mut query = sqlx::query(&sql).bind(person).bind(limit);
-        if let Some(c) = after {
-            query = query.bind(c.key()).bind(c.id().to_string());
-        }
-        let rows = query.fetch_all(&self.reader).await?;
+             ORDER BY e.at DESC, e.instance_id DESC LIMIT $4"
+        ))
+        .bind(person)
+        .bind(at)
+        .bind(instance)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 let payload: String = r.try_get("payload")?;
