@@ -31,6 +31,8 @@ const MAX_BATCH: usize = 64;
 pub struct Applied {
     pub instance: Instance,
     pub new_tasks: Vec<Task>,
+    /// A new instance whose number is taken as the last write of its transaction.
+    pub(crate) unnumbered: bool,
 }
 
 impl std::ops::Deref for Applied {
@@ -434,7 +436,7 @@ impl Shared {
     async fn run_alone(&self, op: &Op) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
         let (writes, applied) = self.prepare(&mut tx, op).await?;
-        let applied = write(&mut tx, &writes, applied, self.fast_writes()).await?;
+        let applied = write(&mut tx, &writes, applied, self.fast_writes(), self.now()).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -448,7 +450,9 @@ impl Shared {
                 let mut results = Vec::with_capacity(jobs.len());
                 for (op, _) in &jobs {
                     match self.prepare(&mut tx, op).await {
-                        Ok((writes, applied)) => results.push(Ok(write(&mut tx, &writes, applied, true).await?)),
+                        Ok((writes, applied)) => {
+                            results.push(Ok(write(&mut tx, &writes, applied, true, self.now()).await?))
+                        }
                         Err(refused) => results.push(Err(refused)),
                     }
                 }
@@ -685,8 +689,15 @@ async fn ledger_totals(
     Ok(out)
 }
 
-/// Execute a step's writes, then fill in the unit paths of tasks placed in another unit.
-async fn write(conn: &mut AnyConnection, writes: &[Write], mut applied: Applied, fast: bool) -> Result<Applied> {
+/// Execute a step's writes, fill in the unit paths of tasks placed in another unit, and
+/// number a new instance.
+async fn write(
+    conn: &mut AnyConnection,
+    writes: &[Write],
+    mut applied: Applied,
+    fast: bool,
+    now: DateTime<Utc>,
+) -> Result<Applied> {
     if fast {
         execute_combined(conn, writes).await?;
     } else {
@@ -696,6 +707,9 @@ async fn write(conn: &mut AnyConnection, writes: &[Write], mut applied: Applied,
         if t.unit_path.is_empty() {
             t.unit_path = load_unit_path(conn, &t.unit_id).await?;
         }
+    }
+    if applied.unnumbered {
+        crate::writes::number(conn, &mut applied, now).await?;
     }
     Ok(applied)
 }
@@ -708,5 +722,5 @@ pub(crate) async fn commit(
     now: DateTime<Utc>,
 ) -> Result<Applied> {
     let (writes, applied) = plan_addressed(conn, s, prior, now).await?;
-    write(conn, &writes, applied, false).await
+    write(conn, &writes, applied, false, now).await
 }

@@ -1,5 +1,6 @@
 use crate::common::*;
 use serde_json::json;
+use std::sync::Arc;
 
 /// Two people complete the same task at the same moment: exactly one wins, the other gets
 /// a conflict, and the log shows one completion.
@@ -63,5 +64,30 @@ async fn a_failing_write_among_concurrent_actions_spoils_nothing_else() {
         );
         let (_, broken) = rt.store.verify_chains().await.unwrap();
         assert!(broken.is_empty(), "{}: {broken:?}", db.label);
+    }
+}
+
+/// Starts at the same moment each get their own number, with no gap, and the number stored
+/// is the one the starter was told (it is taken as the last write of the start).
+#[tokio::test]
+async fn concurrent_starts_get_consecutive_numbers_as_stored() {
+    for db in databases() {
+        let (rt, _) = setup(&db).await;
+        let rt = Arc::new(rt);
+        let starts: Vec<_> = (0..24)
+            .map(|n| {
+                let rt = rt.clone();
+                tokio::spawn(async move { rt.start("clerk_a", "review", "a", json!({"amount": n})).await })
+            })
+            .collect();
+        let mut numbers = Vec::new();
+        for s in starts {
+            let applied = s.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", db.label));
+            let stored = rt.store.instance(&applied.id).await.unwrap();
+            assert_eq!(stored.number, applied.number, "{}", db.label);
+            numbers.push(applied.number.expect("a start is numbered"));
+        }
+        numbers.sort();
+        assert_eq!(numbers, (1..=24).collect::<Vec<i64>>(), "{}", db.label);
     }
 }
