@@ -3,7 +3,7 @@
 
 use civicflow_engine::ManualClock;
 use civicflow_engine::validate::load;
-use civicflow_plugin_host::{Binding, BindingTable, Host, Limits, PluginRules};
+use civicflow_plugin_host::{Binding, BindingTable, Host, Limits, LimitsAsked, PluginRules};
 use civicflow_store::org::{Numbered, PersonRow, UnitRow};
 use civicflow_store::{Runtime, Store};
 use serde_json::json;
@@ -73,7 +73,7 @@ fn bind(unit: &str, plugin: &str, version: &str) -> Binding {
         hook: "dues.rate".into(),
         plugin: plugin.into(),
         version: version.into(),
-        limits: Limits::default(),
+        limits: LimitsAsked::default(),
     }
 }
 
@@ -212,14 +212,33 @@ async fn a_failing_plugin_is_recorded_on_the_instance_and_changes_nothing_else()
 #[tokio::test]
 async fn a_pinned_version_no_longer_bound_runs_under_its_own_manifest_limits() {
     let (rt, rules) = setup().await;
-    rules.set_bindings(BindingTable::new([bind("c1", "slow", "1")]));
+    let generous = Binding {
+        limits: LimitsAsked {
+            fuel: Some(10_000_000),
+            ..LimitsAsked::default()
+        },
+        ..bind("c1", "slow", "1")
+    };
+    rules.set_bindings(BindingTable::new([generous]));
     let i = rt.start("m1", "dues", "c1", json!({})).await.unwrap();
-    assert_eq!(i.data["first_rate"], 5, "the binding's default limits let it finish");
+    assert_eq!(i.data["first_rate"], 5, "the binding's fuel lets it finish");
 
     // The community moves on; the running instance keeps slow@1, now under the 1,000
     // instructions its manifest asks for rather than the old binding's limits.
     rules.set_bindings(BindingTable::new([bind("c1", "rural", "1")]));
     let err = rt.complete("m1", &i.new_tasks[0].id, json!({})).await.unwrap_err();
+    assert!(
+        err.to_string().contains("slow@1") && err.to_string().contains("out_of_fuel"),
+        "{err}"
+    );
+}
+
+/// A binding that names no limits runs its plugin under the manifest's, not the defaults.
+#[tokio::test]
+async fn a_plain_binding_keeps_its_manifests_limits() {
+    let (rt, rules) = setup().await;
+    rules.set_bindings(BindingTable::new([bind("c1", "slow", "1")]));
+    let err = rt.start("m1", "dues", "c1", json!({})).await.unwrap_err();
     assert!(
         err.to_string().contains("slow@1") && err.to_string().contains("out_of_fuel"),
         "{err}"

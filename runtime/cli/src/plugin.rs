@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use civicflow_plugin_host::{Binding, Host, Limits, PluginRules, stored_limits};
+use civicflow_plugin_host::{Binding, Host, Limits, LimitsAsked, PluginRules};
 use civicflow_server::plugins::{self, Package};
 use civicflow_store::Store;
 use clap::Subcommand;
@@ -95,7 +95,14 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 &std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?,
             )
             .with_context(|| format!("{} is not JSON", input.display()))?;
-            let limits = Limits::default().overridden(fuel, wall_ms, memory_bytes);
+            let limits = LimitsAsked {
+                fuel,
+                wall_ms,
+                memory_bytes,
+                ..LimitsAsked::default()
+            }
+            .over(Limits::default());
+            limits.check().map_err(anyhow::Error::msg)?;
             let host = Host::new(None)?;
             let plugin = host.load("local", "0", &wasm)?;
             match host.call(&plugin, &hook, &input, &limits) {
@@ -145,14 +152,12 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 bail!("--plugin takes id@version, e.g. dues-rate-national@1.0.0")
             };
             let store = Store::connect(&db, None).await?;
-            let limits = store
-                .plugins()
-                .await?
-                .into_iter()
-                .find(|p| p.id == id && p.version == version)
-                .map(|p| stored_limits(&p.manifest))
-                .unwrap_or_default()
-                .overridden(fuel, wall_ms, memory_bytes);
+            let limits = LimitsAsked {
+                fuel,
+                wall_ms,
+                memory_bytes,
+                ..LimitsAsked::default()
+            };
             let binding = Binding {
                 unit_id: unit,
                 workflow,

@@ -3,7 +3,7 @@
 //! community overrides it for its subtree). An instance keeps the plugin version it
 //! resolved first, so publishing or rebinding never changes a decision mid-flight.
 
-use crate::host::{Host, Limits, Plugin};
+use crate::host::{Host, Limits, LimitsAsked, Plugin};
 use civicflow_engine::Workflow;
 use civicflow_engine::machine::{Instance, RuleAnswer, RuleFailure, Rules};
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,9 @@ pub struct Binding {
     pub hook: String,
     pub plugin: String,
     pub version: String,
+    /// What the binding asks for beyond its plugin's manifest.
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: LimitsAsked,
 }
 
 impl Binding {
@@ -127,17 +128,17 @@ impl Rules for PluginRules {
         // Who is asked, in turn, while each answers "inherit": the pinned version first (with
         // its binding's limits if a binding still names it, else its manifest's) and the
         // bindings above it, else every binding up the tree; then the workflow's default.
-        let asked: Vec<(String, Option<Limits>)> = match pinned {
+        let asked: Vec<(String, LimitsAsked)> = match pinned {
             Some(p) => {
                 let at = chain.iter().position(|b| b.plugin_ref() == p);
-                std::iter::once((p.to_string(), at.map(|i| chain[i].limits)))
+                std::iter::once((p.to_string(), at.map(|i| chain[i].limits).unwrap_or_default()))
                     .chain(
                         at.into_iter()
-                            .flat_map(|i| chain[i + 1..].iter().map(|b| (b.plugin_ref(), Some(b.limits)))),
+                            .flat_map(|i| chain[i + 1..].iter().map(|b| (b.plugin_ref(), b.limits))),
                     )
                     .collect()
             }
-            None => chain.iter().map(|b| (b.plugin_ref(), Some(b.limits))).collect(),
+            None => chain.iter().map(|b| (b.plugin_ref(), b.limits)).collect(),
         };
         for (plugin_ref, bound_limits) in asked {
             if let Some(answer) = self.ask(&plugin_ref, bound_limits, hook, input)? {
@@ -154,7 +155,7 @@ impl PluginRules {
     fn ask(
         &self,
         plugin_ref: &str,
-        bound_limits: Option<Limits>,
+        bound_limits: LimitsAsked,
         hook: &str,
         input: &Value,
     ) -> Result<Option<RuleAnswer>, RuleFailure> {
@@ -166,7 +167,7 @@ impl PluginRules {
         let (plugin, own_limits) = self
             .plugin(&plugin_ref)
             .ok_or_else(|| failure("plugin is not loaded on this server".into()))?;
-        let limits = bound_limits.unwrap_or(own_limits);
+        let limits = bound_limits.over(own_limits);
         let started = std::time::Instant::now();
         let result = self.host.call(&plugin, hook, input, &limits);
         let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
@@ -199,7 +200,7 @@ mod tests {
             hook: "dues.rate".into(),
             plugin: "rate".into(),
             version: version.into(),
-            limits: Limits::default(),
+            limits: LimitsAsked::default(),
         }
     }
 
@@ -253,7 +254,7 @@ mod inherit_tests {
             hook: "w.rate".into(),
             plugin: plugin.into(),
             version: "1".into(),
-            limits: Limits::default(),
+            limits: LimitsAsked::default(),
         }
     }
 

@@ -27,7 +27,8 @@ const KEEP_RESIDENT: usize = 128 << 10;
 /// Instances alive at once (one per call in flight).
 const POOL_INSTANCES: u32 = 128;
 
-/// Per-call budgets. Defaults suit a rule; a binding may set its own.
+/// Per-call budgets. Defaults suit a rule; a manifest or a binding may ask for others, up
+/// to [`MAX_LIMITS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -39,6 +40,9 @@ pub struct Limits {
     pub input_bytes: usize,
     pub output_bytes: usize,
     pub log_bytes: usize,
+    /// Calls of the `log` import recorded; later ones are dropped (each costs host memory
+    /// outside the plugin's own).
+    pub log_entries: usize,
 }
 
 impl Default for Limits {
@@ -50,18 +54,96 @@ impl Default for Limits {
             input_bytes: 256 << 10,
             output_bytes: 64 << 10,
             log_bytes: 4 << 10,
+            log_entries: 64,
         }
     }
 }
 
+/// The most any manifest or binding may ask for (SECURITY.md). A rule runs while a person
+/// waits for their action: a second of wall time is already long, and what a locality asks
+/// beyond these would only let its rules hold the server's threads for everyone.
+pub const MAX_LIMITS: Limits = Limits {
+    fuel: 500_000_000,
+    wall_ms: 1_000,
+    memory_bytes: MAX_MEMORY,
+    input_bytes: 1 << 20,
+    output_bytes: 1 << 20,
+    log_bytes: 64 << 10,
+    log_entries: 1_000,
+};
+
 impl Limits {
-    /// These limits with the given ones replaced (command-line overrides).
-    pub fn overridden(self, fuel: Option<u64>, wall_ms: Option<u64>, memory_bytes: Option<usize>) -> Self {
+    fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("fuel", self.fuel),
+            ("wall_ms", self.wall_ms),
+            ("memory_bytes", self.memory_bytes as u64),
+            ("input_bytes", self.input_bytes as u64),
+            ("output_bytes", self.output_bytes as u64),
+            ("log_bytes", self.log_bytes as u64),
+            ("log_entries", self.log_entries as u64),
+        ]
+    }
+
+    /// Every limit held to its maximum: what a call runs under, whatever was stored.
+    pub fn capped(self) -> Self {
+        let m = MAX_LIMITS;
         Self {
-            fuel: fuel.unwrap_or(self.fuel),
-            wall_ms: wall_ms.unwrap_or(self.wall_ms),
-            memory_bytes: memory_bytes.unwrap_or(self.memory_bytes),
-            ..self
+            fuel: self.fuel.min(m.fuel),
+            wall_ms: self.wall_ms.min(m.wall_ms),
+            memory_bytes: self.memory_bytes.min(m.memory_bytes),
+            input_bytes: self.input_bytes.min(m.input_bytes),
+            output_bytes: self.output_bytes.min(m.output_bytes),
+            log_bytes: self.log_bytes.min(m.log_bytes),
+            log_entries: self.log_entries.min(m.log_entries),
+        }
+    }
+
+    /// Refuse limits above the maxima, naming each one, so whoever asked learns why.
+    pub fn check(&self) -> Result<(), String> {
+        let over: Vec<String> = self
+            .fields()
+            .into_iter()
+            .zip(MAX_LIMITS.fields())
+            .filter(|((_, asked), (_, max))| asked > max)
+            .map(|((name, asked), (_, max))| format!("limits.{name} is {asked}; the most allowed is {max}"))
+            .collect();
+        if over.is_empty() { Ok(()) } else { Err(over.join("; ")) }
+    }
+}
+
+/// Limits a binding (or `civicflow plugin run`) asks for: each one it names replaces the
+/// plugin's own (its manifest's); the others stay as the manifest has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsAsked {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_entries: Option<usize>,
+}
+
+impl LimitsAsked {
+    /// `own` with the limits asked for here put in.
+    pub fn over(self, own: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(own.fuel),
+            wall_ms: self.wall_ms.unwrap_or(own.wall_ms),
+            memory_bytes: self.memory_bytes.unwrap_or(own.memory_bytes),
+            input_bytes: self.input_bytes.unwrap_or(own.input_bytes),
+            output_bytes: self.output_bytes.unwrap_or(own.output_bytes),
+            log_bytes: self.log_bytes.unwrap_or(own.log_bytes),
+            log_entries: self.log_entries.unwrap_or(own.log_entries),
         }
     }
 }
@@ -124,6 +206,7 @@ struct CallState {
     limiter: Limiter,
     logs: Vec<String>,
     log_left: usize,
+    log_entries_left: usize,
 }
 
 pub struct Host {
@@ -167,13 +250,18 @@ impl Host {
                 IMPORT_MODULE,
                 IMPORT_LOG,
                 |mut caller: Caller<'_, CallState>, ptr: i32, len: i32| {
+                    let (entries_left, bytes_left) = (caller.data().log_entries_left, caller.data().log_left);
+                    if entries_left == 0 || bytes_left == 0 {
+                        return;
+                    }
                     let Some(memory) = caller.get_export(EXPORT_MEMORY).and_then(|e| e.into_memory()) else {
                         return;
                     };
-                    let mut buf = vec![0u8; (len.max(0) as usize).min(caller.data().log_left)];
+                    let mut buf = vec![0u8; (len.max(0) as usize).min(bytes_left)];
                     if memory.read(&caller, ptr as u32 as usize, &mut buf).is_ok() {
                         let state = caller.data_mut();
                         state.log_left -= buf.len();
+                        state.log_entries_left -= 1;
                         state.logs.push(String::from_utf8_lossy(&buf).into_owned());
                     }
                 },
@@ -238,11 +326,12 @@ impl Host {
     fn store(&self, limits: &Limits) -> Store<CallState> {
         let state = CallState {
             limiter: Limiter {
-                limit: limits.memory_bytes.min(MAX_MEMORY),
+                limit: limits.memory_bytes,
                 peak: 0,
             },
             logs: Vec::new(),
             log_left: limits.log_bytes,
+            log_entries_left: limits.log_entries,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -262,9 +351,10 @@ impl Host {
         f.call(&mut store, ()).map_err(|e| classify(e, &limits))
     }
 
-    /// Call `hook` with `input` in a fresh instance under `limits`.
+    /// Call `hook` with `input` in a fresh instance under `limits` (held to [`MAX_LIMITS`]).
     pub fn call(&self, plugin: &Plugin, hook: &str, input: &Value, limits: &Limits) -> Result<CallReport, PluginError> {
         let started = Instant::now();
+        let limits = &limits.capped();
         let request = request_bytes(hook, input);
         if request.len() > limits.input_bytes {
             return Err(PluginError::InputTooLarge {

@@ -18,5 +18,5 @@ pub use abi::ABI_VERSION;
 
 pub use bindings::{Binding, BindingTable, PluginRules};
 pub use error::PluginError;
-pub use host::{CallReport, Host, Limits, Plugin};
+pub use host::{CallReport, Host, Limits, LimitsAsked, MAX_LIMITS, Plugin};
 pub use manifest::{Manifest, stored_limits, verify_signature};

@@ -203,3 +203,50 @@ fn compiled_modules_are_cached_on_disk_by_hash() {
         json!(42)
     );
 }
+
+/// Limits far above the maxima (a binding stored before they were checked) run under the
+/// maxima: an endless loop asking for 2^64-1 fuel and milliseconds stops within a second.
+#[test]
+fn absurd_limits_are_held_to_the_maxima() {
+    let host = Host::new(None).unwrap();
+    let absurd = Limits {
+        fuel: u64::MAX,
+        wall_ms: u64::MAX,
+        memory_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let err = run(&host, &module(1, "(loop (br 0)) (i64.const 0)", ""), &absurd);
+    assert!(
+        matches!(
+            err,
+            PluginError::WallTime { limit_ms: 1_000 } | PluginError::OutOfFuel { limit: 500_000_000 }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed().as_secs() < 5);
+    let refused = absurd.check().unwrap_err();
+    assert!(
+        refused.contains("limits.fuel is 18446744073709551615; the most allowed is 500000000"),
+        "{refused}"
+    );
+    assert!(refused.contains("limits.wall_ms"), "{refused}");
+    assert!(Limits::default().check().is_ok());
+    assert_good_still_works(&host);
+}
+
+/// A plugin calling `log` in a loop keeps at most `log_entries` entries of at most
+/// `log_bytes` in all: host memory outside its sandbox stays bounded.
+#[test]
+fn a_log_flood_keeps_only_the_allowed_entries() {
+    let host = Host::new(None).unwrap();
+    let flood = "(local $i i32) (loop (call $log (i32.const 32) (i32.const 0)) \
+                 (local.set $i (i32.add (local.get $i) (i32.const 1))) \
+                 (br_if 0 (i32.lt_u (local.get $i) (i32.const 100000)))) \
+                 (call $log (i32.const 32) (i32.const 5)) \
+                 (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 9))";
+    let plugin = host.load("flood", "1", &module(1, flood, "")).unwrap();
+    let report = host.call(&plugin, "x.y", &json!({}), &Limits::default()).unwrap();
+    assert_eq!(report.output, json!(42));
+    assert_eq!(report.logs.len(), Limits::default().log_entries);
+}

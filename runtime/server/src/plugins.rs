@@ -60,6 +60,7 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
             package.wasm.len()
         )));
     }
+    m.limits().check().map_err(PublishError::Invalid)?;
     let trusted = store.trusted_keys(&m.author_unit).await?;
     let signed_with = verify_signature(&package.wasm, package.signature.as_deref(), &trusted)?;
     let plugin = rules.host().load(&m.id, &m.version, &package.wasm)?;
@@ -121,6 +122,11 @@ pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Res
         .flatten()
         .filter_map(|h| h.as_str().map(str::to_string))
         .collect();
+    binding
+        .limits
+        .over(stored_limits(&record.manifest))
+        .check()
+        .map_err(PublishError::Invalid)?;
     // The workflow as the binding's unit has it: an overlay there may add the hook.
     let unit_path = store.unit_path(&binding.unit_id).await.unwrap_or_default();
     let wf = workflows.resolve(&binding.workflow, &unit_path)?;

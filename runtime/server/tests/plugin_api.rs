@@ -136,6 +136,18 @@ async fn a_binding_made_over_http_decides_the_next_ticket() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
     }
+    // Limits above the documented maxima are refused, naming each, and nothing is bound.
+    let mut absurd = binding("beichen");
+    absurd["limits"] = json!({"fuel": u64::MAX, "wall_ms": u64::MAX});
+    let (status, body) = post(&app, "/api/bindings", Some(&app.admin), absurd).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let says = body["error"]["message"].as_str().unwrap();
+    assert!(
+        says.contains("limits.fuel is 18446744073709551615; the most allowed is 500000000"),
+        "{body}"
+    );
+    assert!(says.contains("limits.wall_ms"), "{body}");
+    assert!(app.state.runtime.store.bindings().await.unwrap().is_empty());
     let (status, body) = post(&app, "/api/bindings", Some(&app.admin), binding("beichen")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 

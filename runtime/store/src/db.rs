@@ -118,6 +118,12 @@ impl Store {
                             if let Some(s) = schema {
                                 conn.execute(format!("SET search_path TO {s}").as_str()).await?;
                             }
+                            // Every statement is prepared once per connection; let PostgreSQL
+                            // keep its plan instead of planning again at each execution with
+                            // the values bound. A task list's union of scope branches took
+                            // 0.6–1 ms to plan and 0.1 ms to run; the generic plan uses the
+                            // same index per branch (the plan test checks it).
+                            conn.execute("SET plan_cache_mode = force_generic_plan").await?;
                             Ok(())
                         })
                     })
@@ -213,6 +219,16 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT pg_database_size(current_database())")
             .fetch_one(&self.reader)
             .await?)
+    }
+
+    /// Gather PostgreSQL's planner statistics after a bulk load (autovacuum may lag or be
+    /// off). SQLite gathers none: its plans here follow from the indexes alone, as the plan
+    /// test checks, and statistics could only change them.
+    pub async fn analyze(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Remove a PostgreSQL schema made for a test or a benchmark run.
