@@ -126,6 +126,22 @@ pub fn verify_signature(
 mod tests {
     use super::*;
 
+    /// The manifest schema states the host's maxima; they must be the ones calls run under.
+    #[test]
+    fn the_schema_states_the_hosts_maximum_limits() {
+        let schema: Value = serde_json::from_str(MANIFEST_SCHEMA).unwrap();
+        let stated: serde_json::Map<String, Value> = schema["properties"]["limits"]["properties"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v["maximum"].clone()))
+            .collect();
+        assert_eq!(
+            Value::Object(stated),
+            serde_json::to_value(crate::host::MAX_LIMITS).unwrap()
+        );
+    }
+
     #[test]
     fn a_manifest_with_mistakes_is_located() {
         let text =
