@@ -581,6 +581,30 @@ impl Workflow {
         )
     }
 
+    /// Top-level fields of `data` that `form` does not declare, when it declares its fields
+    /// and does not say `additionalProperties`: what a person starts an instance with may
+    /// not pre-fill the fields later steps write (a reporter's own `satisfaction`).
+    pub fn undeclared_fields(&self, form: &str, data: &Value) -> Vec<(String, String)> {
+        let Some(schema) = self.def.forms.get(form).map(|f| &f.schema) else {
+            return Vec::new();
+        };
+        let (Some(declared), Some(given)) = (schema.get("properties").and_then(Value::as_object), data.as_object())
+        else {
+            return Vec::new();
+        };
+        if schema.get("additionalProperties").is_some() {
+            return Vec::new();
+        }
+        given
+            .keys()
+            .filter(|k| !declared.contains_key(*k))
+            .map(|k| {
+                let pointer = format!("/{}", k.replace('~', "~0").replace('/', "~1"));
+                (pointer, format!("\"{k}\" is not a field of form \"{form}\""))
+            })
+            .collect()
+    }
+
     /// Check form data against the named form: `(json pointer, message)` per problem.
     pub fn check_form(&self, form: &str, data: &Value) -> Vec<(String, String)> {
         self.form_problems(form, data)

@@ -370,6 +370,12 @@ impl Shared {
                 if !wf.available_at(&unit_path) {
                     return Err(EngineError::Forbidden(format!("\"{workflow}\" is not offered at this unit")).into());
                 }
+                if let Some(form) = &wf.def.start.form {
+                    let undeclared = wf.undeclared_fields(form, data);
+                    if !undeclared.is_empty() {
+                        return Err(EngineError::InvalidForm(undeclared).into());
+                    }
+                }
                 crate::references::check(conn, &wf, wf.def.start.form.as_deref(), data, &unit_path).await?;
                 let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
                 plan_addressed(conn, s, None, now).await

@@ -177,9 +177,12 @@ pub struct SignInForm {
     next: String,
 }
 
-/// Only same-site paths are followed after sign-in.
+/// Only same-site paths are followed after sign-in: a path of visible ASCII (browsers drop
+/// tabs and newlines from a `Location` and read `\` as `/`, so `/\t/evil.example` would
+/// leave the site) that does not start with two slashes.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+    let visible = next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if visible && next.starts_with('/') && !next.starts_with("//") {
         next
     } else {
         "/tasks"
@@ -385,4 +388,28 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin
         .split_once("://")
         .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_same_site_paths_are_followed_after_sign_in() {
+        for ok in ["/tasks", "/i/0190?tab=log", "/done?after=1%2C2"] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for off_site in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(off_site), "/tasks", "{off_site:?}");
+        }
+    }
 }

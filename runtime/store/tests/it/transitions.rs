@@ -56,6 +56,17 @@ async fn bad_form_data_is_refused_per_field_and_changes_nothing() {
             panic!("{}: {err}", db.label)
         };
         assert_eq!(fields[0].0, "/amount");
+        // A field the start form does not declare (the manager's `approved_by`) is refused:
+        // a starter cannot pre-fill what a later step writes.
+        let err = rt
+            .start("clerk_a", "review", "a", json!({"amount": 10, "approved_by": "me"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Engine(EngineError::InvalidForm(f)) if f[0].0 == "/approved_by"),
+            "{}: {err}",
+            db.label
+        );
 
         let inst = rt.start("clerk_a", "review", "a", json!({"amount": 10})).await.unwrap();
         let task = open_task(&rt, &inst.id).await;
