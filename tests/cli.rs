@@ -160,6 +160,16 @@ fn import_rejects_bad_rows_whole_then_accepts_spreadsheets() {
         "{}",
         stdout(&out)
     );
+
+    // One cell at XFD1048576 in a 5 KB workbook: refused at its row, not 17 billion cells
+    // allocated (it was OOM-killed at 20.9 GB).
+    let out = civicflow(&["import", "--units", "tests/fixtures/bomb-units.xlsx", "--db", &db]);
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bomb-units.xlsx:1048576: a cell in column 16384 is beyond the 100 columns an import reads"),
+        "{text}"
+    );
 }
 
 #[test]

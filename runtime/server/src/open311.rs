@@ -448,9 +448,20 @@ async fn requests_in_window(state: &AppState, actor: &Actor, q: &ListQuery) -> R
     if !(1..=1_000_000).contains(&page) {
         return Err(error(StatusCode::BAD_REQUEST, "page must be from 1 to 1000000"));
     }
-    // The end is inclusive, to the millisecond the store keeps.
-    let to = q.end_date.unwrap_or_else(|| state.runtime.now()) + Duration::milliseconds(1);
-    let from = q.start_date.unwrap_or(to - Duration::days(DEFAULT_DAYS));
+    // The end is inclusive, to the millisecond the store keeps. Dates at the ends of what
+    // chrono can hold (+262142-12-31...) are refused rather than overflowing.
+    let out_of_range = || error(StatusCode::BAD_REQUEST, "start_date or end_date is out of range");
+    let to = q
+        .end_date
+        .unwrap_or_else(|| state.runtime.now())
+        .checked_add_signed(Duration::milliseconds(1))
+        .ok_or_else(out_of_range)?;
+    let from = match q.start_date {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::days(DEFAULT_DAYS))
+            .ok_or_else(out_of_range)?,
+    };
     if from >= to {
         return Err(error(StatusCode::BAD_REQUEST, "start_date is after end_date"));
     }

@@ -40,7 +40,8 @@ impl Table {
                     records.push((line, rec.iter().map(|c| c.trim().to_string()).collect()));
                 }
             }
-            "xlsx" | "xlsm" | "xls" | "ods" => {
+            "xlsx" | "xlsm" => records = xlsx_rows(path).map_err(|(row, message)| fail(row, message))?,
+            "xls" | "ods" => {
                 use calamine::{Reader, open_workbook_auto};
                 let mut book = open_workbook_auto(path).map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
                 let sheet = book
@@ -158,4 +159,41 @@ pub fn parse_roles(text: &str) -> Vec<(String, Option<String>)> {
             None => (s.to_string(), None),
         })
         .collect()
+}
+
+/// Columns an import reads at most: a register has a dozen.
+const MAX_COLUMNS: u32 = 100;
+
+/// The first sheet's rows, read cell by cell: a sheet's stated size is not trusted, so one
+/// cell at XFD1048576 in a 1.4 KB file is refused instead of allocating every cell up to it.
+fn xlsx_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+    use calamine::{Data, Reader, Xlsx, open_workbook};
+    let fail = |e: calamine::XlsxError| (0, format!("spreadsheet: {e}"));
+    let mut book: Xlsx<_> = open_workbook(path).map_err(fail)?;
+    let first = book
+        .sheet_names()
+        .into_iter()
+        .next()
+        .ok_or((0, "the workbook has no sheet".to_string()))?;
+    let mut cells = book.worksheet_cells_reader(&first).map_err(fail)?;
+    let mut rows: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    while let Some(cell) = cells.next_cell().map_err(fail)? {
+        let (row, col) = cell.get_position();
+        if col >= MAX_COLUMNS {
+            return Err((
+                row as usize + 1,
+                format!(
+                    "a cell in column {} is beyond the {MAX_COLUMNS} columns an import reads",
+                    col + 1
+                ),
+            ));
+        }
+        let text = Data::from(cell.get_value().clone()).to_string().trim().to_string();
+        let cells = rows.entry(row).or_default();
+        if cells.len() <= col as usize {
+            cells.resize(col as usize + 1, String::new());
+        }
+        cells[col as usize] = text;
+    }
+    Ok(rows.into_iter().map(|(row, cells)| (row as usize + 1, cells)).collect())
 }
