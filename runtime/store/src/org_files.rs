@@ -9,8 +9,11 @@ use std::path::Path;
 struct Table {
     file: String,
     columns: HashMap<String, usize>,
-    rows: Vec<(usize, Vec<String>)>,
+    rows: Vec<Line>,
 }
+
+/// A line of the file (1-based) and its cells.
+type Line = (usize, Vec<String>);
 
 impl Table {
     fn read(path: &Path) -> Result<Self, RowError> {
@@ -25,7 +28,7 @@ impl Table {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let mut records: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut records: Vec<Line> = Vec::new();
         match ext.as_str() {
             "csv" => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -166,7 +169,7 @@ const MAX_COLUMNS: u32 = 100;
 
 /// The first sheet's rows, read cell by cell: a sheet's stated size is not trusted, so one
 /// cell at XFD1048576 in a 1.4 KB file is refused instead of allocating every cell up to it.
-fn xlsx_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+fn xlsx_rows(path: &Path) -> Result<Vec<Line>, (usize, String)> {
     use calamine::{Data, Reader, Xlsx, open_workbook};
     let fail = |e: calamine::XlsxError| (0, format!("spreadsheet: {e}"));
     let mut book: Xlsx<_> = open_workbook(path).map_err(fail)?;
