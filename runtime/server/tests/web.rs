@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{App, dispatched_ticket};
+use common::{App, dispatched_ticket, report};
 use serde_json::Value;
 
 /// A valid 2×2 PNG.
@@ -355,6 +355,27 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         ids.push(serde_json::from_str::<Value>(&answer).unwrap()[0]["service_request_id"].clone());
     }
     assert_eq!(ids[0], ids[1]);
+    // A key is stored: one of 10,000 characters is refused, here and on the JSON API.
+    let mut req = post(body.clone());
+    req.headers_mut()
+        .insert("idempotency-key", "k".repeat(10_000).parse().unwrap());
+    let (status, _, answer) = app.send(req).await;
+    assert!(
+        status.is_client_error() && answer.contains("Idempotency-Key"),
+        "{status} {answer}"
+    );
+    let mut req = app.raw(
+        "POST",
+        "/api/instances",
+        Some("wang"),
+        "application/json",
+        report().to_string().into_bytes(),
+    );
+    req.headers_mut()
+        .insert("idempotency-key", "k".repeat(10_000).parse().unwrap());
+    let (status, _, answer) = app.send(req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.contains("Idempotency-Key must be 1 to 200"), "{answer}");
     // Bad input says which parameter, and files nothing.
     let (status, _, body) = app
         .send(post(format!("api_key={key}&service_code=road&description=x")))

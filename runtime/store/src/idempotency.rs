@@ -2,7 +2,7 @@
 //! same `Idempotency-Key` gets the first answer again instead of a second ticket.
 
 use crate::db::{Store, millis};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use chrono::{DateTime, Utc};
 
 /// What a key says about a request.
@@ -27,6 +27,9 @@ pub enum Once {
     InProgress,
 }
 
+/// The longest Idempotency-Key kept.
+const MAX_KEY_BYTES: usize = 200;
+
 impl Store {
     /// Run `request` at most once per person and key; without a key, just run it. A failed
     /// request frees its key, so a corrected retry can use it.
@@ -37,6 +40,12 @@ impl Store {
         let Some(key) = key else {
             return request.await.map(Once::Ran);
         };
+        // Keys are stored: a client's UUID fits many times over, a megabyte header does not.
+        if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(StoreError::Invalid(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"
+            )));
+        }
         match self.reserve_key(person, key, now).await? {
             Reservation::Fresh => {}
             Reservation::Done(answer) => return Ok(Once::Repeated(serde_json::from_str(&answer)?)),
