@@ -80,6 +80,29 @@ async fn pages_need_a_session_and_sign_in_is_rate_limited() {
     req.headers_mut()
         .insert(header::HOST, "civicflow.example".parse().unwrap());
     assert_eq!(app.send(req).await.0, StatusCode::FORBIDDEN);
+    // A stranger's sign-in text is neither stored nor echoed whole, and a big body is refused.
+    let long = "陌".repeat(2_000);
+    let (status, _, body) = app
+        .send(form(
+            "/login",
+            None,
+            &format!("login={long}&password=x&action=password"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body.contains(&"陌".repeat(64)) && !body.contains(&"陌".repeat(65)),
+        "echoed in full"
+    );
+    let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let store = &app.state.runtime.store;
+    let (by_text, _) = store.sign_in_failures(&format!("person:{long}"), since).await.unwrap();
+    assert_eq!(by_text, 0, "the text itself was stored as the rate-limit key");
+    let huge = format!("login={}&password=x&action=password", "a".repeat(100_000));
+    assert_eq!(
+        app.send(form("/login", None, &huge)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }
 
 #[tokio::test]

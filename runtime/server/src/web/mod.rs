@@ -147,7 +147,12 @@ pub fn see_other(to: &str) -> Response {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { see_other("/tasks") }))
-        .route("/login", get(session::sign_in_form).post(session::sign_in))
+        .route(
+            "/login",
+            get(session::sign_in_form)
+                .post(session::sign_in)
+                .layer(DefaultBodyLimit::max(session::SIGN_IN_BYTES)),
+        )
         .route("/logout", post(session::sign_out))
         .route("/tasks", get(pages::task_list))
         .route("/tasks/{id}", get(pages::task_form).post(pages::task_submit))

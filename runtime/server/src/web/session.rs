@@ -26,6 +26,10 @@ const CODE_MINUTES: i64 = 10;
 const WINDOW_MINUTES: i64 = 15;
 const FAILURES_PER_ACCOUNT: i64 = 5;
 const FAILURES_PER_ADDRESS: i64 = 30;
+/// The most of a sign-in name shown back on the page.
+const MAX_LOGIN_CHARS: usize = 64;
+/// A sign-in form's body at most: a name, a password, a code and the next path.
+pub const SIGN_IN_BYTES: usize = 8 << 10;
 
 /// The signed-in person behind a page request, with the language to answer in.
 pub struct Viewer {
@@ -245,9 +249,11 @@ pub async fn sign_in(
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<SignInForm>,
 ) -> Response {
+    // What is shown back in the form: a sign-in name is short.
+    let shown: String = form.login.chars().take(MAX_LOGIN_CHARS).collect();
     let page = SignInPage {
         lang,
-        login: &form.login,
+        login: &shown,
         next: safe_next(&form.next),
         codes: state.log_sign_in_codes,
     };
@@ -267,8 +273,18 @@ pub async fn sign_in(
         Ok(p) => p,
         Err(e) => return super::server_error(e, lang),
     };
-    // Unknown accounts are counted under their name, so probing names is throttled too.
-    let account = format!("person:{}", person.as_deref().unwrap_or(form.login.trim()));
+    // Unknown accounts are counted under a digest of the name (never the text itself, which
+    // a stranger chooses), so probing names is throttled too.
+    let account = match &person {
+        Some(p) => format!("person:{p}"),
+        None => {
+            use sha2::{Digest, Sha256};
+            format!(
+                "login:{}",
+                &hex::encode(Sha256::digest(form.login.trim().as_bytes()))[..32]
+            )
+        }
+    };
     let since = now - Duration::minutes(WINDOW_MINUTES);
     for (subject, cap) in [(&account, FAILURES_PER_ACCOUNT), (&address, FAILURES_PER_ADDRESS)] {
         match store.sign_in_failures(subject, since).await {
