@@ -48,6 +48,16 @@ async fn pages_need_a_session_and_sign_in_is_rate_limited() {
     let (status, headers, _) = app.send(get("/tasks", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "redirected to sign in");
     assert_eq!(headers[header::LOCATION], "/login?next=%2Ftasks");
+    let (_, headers, _) = app.send(get("/login", None)).await;
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
     app.state
         .runtime
         .store
