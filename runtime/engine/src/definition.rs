@@ -599,7 +599,7 @@ impl Workflow {
             .keys()
             .filter(|k| !declared.contains_key(*k))
             .map(|k| {
-                let pointer = format!("/{}", k.replace('~', "~0").replace('/', "~1"));
+                let pointer = format!("/{}", crate::yaml::pointer_segment(k));
                 (pointer, format!("\"{k}\" is not a field of form \"{form}\""))
             })
             .collect()
@@ -633,7 +633,7 @@ impl Workflow {
                 let limit = match e.kind() {
                     K::Required { property } => {
                         if let Some(name) = property.as_str() {
-                            pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
+                            pointer = format!("{pointer}/{}", crate::yaml::pointer_segment(name));
                         }
                         Value::Null
                     }

@@ -30,7 +30,8 @@ pub struct Profile {
     pub locale: Option<String>,
 }
 
-fn digest(secret: &str) -> String {
+/// SHA-256 (hex) of a secret or of text a stranger chose: what is stored instead of it.
+pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -353,8 +353,7 @@ impl Shared {
     }
 
     /// Read what `op` needs and compute its step; writes nothing.
-    async fn prepare(&self, conn: &mut AnyConnection, op: &Op) -> Result<(Vec<Write>, Applied)> {
-        let now = self.now();
+    async fn prepare(&self, conn: &mut AnyConnection, op: &Op, now: DateTime<Utc>) -> Result<(Vec<Write>, Applied)> {
         match op {
             Op::Start {
                 person,
@@ -441,8 +440,9 @@ impl Shared {
     /// One action in its own transaction.
     async fn run_alone(&self, op: &Op) -> Result<Applied> {
         let mut tx = self.store.pool.begin().await?;
-        let (writes, applied) = self.prepare(&mut tx, op).await?;
-        let applied = write(&mut tx, &writes, applied, self.fast_writes(), self.now()).await?;
+        let now = self.now();
+        let (writes, applied) = self.prepare(&mut tx, op, now).await?;
+        let applied = write(&mut tx, &writes, applied, self.fast_writes(), now).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -455,10 +455,9 @@ impl Shared {
                 let mut tx = self.store.pool.begin().await?;
                 let mut results = Vec::with_capacity(jobs.len());
                 for (op, _) in &jobs {
-                    match self.prepare(&mut tx, op).await {
-                        Ok((writes, applied)) => {
-                            results.push(Ok(write(&mut tx, &writes, applied, true, self.now()).await?))
-                        }
+                    let now = self.now();
+                    match self.prepare(&mut tx, op, now).await {
+                        Ok((writes, applied)) => results.push(Ok(write(&mut tx, &writes, applied, true, now).await?)),
                         Err(refused) => results.push(Err(refused)),
                     }
                 }

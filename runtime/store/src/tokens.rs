@@ -1,14 +1,10 @@
 //! API bearer tokens for integrations and admin tools. Only a token's SHA-256 is stored,
 //! so a leaked database does not leak usable tokens.
 
+use crate::accounts::digest;
 use crate::db::{Store, millis};
 use crate::error::{Result, StoreError};
 use chrono::Utc;
-use sha2::{Digest, Sha256};
-
-fn digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 impl Store {
     /// Issue a token for a person; `secret` is 32 random bytes from the caller. Returns the

@@ -277,13 +277,7 @@ pub async fn sign_in(
     // a stranger chooses), so probing names is throttled too.
     let account = match &person {
         Some(p) => format!("person:{p}"),
-        None => {
-            use sha2::{Digest, Sha256};
-            format!(
-                "login:{}",
-                &hex::encode(Sha256::digest(form.login.trim().as_bytes()))[..32]
-            )
-        }
+        None => format!("login:{}", &civicflow_store::accounts::digest(form.login.trim())[..32]),
     };
     let since = now - Duration::minutes(WINDOW_MINUTES);
     for (subject, cap) in [(&account, FAILURES_PER_ACCOUNT), (&address, FAILURES_PER_ADDRESS)] {
