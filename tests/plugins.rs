@@ -85,7 +85,8 @@ fn row<T>(row: T) -> Numbered<T> {
     }
 }
 
-async fn setup() -> (Runtime, Arc<PluginRules>) {
+/// A store with a district of two communities, c1 and c2, each with one member.
+async fn org() -> Store {
     let store = Store::connect("sqlite::memory:", None).await.unwrap();
     let unit = |id: &str, parent: Option<&str>, kind: &str| {
         row(UnitRow {
@@ -117,6 +118,11 @@ async fn setup() -> (Runtime, Arc<PluginRules>) {
         .import_org(&units, &[person("m1", "c1"), person("m2", "c2")], &|_| {})
         .await
         .unwrap();
+    store
+}
+
+async fn setup() -> (Runtime, Arc<PluginRules>) {
+    let store = org().await;
     let rules = Arc::new(PluginRules::new(Arc::new(Host::new(None).unwrap())));
     for (id, version, answer) in [
         ("national", "1", "1"),
@@ -243,4 +249,85 @@ async fn a_plain_binding_keeps_its_manifests_limits() {
         err.to_string().contains("slow@1") && err.to_string().contains("out_of_fuel"),
         "{err}"
     );
+}
+
+/// c1's rule: a plugin that runs until `open` lets it go, telling `entered` when it starts.
+struct GatedRules {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    open: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl civicflow_engine::machine::Rules for GatedRules {
+    fn evaluate(
+        &self,
+        _: &civicflow_engine::Workflow,
+        instance: &civicflow_engine::Instance,
+        _: &str,
+        _: &serde_json::Value,
+        _: Option<&str>,
+    ) -> Result<Option<civicflow_engine::machine::RuleAnswer>, civicflow_engine::machine::RuleFailure> {
+        if !instance.unit_path.contains("/c1/") {
+            return Ok(None);
+        }
+        self.entered.lock().unwrap().send(()).unwrap();
+        let released = self
+            .open
+            .lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(20));
+        Ok(Some(civicflow_engine::machine::RuleAnswer {
+            value: json!(if released.is_ok() { 9 } else { -1 }),
+            plugin: Some("gate@1".into()),
+        }))
+    }
+
+    fn locality(
+        &self,
+        _: &civicflow_engine::Workflow,
+        unit_path: &str,
+        _: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        unit_path.contains("/c1/").then(|| "c1".into())
+    }
+}
+
+/// While c1's plugin runs, c2's people start and complete their own work: the plugin holds
+/// neither the SQLite writer nor a thread the server's requests need. (Before, the call ran
+/// inside the writer's transaction and every write in the city waited for it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_communitys_running_plugin_holds_up_no_other_communitys_work() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, open) = std::sync::mpsc::channel();
+    let rules = Arc::new(GatedRules {
+        entered: std::sync::Mutex::new(entered_tx),
+        open: std::sync::Mutex::new(open),
+    });
+    let rt = Arc::new(
+        Runtime::new(org().await, Arc::new(ManualClock::new(chrono::Utc::now())), rules)
+            .await
+            .unwrap(),
+    );
+    rt.publish(load("dues.yaml", WORKFLOW).workflow.unwrap()).await.unwrap();
+    let held = tokio::spawn({
+        let rt = rt.clone();
+        async move { rt.start("m1", "dues", "c1", json!({})).await }
+    });
+    tokio::task::spawn_blocking(move || entered.recv_timeout(std::time::Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("c1's rule is running");
+    let neighbour = async {
+        for _ in 0..3 {
+            let i = rt.start("m2", "dues", "c2", json!({})).await.unwrap();
+            rt.complete("m2", &i.new_tasks[0].id, json!({})).await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), neighbour)
+        .await
+        .expect("c2's work waited for c1's plugin");
+    release.send(()).unwrap();
+    let c1 = held.await.unwrap().unwrap();
+    assert_eq!(c1.data["first_rate"], 9, "c1's own rule decided, once released");
+    let (_, broken) = rt.store.verify_chains().await.unwrap();
+    assert!(broken.is_empty());
 }

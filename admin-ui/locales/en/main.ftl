@@ -148,6 +148,7 @@ err-duplicate = "{ $key }" already has an entry; it cannot be entered twice.
 err-duplicate-mine = You have already entered; it cannot be entered twice.
 err-full = All places are taken.
 err-conflict = Someone has just acted on this step or it changed; reload the page and try again.
+err-busy = This unit's rules are busy right now; nothing was changed. Please try again in a moment.
 err-gone = This step is over; nothing more is needed.
 err-no_transition = What you entered fits none of the next steps; check it and try again.
 err-evaluation = The process is set up wrongly; this has been recorded, please tell an administrator.

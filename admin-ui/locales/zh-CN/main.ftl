@@ -127,6 +127,7 @@ err-duplicate = 「{ $key }」已经登记过，不能重复提交。
 err-duplicate-mine = 您已经登记过了，不能重复提交。
 err-full = 名额已满。
 err-conflict = 这一步刚刚被他人处理或已有变化，请刷新页面后再试。
+err-busy = 本单位的规则正忙，本次未作任何更改，请稍后再试。
 err-gone = 这一步已经结束，无需再办理。
 err-no_transition = 提交的内容不符合任何后续环节的条件，请检查后重试。
 err-evaluation = 流程设置有误，已记录在案，请联系管理员处理。

@@ -374,6 +374,14 @@ pub trait Rules {
         input: &Value,
         pinned: Option<&str>,
     ) -> Result<Option<RuleAnswer>, RuleFailure>;
+
+    /// Whose code would answer `wf`'s rule hooks for an instance at `unit_path` holding
+    /// `pins`: a name for the locality (the unit a plugin is bound at), or `None` when only
+    /// the workflow's own expressions would. The runtime computes a step that may call code
+    /// outside any transaction, and one locality's calls queue behind each other.
+    fn locality(&self, _wf: &Workflow, _unit_path: &str, _pins: &BTreeMap<String, String>) -> Option<String> {
+        None
+    }
 }
 
 /// Why a rule hook gave no answer; `plugin` names the plugin version that failed, if one ran.

@@ -8,7 +8,7 @@ use civicflow_engine::Workflow;
 use civicflow_engine::machine::{Instance, RuleAnswer, RuleFailure, Rules};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 /// "Hook `hook` of workflow `workflow` is answered by plugin `plugin@version` at `unit_id`
@@ -34,6 +34,8 @@ impl Binding {
 #[derive(Debug, Default, Clone)]
 pub struct BindingTable {
     by_key: HashMap<(String, String, String), Binding>,
+    /// The workflows each unit binds some hook of.
+    bound_at: HashMap<String, HashSet<String>>,
 }
 
 impl BindingTable {
@@ -41,8 +43,21 @@ impl BindingTable {
         let by_key = bindings
             .into_iter()
             .map(|b| ((b.unit_id.clone(), b.workflow.clone(), b.hook.clone()), b))
-            .collect();
-        Self { by_key }
+            .collect::<HashMap<_, _>>();
+        let mut bound_at: HashMap<String, HashSet<String>> = HashMap::new();
+        for (unit, workflow, _) in by_key.keys() {
+            bound_at.entry(unit.clone()).or_default().insert(workflow.clone());
+        }
+        Self { by_key, bound_at }
+    }
+
+    /// The nearest unit up the tree from `unit_path` that binds any hook of `workflow`.
+    pub fn nearest_bound<'a>(&self, unit_path: &'a str, workflow: &str) -> Option<&'a str> {
+        unit_path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .rev()
+            .find(|unit| self.bound_at.get(*unit).is_some_and(|w| w.contains(workflow)))
     }
 
     /// The binding nearest to the unit at `unit_path` (`/city/district/.../unit/`).
@@ -147,6 +162,15 @@ impl Rules for PluginRules {
         }
         // Nobody bound decided: the engine answers with the workflow's default.
         Ok(None)
+    }
+
+    fn locality(&self, wf: &Workflow, unit_path: &str, pins: &BTreeMap<String, String>) -> Option<String> {
+        let bindings = self.bindings.read().expect("bindings lock");
+        match bindings.nearest_bound(unit_path, wf.id()) {
+            Some(unit) => Some(unit.to_string()),
+            // Unbound since, but a pinned version still answers this instance.
+            None => pins.values().next().cloned(),
+        }
     }
 }
 

@@ -64,6 +64,9 @@ impl ApiError {
     }
 }
 
+/// When a client turned away as busy may try again.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
 /// Every error answer: `{"error": {code, message, fields}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -93,7 +96,14 @@ impl IntoResponse for ApiError {
                 diagnostics: self.diagnostics,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
@@ -107,6 +117,7 @@ impl From<StoreError> for ApiError {
                 EngineError::Conflict(_) | EngineError::Gone(_) | EngineError::Duplicate(_) | EngineError::Full(_),
             ) => StatusCode::CONFLICT,
             StoreError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Db(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -280,6 +280,7 @@ async fn create_request(
         }
         Err(StoreError::Engine(civicflow_engine::EngineError::Forbidden(m))) => error(StatusCode::FORBIDDEN, m),
         Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => failed(e),
+        Err(e @ StoreError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

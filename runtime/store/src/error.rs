@@ -10,6 +10,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// Work turned away for now (its unit's rules are busy); worth retrying shortly.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A definition or overlay refused at publication, with every located reason.
@@ -33,6 +36,7 @@ impl StoreError {
             StoreError::NotFound(_) => "not_found",
             StoreError::Invalid(_) => "invalid",
             StoreError::Db(_) => "database",
+            StoreError::Busy(_) => "busy",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Refused(..) => "invalid",
         }

@@ -12,6 +12,7 @@ mod error;
 mod events;
 pub mod idempotency;
 mod lists;
+mod localities;
 mod migrations;
 pub mod notices;
 pub mod org;

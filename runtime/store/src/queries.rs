@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 
 /// An instance as stored, with the head of its event chain.
+#[derive(Debug, Clone)]
 pub(crate) struct StoredInstance {
     pub instance: Instance,
     pub last_seq: i64,

@@ -66,7 +66,37 @@ enum Op {
     },
 }
 
-type Job = (Op, oneshot::Sender<Result<Applied>>);
+/// What the writer is asked: an action to read and step there, or a step computed outside
+/// (it may call a locality's plugins) to commit if its instance has not changed meanwhile.
+#[derive(Debug, Clone)]
+enum Work {
+    Act(Op),
+    Commit(Box<Decided>),
+}
+
+/// A step computed outside every transaction, with the instance it was computed from.
+#[derive(Debug, Clone)]
+struct Decided {
+    step: Step,
+    prior: Option<StoredInstance>,
+    now: DateTime<Utc>,
+}
+
+/// All an action's step needs, read and owned, so it can be computed on another thread.
+struct Reading {
+    wf: Arc<Workflow>,
+    actor: Actor,
+    action: Action,
+    prior: Option<StoredInstance>,
+    unit_path: String,
+}
+
+/// `None`: the action's step may call plugins, so it is computed outside (see [`Work`]).
+type Job = (Work, oneshot::Sender<Result<Option<Applied>>>);
+
+/// Times an action computed outside is read and computed again because its instance
+/// changed before it could commit (each round, one of the contenders wins).
+pub(crate) const OUTSIDE_ATTEMPTS: usize = 8;
 
 /// Everything an action needs; shared with the SQLite writer task.
 pub struct Shared {
@@ -79,6 +109,8 @@ pub struct Shared {
     /// The registry's change count when it was last read (see [`Shared::sync_registry`]).
     pub(crate) registry_stamp: std::sync::RwLock<i64>,
     codes: CodeKey,
+    /// Plugin calls queued by locality.
+    localities: crate::localities::Localities,
     /// Secrets given to this runtime (tests, the CLI); otherwise read from the environment.
     secrets: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
@@ -111,6 +143,7 @@ impl Runtime {
             places: std::sync::RwLock::new(places),
             registry_stamp: std::sync::RwLock::new(registry_stamp),
             codes,
+            localities: Default::default(),
             secrets: Default::default(),
         });
         let writer = sqlite.then(|| {
@@ -159,14 +192,10 @@ impl Runtime {
     }
 
     async fn submit(&self, op: Op) -> Result<Applied> {
-        let result = match &self.writer {
-            None => self.shared.run_alone(&op).await,
-            Some(writer) => {
-                let (reply, answer) = oneshot::channel();
-                let closed = || StoreError::Invalid("the runtime is shutting down".into());
-                writer.send((op.clone(), reply)).map_err(|_| closed())?;
-                answer.await.map_err(|_| closed())?
-            }
+        let result = match self.send(Work::Act(op.clone())).await {
+            Ok(Some(applied)) => Ok(applied),
+            Ok(None) => self.act_outside(&op).await,
+            Err(e) => Err(e),
         };
         if let (
             Err(StoreError::Engine(failure @ EngineError::Rule { .. })),
@@ -187,6 +216,32 @@ impl Runtime {
             Err(_) => count_transition("action", "error"),
         }
         result
+    }
+
+    /// To the writer on SQLite; on PostgreSQL in a transaction of its own.
+    async fn send(&self, work: Work) -> Result<Option<Applied>> {
+        match &self.writer {
+            None => self.shared.run_alone(&work).await,
+            Some(writer) => {
+                let (reply, answer) = oneshot::channel();
+                let closed = || StoreError::Invalid("the runtime is shutting down".into());
+                writer.send((work, reply)).map_err(|_| closed())?;
+                answer.await.map_err(|_| closed())?
+            }
+        }
+    }
+
+    /// An action whose step may call plugins: read it on a reader, compute it in its
+    /// locality's queue, and commit it if the instance is as it was read, else again.
+    async fn act_outside(&self, op: &Op) -> Result<Applied> {
+        let mut attempts = 1;
+        loop {
+            let decided = self.shared.decide(op).await?;
+            match self.send(Work::Commit(Box::new(decided))).await {
+                Err(StoreError::Engine(EngineError::Conflict(_))) if attempts < OUTSIDE_ATTEMPTS => attempts += 1,
+                done => return done.map(|applied| applied.expect("a computed step is committed or refused")),
+            }
+        }
     }
 }
 
@@ -250,15 +305,21 @@ impl Shared {
         person: &str,
         task_id: &str,
     ) -> Result<std::collections::BTreeMap<String, Vec<civicflow_engine::definition::Choice>>> {
-        let mut conn = self.store.pool.acquire().await?;
-        let (actor, task, stored) = load_action(&mut conn, task_id, person, false).await?;
-        let Some(form) = task.form.as_deref() else {
+        let (actor, task, stored) = {
+            let mut conn = self.store.reader.acquire().await?;
+            load_action(&mut conn, task_id, person, false).await?
+        };
+        let Some(form) = task.form else {
             return Ok(Default::default());
         };
         let wf = self.registry.for_instance(&stored.instance)?;
-        Ok(self.step_at(self.now(), |at| {
-            civicflow_engine::machine::task_choices(&wf, stored.instance, form, &actor, at)
-        })?)
+        let locality = self.locality(&wf, &stored.instance.unit_path, Some(&stored.instance));
+        let choices = self
+            .with_rules(locality, self.now(), move |at| {
+                civicflow_engine::machine::task_choices(&wf, stored.instance, &form, &actor, at)
+            })
+            .await?;
+        Ok(choices?)
     }
 
     /// Every level of the tree the workflow names is a level some unit has (a misspelt
@@ -352,8 +413,94 @@ impl Shared {
         self.store.backend == Backend::Sqlite
     }
 
-    /// Read what `op` needs and compute its step; writes nothing.
-    async fn prepare(&self, conn: &mut AnyConnection, op: &Op, now: DateTime<Utc>) -> Result<(Vec<Write>, Applied)> {
+    /// Read what `work` needs and compute its step; writes nothing. `None` when the step
+    /// may call plugins, which must not run here (inside the writer's transaction).
+    async fn prepare(
+        &self,
+        conn: &mut AnyConnection,
+        work: &Work,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Vec<Write>, Applied)>> {
+        let (s, prior) = match work {
+            Work::Commit(d) => (d.step.clone(), d.prior.as_ref()),
+            Work::Act(op) => {
+                // On PostgreSQL the read locks the task and instance rows: twenty ballots cast
+                // at once queue instead of racing to the instance's revision.
+                let lock = self.store.backend == Backend::Postgres;
+                let r = self.read(conn, op, now, lock).await?;
+                let current = r.prior.as_ref().map(|p| &p.instance);
+                if self.locality(&r.wf, &r.unit_path, current).is_some() {
+                    return Ok(None);
+                }
+                let s = self.step_at(now, |at| step(&r.wf, current.cloned(), r.action, &r.actor, at))?;
+                return plan_addressed(conn, s, r.prior.as_ref(), now).await.map(Some);
+            }
+        };
+        plan_addressed(conn, s, prior, now).await.map(Some)
+    }
+
+    /// The moment a piece of work happens: a computed step keeps the time it was computed at.
+    fn time_of(&self, work: &Work) -> DateTime<Utc> {
+        match work {
+            Work::Commit(d) => d.now,
+            Work::Act(_) => self.now(),
+        }
+    }
+
+    /// Whose plugins a step of `wf` at `unit_path` may call (see [`Rules::locality`]).
+    pub(crate) fn locality(&self, wf: &Workflow, unit_path: &str, instance: Option<&Instance>) -> Option<String> {
+        let no_pins = Default::default();
+        let pins = instance.map_or(&no_pins, |i| &i.position.pins);
+        self.rules.locality(wf, unit_path, pins)
+    }
+
+    /// Run `f` with what a step needs, as [`Shared::step_at`] does, where it may call
+    /// `locality`'s plugins: on a blocking thread in the locality's queue. Callers hold no
+    /// transaction or connection; with no plugin to run, `f` runs here at once.
+    pub(crate) async fn with_rules<T: Send + 'static>(
+        &self,
+        locality: Option<String>,
+        now: DateTime<Utc>,
+        f: impl FnOnce(Surroundings<'_>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let Some(locality) = locality else {
+            return Ok(self.step_at(now, f));
+        };
+        let rules = self.rules.clone();
+        let places = self.places.read().expect("not poisoned").0.clone();
+        self.localities
+            .run(&locality, move || {
+                f(Surroundings {
+                    now,
+                    rules: rules.as_ref(),
+                    places: places.as_ref(),
+                })
+            })
+            .await
+    }
+
+    /// Read `op` on a reader connection and compute its step outside (see [`Work`]).
+    async fn decide(&self, op: &Op) -> Result<Decided> {
+        let now = self.now();
+        let r = {
+            let mut conn = self.store.reader.acquire().await?;
+            self.read(&mut conn, op, now, false).await?
+        };
+        let current = r.prior.as_ref().map(|p| p.instance.clone());
+        let locality = self.locality(&r.wf, &r.unit_path, current.as_ref());
+        let Reading { wf, actor, action, .. } = r;
+        let computed = self
+            .with_rules(locality, now, move |at| step(&wf, current, action, &actor, at))
+            .await?;
+        Ok(Decided {
+            step: computed?,
+            prior: r.prior,
+            now,
+        })
+    }
+
+    /// Everything `op` needs for its step, checked: who acts, on what, with what data.
+    async fn read(&self, conn: &mut AnyConnection, op: &Op, now: DateTime<Utc>, lock: bool) -> Result<Reading> {
         match op {
             Op::Start {
                 person,
@@ -376,18 +523,21 @@ impl Shared {
                     }
                 }
                 crate::references::check(conn, &wf, wf.def.start.form.as_deref(), data, &unit_path).await?;
-                let s = self.start_step(&wf, &actor, unit, &unit_path, data.clone())?;
-                plan_addressed(conn, s, None, now).await
+                let (unit_path, action) = start_action(unit, &unit_path, data.clone());
+                Ok(Reading {
+                    wf,
+                    actor,
+                    action,
+                    prior: None,
+                    unit_path,
+                })
             }
             Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
-                // On PostgreSQL the read locks the task and instance rows: twenty ballots cast
-                // at once queue instead of racing to the instance's revision.
-                let lock = self.store.backend == Backend::Postgres;
                 let (actor, task, stored) = load_action(conn, task, person, lock).await?;
                 let wf = self.registry.for_instance(&stored.instance)?;
+                let unit_path = stored.instance.unit_path.clone();
                 if let Op::Complete { form, .. } = op {
-                    let unit_path = &stored.instance.unit_path;
-                    crate::references::check(conn, &wf, task.form.as_deref(), form, unit_path).await?;
+                    crate::references::check(conn, &wf, task.form.as_deref(), form, &unit_path).await?;
                 }
                 let action = match op {
                     Op::Complete { form, .. } => Action::Complete {
@@ -397,20 +547,15 @@ impl Shared {
                     Op::Withdraw { .. } => Action::Withdraw { task },
                     _ => Action::Claim { task },
                 };
-                let s = self.step_at(now, |at| step(&wf, Some(stored.instance.clone()), action, &actor, at))?;
-                plan_addressed(conn, s, Some(&stored), now).await
+                Ok(Reading {
+                    wf,
+                    actor,
+                    action,
+                    prior: Some(stored),
+                    unit_path,
+                })
             }
         }
-    }
-
-    fn start_step(&self, wf: &Workflow, actor: &Actor, unit: &str, unit_path: &str, data: Value) -> Result<Step> {
-        let action = Action::Start {
-            id: uuid::Uuid::now_v7().to_string(),
-            unit_id: unit.to_string(),
-            unit_path: unit_path.to_string(),
-            data,
-        };
-        Ok(self.step_at(self.now(), |at| step(wf, None, action, actor, at))?)
     }
 
     /// The action was refused because a rule failed; the instance's log still says so, with
@@ -437,14 +582,16 @@ impl Shared {
         Ok(())
     }
 
-    /// One action in its own transaction.
-    async fn run_alone(&self, op: &Op) -> Result<Applied> {
+    /// One piece of work in its own transaction.
+    async fn run_alone(&self, work: &Work) -> Result<Option<Applied>> {
         let mut tx = self.store.pool.begin().await?;
-        let now = self.now();
-        let (writes, applied) = self.prepare(&mut tx, op, now).await?;
+        let now = self.time_of(work);
+        let Some((writes, applied)) = self.prepare(&mut tx, work, now).await? else {
+            return Ok(None);
+        };
         let applied = write(&mut tx, &writes, applied, self.fast_writes(), now).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(Some(applied))
     }
 
     /// Several actions in one transaction. An action refused while preparing changes nothing
@@ -454,10 +601,13 @@ impl Shared {
             let attempt = async {
                 let mut tx = self.store.pool.begin().await?;
                 let mut results = Vec::with_capacity(jobs.len());
-                for (op, _) in &jobs {
-                    let now = self.now();
-                    match self.prepare(&mut tx, op, now).await {
-                        Ok((writes, applied)) => results.push(Ok(write(&mut tx, &writes, applied, true, now).await?)),
+                for (work, _) in &jobs {
+                    let now = self.time_of(work);
+                    match self.prepare(&mut tx, work, now).await {
+                        Ok(Some((writes, applied))) => {
+                            results.push(Ok(Some(write(&mut tx, &writes, applied, true, now).await?)))
+                        }
+                        Ok(None) => results.push(Ok(None)),
                         Err(refused) => results.push(Err(refused)),
                     }
                 }
@@ -471,8 +621,8 @@ impl Shared {
                 return;
             }
         }
-        for (op, reply) in jobs {
-            let _ = reply.send(self.run_alone(&op).await);
+        for (work, reply) in jobs {
+            let _ = reply.send(self.run_alone(&work).await);
         }
     }
 
@@ -507,13 +657,39 @@ impl Shared {
             };
             let timer_instance = timer.instance_id.clone();
             let lag = (now - timer.fire_at).num_milliseconds().max(0) as f64 / 1000.0;
-            match self.fire(&mut tx, timer, now).await {
-                Ok(()) => {
+            let mut outcome = self.fire(&mut tx, timer, attempts, now).await;
+            if let Ok(Fired::Outside(pending)) = outcome {
+                // Its step may call plugins: computed with no transaction open, then committed
+                // only if the timer and its instance are still as they were read.
+                tx.rollback().await?;
+                let Pending {
+                    locality,
+                    wf,
+                    stored,
+                    fire,
+                } = *pending;
+                let instance = stored.instance.clone();
+                let computed = self
+                    .with_rules(Some(locality), now, move |at| {
+                        step(&wf, Some(instance), fire, &Actor::system(), at)
+                    })
+                    .await;
+                tx = self.store.pool.begin().await?;
+                outcome = match computed {
+                    Ok(Ok(s)) => self.commit_fired(&mut tx, &id, attempts, s, &stored, now).await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(e),
+                };
+            }
+            match outcome {
+                Ok(Fired::Done) => {
                     tx.commit().await?;
                     fired += 1;
                     metrics::histogram!("civicflow_timer_lag_seconds").record(lag);
                     count_transition("timer", "applied");
                 }
+                // Another server fired or put off this timer meanwhile.
+                Ok(Fired::Raced | Fired::Outside(_)) => tx.rollback().await?,
                 Err(StoreError::Engine(EngineError::Gone(_))) => {
                     // The state it belonged to is gone: the timer has nothing left to do.
                     sqlx::query("DELETE FROM timers WHERE id = $1")
@@ -545,25 +721,48 @@ impl Shared {
         Ok(fired)
     }
 
-    async fn fire(&self, conn: &mut AnyConnection, timer: Timer, now: DateTime<Utc>) -> Result<()> {
+    /// Fire `timer` in `conn`'s transaction, unless its step may call plugins: then the
+    /// step to compute outside it.
+    async fn fire(&self, conn: &mut AnyConnection, timer: Timer, attempts: i64, now: DateTime<Utc>) -> Result<Fired> {
         let stored = load_instance(conn, &timer.instance_id).await?;
         let wf = self.registry.for_instance(&stored.instance)?;
         let id = timer.id.clone();
+        let fire = Action::Fire { timer };
+        if let Some(locality) = self.locality(&wf, &stored.instance.unit_path, Some(&stored.instance)) {
+            return Ok(Fired::Outside(Box::new(Pending {
+                locality,
+                wf,
+                stored,
+                fire,
+            })));
+        }
         let s = self.step_at(now, |at| {
-            step(
-                &wf,
-                Some(stored.instance.clone()),
-                Action::Fire { timer },
-                &Actor::system(),
-                at,
-            )
+            step(&wf, Some(stored.instance.clone()), fire, &Actor::system(), at)
         })?;
-        sqlx::query("DELETE FROM timers WHERE id = $1")
-            .bind(&id)
+        self.commit_fired(conn, &id, attempts, s, &stored, now).await
+    }
+
+    /// Delete a fired timer and commit its step: exactly once, though several servers (or a
+    /// step computed outside the transaction) may have read the timer.
+    async fn commit_fired(
+        &self,
+        conn: &mut AnyConnection,
+        timer: &str,
+        attempts: i64,
+        s: Step,
+        stored: &StoredInstance,
+        now: DateTime<Utc>,
+    ) -> Result<Fired> {
+        let deleted = sqlx::query("DELETE FROM timers WHERE id = $1 AND attempts = $2")
+            .bind(timer)
+            .bind(attempts)
             .execute(&mut *conn)
             .await?;
-        commit(conn, s, Some(&stored), now).await?;
-        Ok(())
+        if deleted.rows_affected() == 0 {
+            return Ok(Fired::Raced);
+        }
+        commit(conn, s, Some(stored), now).await?;
+        Ok(Fired::Done)
     }
 
     /// Run schedules that are due: each firing starts its instances and moves the schedule
@@ -639,32 +838,86 @@ impl Shared {
             let since = wf.previous_schedule_time(&schedule_id, due);
             let ledgers = ledger_totals(&mut tx, since, due).await?;
             let none = json!({});
-            let targets_started = targets.len();
+            let mut starts = Vec::with_capacity(targets.len());
             for (person, unit, path) in targets {
                 let ledger = person["id"].as_str().and_then(|p| ledgers.get(p)).unwrap_or(&none);
                 let data = wf
                     .schedule_data(schedule, &person, &unit, due, ledger, &places.calendar(&path))
                     .map_err(EngineError::Evaluation)?;
-                let s = self.start_step(wf, &Actor::system(), &unit, &path, data)?;
+                starts.push(start_action(&unit, &path, data));
+            }
+            let mut steps = Vec::with_capacity(starts.len());
+            if starts.iter().any(|(path, _)| self.locality(wf, path, None).is_some()) {
+                // Their steps may call plugins: computed with no transaction open; the
+                // schedule's guarded move below makes sure they are committed once.
+                tx.rollback().await?;
+                for (path, action) in starts {
+                    let (locality, wf) = (self.locality(wf, &path, None), wf.clone());
+                    let computed = self
+                        .with_rules(locality, now, move |at| step(&wf, None, action, &Actor::system(), at))
+                        .await?;
+                    steps.push(computed?);
+                }
+                tx = self.store.pool.begin().await?;
+            } else {
+                for (_, action) in starts {
+                    steps.push(self.step_at(now, |at| step(wf, None, action, &Actor::system(), at))?);
+                }
+            }
+            let count = steps.len();
+            for s in steps {
                 commit(&mut tx, s, None, now).await?;
-                started += 1;
             }
             let next = wf.next_schedule_time(&schedule_id, due).map(millis).unwrap_or(i64::MAX);
-            sqlx::query(
-                "UPDATE schedule_runs SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $4",
+            let moved = sqlx::query(
+                "UPDATE schedule_runs SET next_at = $3 WHERE workflow_id = $1 AND schedule_id = $2 AND region = $4 AND next_at = $5",
             )
             .bind(&workflow_id)
             .bind(&schedule_id)
             .bind(next)
             .bind(&region)
+            .bind(millis(due))
             .execute(&mut *tx)
             .await?;
+            if moved.rows_affected() == 0 {
+                // Another server ran this period meanwhile.
+                tx.rollback().await?;
+                continue;
+            }
             tx.commit().await?;
+            started += count;
             metrics::counter!("civicflow_transitions_total", "source" => "schedule", "outcome" => "applied")
-                .increment(targets_started as u64);
+                .increment(count as u64);
         }
         Ok(started)
     }
+}
+
+/// Starting an instance at `unit`, with the unit's path it is computed for.
+fn start_action(unit: &str, unit_path: &str, data: Value) -> (String, Action) {
+    let action = Action::Start {
+        id: uuid::Uuid::now_v7().to_string(),
+        unit_id: unit.to_string(),
+        unit_path: unit_path.to_string(),
+        data,
+    };
+    (unit_path.to_string(), action)
+}
+
+/// How firing a timer went.
+enum Fired {
+    Done,
+    Raced,
+    /// Its step may call plugins: to compute with no transaction open.
+    Outside(Box<Pending>),
+}
+
+/// A timer's step to compute outside the transaction that read it.
+struct Pending {
+    locality: String,
+    wf: Arc<Workflow>,
+    stored: StoredInstance,
+    fire: Action,
 }
 
 /// Steps committed (`applied`) or refused (by error code), by what caused them.

@@ -8,7 +8,7 @@
 use crate::db::millis;
 use crate::error::{Result, StoreError};
 use crate::queries::load_instance;
-use crate::runtime::{Applied, Shared, commit};
+use crate::runtime::{Applied, OUTSIDE_ATTEMPTS, Shared, commit};
 use civicflow_engine::machine::{Action, NewEvent, Step, step};
 use civicflow_engine::{Actor, EngineError};
 use hmac::{Hmac, Mac};
@@ -84,46 +84,67 @@ impl Shared {
         let instance_id = text_at(&payload, &def.instance, "instance id")?;
         let receipt = text_at(&payload, &def.id, "id")?;
 
-        let now = self.now();
-        let mut tx = self.store.pool.begin().await?;
-        let taken = sqlx::query("INSERT INTO signal_receipts (workflow_id, signal, receipt_id, instance_id, outcome, at) VALUES ($1, $2, $3, $4, '', $5) ON CONFLICT DO NOTHING")
-            .bind(workflow)
-            .bind(name)
-            .bind(&receipt)
-            .bind(&instance_id)
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if taken == 0 {
-            return Ok(SignalOutcome::Duplicate);
-        }
-        let stored = load_instance(&mut tx, &instance_id).await?;
-        if stored.instance.workflow != workflow {
-            return Err(StoreError::Invalid(format!(
-                "instance {instance_id} is not a \"{workflow}\" instance"
-            )));
-        }
-        let wf = self.registry.for_instance(&stored.instance)?;
-        let action = Action::Signal {
-            name: name.into(),
-            id: receipt.clone(),
-            payload: payload.clone(),
-        };
-        let outcome = match self.step_at(now, |at| {
-            step(&wf, Some(stored.instance.clone()), action, &Actor::system(), at)
-        }) {
-            Ok(s) => SignalOutcome::Applied(Box::new(commit(&mut tx, s, Some(&stored), now).await?)),
-            Err(EngineError::Gone(why)) => {
-                let event = NewEvent {
-                    kind: "signal_ignored".into(),
-                    actor: "system".into(),
-                    payload: json!({"signal": name, "id": receipt, "reason": why, "body": payload}),
-                };
-                commit(&mut tx, Step::note(stored.instance.clone(), event), Some(&stored), now).await?;
-                SignalOutcome::Ignored(why)
+        // The step is computed with no transaction open (it may call plugins) and committed
+        // if the instance is still as read; else read and computed again.
+        let mut attempts = 1;
+        let (mut tx, outcome) = loop {
+            let now = self.now();
+            let stored = {
+                let mut conn = self.store.reader.acquire().await?;
+                load_instance(&mut conn, &instance_id).await?
+            };
+            if stored.instance.workflow != workflow {
+                return Err(StoreError::Invalid(format!(
+                    "instance {instance_id} is not a \"{workflow}\" instance"
+                )));
             }
-            Err(e) => return Err(e.into()),
+            let wf = self.registry.for_instance(&stored.instance)?;
+            let action = Action::Signal {
+                name: name.into(),
+                id: receipt.clone(),
+                payload: payload.clone(),
+            };
+            let locality = self.locality(&wf, &stored.instance.unit_path, Some(&stored.instance));
+            let instance = stored.instance.clone();
+            let computed = self
+                .with_rules(locality, now, move |at| {
+                    step(&wf, Some(instance), action, &Actor::system(), at)
+                })
+                .await?;
+            let mut tx = self.store.pool.begin().await?;
+            let taken = sqlx::query("INSERT INTO signal_receipts (workflow_id, signal, receipt_id, instance_id, outcome, at) VALUES ($1, $2, $3, $4, '', $5) ON CONFLICT DO NOTHING")
+                .bind(workflow)
+                .bind(name)
+                .bind(&receipt)
+                .bind(&instance_id)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if taken == 0 {
+                return Ok(SignalOutcome::Duplicate);
+            }
+            let outcome = match computed {
+                Ok(s) => match commit(&mut tx, s, Some(&stored), now).await {
+                    Err(StoreError::Engine(EngineError::Conflict(_))) if attempts < OUTSIDE_ATTEMPTS => {
+                        tx.rollback().await?;
+                        attempts += 1;
+                        continue;
+                    }
+                    applied => SignalOutcome::Applied(Box::new(applied?)),
+                },
+                Err(EngineError::Gone(why)) => {
+                    let event = NewEvent {
+                        kind: "signal_ignored".into(),
+                        actor: "system".into(),
+                        payload: json!({"signal": name, "id": receipt, "reason": why, "body": payload}),
+                    };
+                    commit(&mut tx, Step::note(stored.instance.clone(), event), Some(&stored), now).await?;
+                    SignalOutcome::Ignored(why)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            break (tx, outcome);
         };
         sqlx::query(
             "UPDATE signal_receipts SET outcome = $4 WHERE workflow_id = $1 AND signal = $2 AND receipt_id = $3",
