@@ -314,12 +314,10 @@ impl Shared {
         };
         let wf = self.registry.for_instance(&stored.instance)?;
         let locality = self.locality(&wf, &stored.instance.unit_path, Some(&stored.instance));
-        let choices = self
-            .with_rules(locality, self.now(), move |at| {
-                civicflow_engine::machine::task_choices(&wf, stored.instance, &form, &actor, at)
-            })
-            .await?;
-        Ok(choices?)
+        self.with_rules(locality, self.now(), move |at| {
+            civicflow_engine::machine::task_choices(&wf, stored.instance, &form, &actor, at)
+        })
+        .await
     }
 
     /// Every level of the tree the workflow names is a level some unit has (a misspelt
@@ -421,22 +419,24 @@ impl Shared {
         work: &Work,
         now: DateTime<Utc>,
     ) -> Result<Option<(Vec<Write>, Applied)>> {
-        let (s, prior) = match work {
-            Work::Commit(d) => (d.step.clone(), d.prior.as_ref()),
-            Work::Act(op) => {
-                // On PostgreSQL the read locks the task and instance rows: twenty ballots cast
-                // at once queue instead of racing to the instance's revision.
-                let lock = self.store.backend == Backend::Postgres;
-                let r = self.read(conn, op, now, lock).await?;
-                let current = r.prior.as_ref().map(|p| &p.instance);
-                if self.locality(&r.wf, &r.unit_path, current).is_some() {
-                    return Ok(None);
-                }
-                let s = self.step_at(now, |at| step(&r.wf, current.cloned(), r.action, &r.actor, at))?;
-                return plan_addressed(conn, s, r.prior.as_ref(), now).await.map(Some);
+        let op = match work {
+            Work::Commit(d) => {
+                return plan_addressed(conn, d.step.clone(), d.prior.as_ref(), now)
+                    .await
+                    .map(Some);
             }
+            Work::Act(op) => op,
         };
-        plan_addressed(conn, s, prior, now).await.map(Some)
+        // On PostgreSQL the read locks the task and instance rows: twenty ballots cast at
+        // once queue instead of racing to the instance's revision.
+        let lock = self.store.backend == Backend::Postgres;
+        let r = self.read(conn, op, now, lock).await?;
+        let current = r.prior.as_ref().map(|p| &p.instance);
+        if self.locality(&r.wf, &r.unit_path, current).is_some() {
+            return Ok(None);
+        }
+        let s = self.step_at(now, |at| step(&r.wf, current.cloned(), r.action, &r.actor, at))?;
+        plan_addressed(conn, s, r.prior.as_ref(), now).await.map(Some)
     }
 
     /// The moment a piece of work happens: a computed step keeps the time it was computed at.
@@ -461,10 +461,10 @@ impl Shared {
         &self,
         locality: Option<String>,
         now: DateTime<Utc>,
-        f: impl FnOnce(Surroundings<'_>) -> T + Send + 'static,
+        f: impl FnOnce(Surroundings<'_>) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T> {
         let Some(locality) = locality else {
-            return Ok(self.step_at(now, f));
+            return Ok(self.step_at(now, f)?);
         };
         let rules = self.rules.clone();
         let places = self.places.read().expect("not poisoned").0.clone();
@@ -476,7 +476,8 @@ impl Shared {
                     places: places.as_ref(),
                 })
             })
-            .await
+            .await?
+            .map_err(Into::into)
     }
 
     /// Read `op` on a reader connection and compute its step outside (see [`Work`]).
@@ -489,11 +490,11 @@ impl Shared {
         let current = r.prior.as_ref().map(|p| p.instance.clone());
         let locality = self.locality(&r.wf, &r.unit_path, current.as_ref());
         let Reading { wf, actor, action, .. } = r;
-        let computed = self
+        let step = self
             .with_rules(locality, now, move |at| step(&wf, current, action, &actor, at))
             .await?;
         Ok(Decided {
-            step: computed?,
+            step,
             prior: r.prior,
             now,
         })
@@ -523,7 +524,7 @@ impl Shared {
                     }
                 }
                 crate::references::check(conn, &wf, wf.def.start.form.as_deref(), data, &unit_path).await?;
-                let (unit_path, action) = start_action(unit, &unit_path, data.clone());
+                let action = start_action(unit, &unit_path, data.clone());
                 Ok(Reading {
                     wf,
                     actor,
@@ -676,8 +677,7 @@ impl Shared {
                     .await;
                 tx = self.store.pool.begin().await?;
                 outcome = match computed {
-                    Ok(Ok(s)) => self.commit_fired(&mut tx, &id, attempts, s, &stored, now).await,
-                    Ok(Err(e)) => Err(e.into()),
+                    Ok(s) => self.commit_fired(&mut tx, &id, attempts, s, &stored, now).await,
                     Err(e) => Err(e),
                 };
             }
@@ -844,23 +844,23 @@ impl Shared {
                 let data = wf
                     .schedule_data(schedule, &person, &unit, due, ledger, &places.calendar(&path))
                     .map_err(EngineError::Evaluation)?;
-                starts.push(start_action(&unit, &path, data));
+                starts.push((start_action(&unit, &path, data), path));
             }
             let mut steps = Vec::with_capacity(starts.len());
-            if starts.iter().any(|(path, _)| self.locality(wf, path, None).is_some()) {
+            if starts.iter().any(|(_, path)| self.locality(wf, path, None).is_some()) {
                 // Their steps may call plugins: computed with no transaction open; the
                 // schedule's guarded move below makes sure they are committed once.
                 tx.rollback().await?;
-                for (path, action) in starts {
+                for (action, path) in starts {
                     let (locality, wf) = (self.locality(wf, &path, None), wf.clone());
                     let computed = self
                         .with_rules(locality, now, move |at| step(&wf, None, action, &Actor::system(), at))
                         .await?;
-                    steps.push(computed?);
+                    steps.push(computed);
                 }
                 tx = self.store.pool.begin().await?;
             } else {
-                for (_, action) in starts {
+                for (action, _) in starts {
                     steps.push(self.step_at(now, |at| step(wf, None, action, &Actor::system(), at))?);
                 }
             }
@@ -893,15 +893,14 @@ impl Shared {
     }
 }
 
-/// Starting an instance at `unit`, with the unit's path it is computed for.
-fn start_action(unit: &str, unit_path: &str, data: Value) -> (String, Action) {
-    let action = Action::Start {
+/// Starting a new instance at `unit`.
+fn start_action(unit: &str, unit_path: &str, data: Value) -> Action {
+    Action::Start {
         id: uuid::Uuid::now_v7().to_string(),
         unit_id: unit.to_string(),
         unit_path: unit_path.to_string(),
         data,
-    };
-    (unit_path.to_string(), action)
+    }
 }
 
 /// How firing a timer went.

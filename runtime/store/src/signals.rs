@@ -110,7 +110,7 @@ impl Shared {
                 .with_rules(locality, now, move |at| {
                     step(&wf, Some(instance), action, &Actor::system(), at)
                 })
-                .await?;
+                .await;
             let mut tx = self.store.pool.begin().await?;
             let taken = sqlx::query("INSERT INTO signal_receipts (workflow_id, signal, receipt_id, instance_id, outcome, at) VALUES ($1, $2, $3, $4, '', $5) ON CONFLICT DO NOTHING")
                 .bind(workflow)
@@ -133,7 +133,7 @@ impl Shared {
                     }
                     applied => SignalOutcome::Applied(Box::new(applied?)),
                 },
-                Err(EngineError::Gone(why)) => {
+                Err(StoreError::Engine(EngineError::Gone(why))) => {
                     let event = NewEvent {
                         kind: "signal_ignored".into(),
                         actor: "system".into(),
@@ -142,7 +142,7 @@ impl Shared {
                     commit(&mut tx, Step::note(stored.instance.clone(), event), Some(&stored), now).await?;
                     SignalOutcome::Ignored(why)
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             break (tx, outcome);
         };
