@@ -97,7 +97,7 @@ impl PluginRules {
         }
     }
 
-    pub fn host(&self) -> &Host {
+    pub fn host(&self) -> &Arc<Host> {
         &self.host
     }
 

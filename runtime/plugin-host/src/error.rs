@@ -6,6 +6,8 @@ use std::fmt;
 pub enum PluginError {
     #[error("not a valid WebAssembly module: {0}")]
     InvalidModule(String),
+    #[error("the module is too complex to compile safely: {0}")]
+    TooComplex(String),
     #[error("the module lacks the export `{name}` ({expected})")]
     MissingExport { name: &'static str, expected: &'static str },
     #[error("the module imports `{0}`; plugins may import only civicflow.log")]
@@ -43,6 +45,7 @@ impl PluginError {
     pub fn code(&self) -> &'static str {
         match self {
             PluginError::InvalidModule(_) => "invalid_module",
+            PluginError::TooComplex(_) => "too_complex",
             PluginError::MissingExport { .. } => "missing_export",
             PluginError::ForbiddenImport(_) => "forbidden_import",
             PluginError::AbiVersion { .. } => "abi_version",

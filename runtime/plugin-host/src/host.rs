@@ -213,6 +213,9 @@ pub struct Host {
     engine: Engine,
     linker: Linker<CallState>,
     cache: Option<Cache>,
+    /// One compilation at a time (and each on one thread: wasmtime is built without its
+    /// `parallel-compilation` feature), so uploads and start-up leave the other cores serving.
+    compiling: std::sync::Mutex<()>,
     stop: Arc<AtomicBool>,
 }
 
@@ -283,17 +286,23 @@ impl Host {
             engine,
             linker,
             cache,
+            compiling: std::sync::Mutex::new(()),
             stop,
         })
     }
 
-    /// Compile and check a module: a valid core module, importing only `civicflow.log`,
-    /// exporting the ABI, and reporting the ABI version this host speaks.
+    /// Compile and check a module: within the compile limits, a valid core module,
+    /// importing only `civicflow.log`, exporting the ABI, and reporting the ABI version this
+    /// host speaks. Blocks while another module compiles: call it off the async runtime.
     pub fn load(&self, id: &str, version: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        crate::compile_limits::check(wasm, &crate::COMPILE_LIMITS)?;
         let sha256 = hex::encode(Sha256::digest(wasm));
-        let module = match &self.cache {
-            Some(cache) => cache.module(&self.engine, wasm, &sha256)?.0,
-            None => Module::new(&self.engine, wasm).map_err(|e| PluginError::InvalidModule(format!("{e:#}")))?,
+        let module = {
+            let _one_at_a_time = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
+            match &self.cache {
+                Some(cache) => cache.module(&self.engine, wasm, &sha256)?.0,
+                None => Module::new(&self.engine, wasm).map_err(|e| PluginError::InvalidModule(format!("{e:#}")))?,
+            }
         };
         check_shape(&module)?;
         let pre = self

@@ -10,11 +10,13 @@
 mod abi;
 mod bindings;
 mod cache;
+pub mod compile_limits;
 mod error;
 mod host;
 pub mod manifest;
 
 pub use abi::ABI_VERSION;
+pub use compile_limits::{COMPILE_LIMITS, CompileLimits};
 
 pub use bindings::{Binding, BindingTable, PluginRules};
 pub use error::PluginError;

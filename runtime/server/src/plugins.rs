@@ -4,7 +4,7 @@
 
 use civicflow_engine::Workflow;
 use civicflow_plugin_host::manifest::MAX_MODULE_BYTES;
-use civicflow_plugin_host::{Binding, BindingTable, Manifest, PluginRules, stored_limits, verify_signature};
+use civicflow_plugin_host::{Binding, BindingTable, Manifest, Plugin, PluginRules, stored_limits, verify_signature};
 use civicflow_store::plugins::{BindingRecord, PluginRecord};
 use civicflow_store::{Registry, Store};
 use sha2::{Digest, Sha256};
@@ -63,7 +63,7 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
     m.limits().check().map_err(PublishError::Invalid)?;
     let trusted = store.trusted_keys(&m.author_unit).await?;
     let signed_with = verify_signature(&package.wasm, package.signature.as_deref(), &trusted)?;
-    let plugin = rules.host().load(&m.id, &m.version, &package.wasm)?;
+    let plugin = compile(rules, &m.id, &m.version, package.wasm.clone()).await?;
     let record = PluginRecord {
         id: m.id.clone(),
         version: m.version.clone(),
@@ -75,6 +75,20 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
     let fresh = store.publish_plugin(&record).await?;
     rules.add_plugin(plugin, m.limits());
     Ok(fresh)
+}
+
+/// Compile on a blocking thread: within the compile limits a module may still take a few
+/// seconds (BENCHMARKS.md), and the host compiles one module at a time.
+async fn compile(
+    rules: &PluginRules,
+    id: &str,
+    version: &str,
+    wasm: Vec<u8>,
+) -> Result<Plugin, civicflow_plugin_host::PluginError> {
+    let (host, id, version) = (rules.host().clone(), id.to_string(), version.to_string());
+    tokio::task::spawn_blocking(move || host.load(&id, &version, &wasm))
+        .await
+        .expect("the compile thread does not panic")
 }
 
 /// The one check every way of binding makes (CLI, HTTP, the demo, scenario files): the
@@ -155,7 +169,7 @@ pub async fn sync(store: &Store, rules: &PluginRules, stamp: &str) -> Result<Str
         if rules.has_plugin(&plugin_ref) {
             continue;
         }
-        match rules.host().load(&p.id, &p.version, &p.wasm) {
+        match compile(rules, &p.id, &p.version, p.wasm).await {
             Ok(plugin) => rules.add_plugin(plugin, stored_limits(&p.manifest)),
             Err(e) => tracing::error!(plugin = %plugin_ref, error = %e, "stored plugin does not load"),
         }
