@@ -115,7 +115,8 @@ impl From<StoreError> for ApiError {
             StoreError::Engine(EngineError::Forbidden(_)) => StatusCode::FORBIDDEN,
             StoreError::Engine(
                 EngineError::Conflict(_) | EngineError::Gone(_) | EngineError::Duplicate(_) | EngineError::Full(_),
-            ) => StatusCode::CONFLICT,
+            )
+            | StoreError::KeyAnswered => StatusCode::CONFLICT,
             StoreError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Db(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,

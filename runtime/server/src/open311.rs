@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{Actor, Instance, Workflow};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{InstanceWindow, StoreError};
+use civicflow_store::{Applied, InstanceWindow, Op, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -239,28 +239,22 @@ async fn create_request(
         }
     }
     // A client that sends an Idempotency-Key may retry without filing twice.
-    let key = headers
-        .get(crate::work_api::IDEMPOTENCY_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let run = async {
-        let applied = state
-            .runtime
-            .start(&actor.person, service.wf.id(), &home, Value::Object(data))
-            .await?;
-        Ok(json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}]))
+    fn answer(applied: &Applied) -> Value {
+        json!([{"service_request_id": applied.instance.id, "service_notice": "", "account_id": null}])
+    }
+    let op = Op::Start {
+        person: actor.person.clone(),
+        workflow: service.wf.id().to_string(),
+        unit: home,
+        data: Value::Object(data),
     };
     match state
         .runtime
-        .store
-        .once(&actor.person, key, state.runtime.now(), run)
+        .once(crate::work_api::idempotency_key(&headers), answer, op)
         .await
     {
         Ok(Once::Ran(answer)) => (StatusCode::CREATED, Json(answer)).into_response(),
         Ok(Once::Repeated(answer)) => (StatusCode::OK, Json(answer)).into_response(),
-        Ok(Once::InProgress) => error(
-            StatusCode::CONFLICT,
-            "a request with this Idempotency-Key is still running",
-        ),
         Err(StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields))) => {
             // Say which Open311 parameter was wrong, not which form field.
             let why: Vec<String> = fields

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use civicflow_engine::{Actor, Instance};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{Cursor, MAX_PAGE, TaskQuery, TaskView, runtime::Applied};
+use civicflow_store::{Applied, Cursor, MAX_PAGE, Op, TaskQuery, TaskView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -213,28 +213,36 @@ pub async fn start(
     headers: HeaderMap,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let key = headers.get(IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok());
-    let run = async {
-        let applied = state
-            .runtime
-            .start(&actor.person, &req.workflow, &req.unit, req.data)
-            .await?;
-        Ok(serde_json::to_value(AppliedOut::from(&applied)).expect("serializes"))
+    let op = Op::Start {
+        person: actor.person,
+        workflow: req.workflow,
+        unit: req.unit,
+        data: req.data,
     };
-    match state
-        .runtime
-        .store
-        .once(&actor.person, key, state.runtime.now(), run)
-        .await?
-    {
-        Once::Ran(body) => Ok((StatusCode::CREATED, Json(body))),
-        Once::Repeated(body) => Ok((StatusCode::OK, Json(body))),
-        Once::InProgress => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "in_progress",
-            "a request with this Idempotency-Key is still running",
-        )),
+    act_once(&state, &headers, StatusCode::CREATED, op).await
+}
+
+/// The request's `Idempotency-Key`; one that is not visible ASCII is kept as "" for the
+/// store's check to refuse.
+pub fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str().unwrap_or(""))
+}
+
+/// Apply `op` once per Idempotency-Key: `ran` for the first time, 200 with the first
+/// answer for a repeat.
+async fn act_once(
+    state: &AppState,
+    headers: &HeaderMap,
+    ran: StatusCode,
+    op: Op,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    fn answer(applied: &Applied) -> Value {
+        serde_json::to_value(AppliedOut::from(applied)).expect("serializes")
     }
+    Ok(match state.runtime.once(idempotency_key(headers), answer, op).await? {
+        Once::Ran(body) => (ran, Json(body)),
+        Once::Repeated(body) => (StatusCode::OK, Json(body)),
+    })
 }
 
 /// An instance with its open and closed tasks and its timeline.
@@ -332,7 +340,7 @@ pub async fn tasks(
 
 /// Complete a task with its form data (or, in a collect state, add my entry).
 #[utoipa::path(post, path = "/api/tasks/{id}/complete", tag = "work",
-    params(("id" = String, Path)), request_body = CompleteRequest,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key chosen by the client")), request_body = CompleteRequest,
     responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -340,16 +348,21 @@ pub async fn complete(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CompleteRequest>,
-) -> Result<Json<AppliedOut>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     visible_task(&state, &actor, &id).await?;
-    let applied = state.runtime.complete(&actor.person, &id, req.data).await?;
-    Ok(Json((&applied).into()))
+    let op = Op::Complete {
+        person: actor.person,
+        task: id,
+        form: req.data,
+    };
+    act_once(&state, &headers, StatusCode::OK, op).await
 }
 
 /// Claim a task open to claim (a pool task).
 #[utoipa::path(post, path = "/api/tasks/{id}/claim", tag = "work",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key chosen by the client")),
     responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -357,15 +370,19 @@ pub async fn claim(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<AppliedOut>, ApiError> {
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     visible_task(&state, &actor, &id).await?;
-    let applied = state.runtime.claim(&actor.person, &id).await?;
-    Ok(Json((&applied).into()))
+    let op = Op::Claim {
+        person: actor.person,
+        task: id,
+    };
+    act_once(&state, &headers, StatusCode::OK, op).await
 }
 
 /// Withdraw my entry from a collect state (a sign-up); the first waiting moves up.
 #[utoipa::path(post, path = "/api/tasks/{id}/withdraw", tag = "work",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key chosen by the client")),
     responses((status = 200, body = AppliedOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -373,10 +390,14 @@ pub async fn withdraw(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<AppliedOut>, ApiError> {
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     visible_task(&state, &actor, &id).await?;
-    let applied = state.runtime.withdraw(&actor.person, &id).await?;
-    Ok(Json((&applied).into()))
+    let op = Op::Withdraw {
+        person: actor.person,
+        task: id,
+    };
+    act_once(&state, &headers, StatusCode::OK, op).await
 }
 
 /// A check-in code for an organiser's screen (shown as a QR code), valid for minutes.

@@ -244,6 +244,27 @@ async fn a_repeated_post_with_the_same_key_starts_one_instance() {
     assert_ne!(a["instance"]["id"], c["instance"]["id"]);
 }
 
+/// A handler's phone loses the answer to its completion and retries: with its key it gets
+/// its own answer again (200), where before it got "409 already completed" and could not
+/// tell its own success from a colleague's.
+#[tokio::test]
+async fn a_completion_retried_with_its_key_gets_its_own_answer() {
+    let app = App::new().await;
+    let (_, accept) = dispatched_ticket(&app).await;
+    let complete = format!("/api/tasks/{accept}/complete");
+    let form = json!({"data": {"decision": "accept"}});
+    let (first, a) = app
+        .call("POST", &complete, Some("chen"), Some(form.clone()), Some("done-7"))
+        .await;
+    assert_eq!(first, StatusCode::OK, "{a}");
+    let (again, b) = app
+        .call("POST", &complete, Some("chen"), Some(form.clone()), Some("done-7"))
+        .await;
+    assert_eq!((again, &b), (StatusCode::OK, &a));
+    let (unkeyed, err) = app.call("POST", &complete, Some("chen"), Some(form), None).await;
+    assert_eq!(unkeyed, StatusCode::CONFLICT, "{err}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_covers_every_route() {
     let app = App::new().await;

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// Work turned away for now (its unit's rules are busy); worth retrying shortly.
     #[error("busy: {0}")]
     Busy(String),
+    /// Another request with the same Idempotency-Key committed first; `once` answers with
+    /// its answer instead.
+    #[error("a request with this Idempotency-Key has been answered")]
+    KeyAnswered,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A definition or overlay refused at publication, with every located reason.
@@ -37,6 +41,7 @@ impl StoreError {
             StoreError::Invalid(_) => "invalid",
             StoreError::Db(_) => "database",
             StoreError::Busy(_) => "busy",
+            StoreError::KeyAnswered => "key_answered",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Refused(..) => "invalid",
         }

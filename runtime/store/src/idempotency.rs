@@ -1,44 +1,68 @@
 //! Idempotency keys: a client that retries a POST (a phone on a bad connection) with the
-//! same `Idempotency-Key` gets the first answer again instead of a second ticket.
+//! same `Idempotency-Key` gets the first answer again instead of a second ticket, a second
+//! completion, or a "409 already completed" it cannot tell from someone else's.
 
 use crate::db::{Store, millis};
 use crate::error::{Result, StoreError};
+use crate::runtime::{Applied, Op, Runtime};
 use chrono::{DateTime, Utc};
-
-/// What a key says about a request.
-#[derive(Debug, Clone, PartialEq)]
-enum Reservation {
-    /// First use: go ahead, then finish the key (or release it on failure).
-    Fresh,
-    /// Done before: this was the answer.
-    Done(String),
-    /// The first request with this key is still running.
-    InProgress,
-}
+use serde_json::Value;
+use sqlx::AnyConnection;
 
 /// How a keyed request went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Once {
     /// It ran now; this is its answer.
-    Ran(serde_json::Value),
+    Ran(Value),
     /// It ran before with this key; this was the answer.
-    Repeated(serde_json::Value),
-    /// The first request with this key is still running.
-    InProgress,
+    Repeated(Value),
 }
 
 /// The longest Idempotency-Key kept.
 const MAX_KEY_BYTES: usize = 200;
 
-impl Store {
-    /// Run `request` at most once per person and key; without a key, just run it. A failed
-    /// request frees its key, so a corrected retry can use it.
-    pub async fn once<F>(&self, person: &str, key: Option<&str>, now: DateTime<Utc>, request: F) -> Result<Once>
-    where
-        F: std::future::Future<Output = Result<serde_json::Value>>,
-    {
+/// How a renderer turns an action's result into the answer it sends: stored as the key's
+/// answer, so a repeat is sent the very bytes the first request was.
+pub type Answer = fn(&Applied) -> Value;
+
+/// A checked key with whose it is and how its answer is made.
+#[derive(Debug, Clone)]
+pub(crate) struct Keyed {
+    person: String,
+    key: String,
+    answer: Answer,
+}
+
+impl Keyed {
+    /// Store the answer in the action's own transaction: the key is answered exactly when
+    /// the action is committed, so a crash leaves neither a key without its effect nor an
+    /// effect without its answer. Two requests with one key: the second to commit finds
+    /// the key taken, rolls back and is sent the first one's answer.
+    pub(crate) async fn remember(&self, conn: &mut AnyConnection, applied: &Applied, now: DateTime<Utc>) -> Result<()> {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (person_id, key, response, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.person)
+        .bind(&self.key)
+        .bind((self.answer)(applied).to_string())
+        .bind(millis(now))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::KeyAnswered)
+        }
+    }
+}
+
+impl Runtime {
+    /// Apply `op` at most once per person and key; without a key, just apply it. A refused
+    /// request stores nothing, so a corrected retry may use its key.
+    pub async fn once(&self, key: Option<&str>, answer: Answer, op: Op) -> Result<Once> {
         let Some(key) = key else {
-            return request.await.map(Once::Ran);
+            return self.submit(op, None).await.map(|applied| Once::Ran(answer(&applied)));
         };
         // Keys are stored: a client's UUID fits many times over, a megabyte header does not.
         if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
@@ -46,67 +70,36 @@ impl Store {
                 "Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"
             )));
         }
-        match self.reserve_key(person, key, now).await? {
-            Reservation::Fresh => {}
-            Reservation::Done(answer) => return Ok(Once::Repeated(serde_json::from_str(&answer)?)),
-            Reservation::InProgress => return Ok(Once::InProgress),
+        let person = op.person().to_string();
+        if let Some(first) = self.store.answer_of(&person, key).await? {
+            return Ok(Once::Repeated(first));
         }
-        match request.await {
-            Ok(answer) => {
-                self.finish_key(person, key, &answer.to_string()).await?;
-                Ok(Once::Ran(answer))
-            }
-            Err(e) => {
-                self.release_key(person, key).await?;
-                Err(e)
-            }
+        let keyed = Keyed {
+            person: person.clone(),
+            key: key.to_string(),
+            answer,
+        };
+        match self.submit(op, Some(keyed)).await {
+            Ok(applied) => Ok(Once::Ran(answer(&applied))),
+            Err(StoreError::KeyAnswered) => match self.store.answer_of(&person, key).await? {
+                Some(first) => Ok(Once::Repeated(first)),
+                None => Err(StoreError::Corrupt(format!("Idempotency-Key {key} has no answer"))),
+            },
+            Err(e) => Err(e),
         }
     }
+}
 
-    async fn reserve_key(&self, person: &str, key: &str, now: DateTime<Utc>) -> Result<Reservation> {
-        let fresh = sqlx::query(
-            "INSERT INTO idempotency_keys (person_id, key, response, at) VALUES ($1, $2, '', $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(person)
-        .bind(key)
-        .bind(millis(now))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if fresh == 1 {
-            return Ok(Reservation::Fresh);
-        }
-        let response: String =
+impl Store {
+    /// The answer stored under a person's key, if a request with it was committed.
+    async fn answer_of(&self, person: &str, key: &str) -> Result<Option<Value>> {
+        let answer: Option<String> =
             sqlx::query_scalar("SELECT response FROM idempotency_keys WHERE person_id = $1 AND key = $2")
                 .bind(person)
                 .bind(key)
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
-        Ok(if response.is_empty() {
-            Reservation::InProgress
-        } else {
-            Reservation::Done(response)
-        })
-    }
-
-    async fn finish_key(&self, person: &str, key: &str, response: &str) -> Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE person_id = $1 AND key = $2")
-            .bind(person)
-            .bind(key)
-            .bind(response)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The request failed: the key may be used again.
-    async fn release_key(&self, person: &str, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE person_id = $1 AND key = $2 AND response = ''")
-            .bind(person)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(answer.map(|a| serde_json::from_str(&a)).transpose()?)
     }
 
     /// The instance a task belongs to.

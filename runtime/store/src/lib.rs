@@ -35,5 +35,5 @@ pub use error::StoreError;
 pub use lists::{Cursor, InstanceWindow, List, MAX_PAGE, TaskPage, TaskQuery};
 pub use queries::{EventRow, TaskView};
 pub use registry::Registry;
-pub use runtime::{Applied, Runtime, Shared};
+pub use runtime::{Applied, Op, Runtime, Shared};
 pub use scope::Scope;

@@ -10,6 +10,7 @@
 use crate::codes::{CodeError, CodeKey};
 use crate::db::{Backend, Store, millis};
 use crate::error::{Result, StoreError};
+use crate::idempotency::Keyed;
 use crate::org::{load_actor_at, load_holders, load_unit_path};
 use crate::queries::{StoredInstance, load_action, load_instance};
 use crate::registry::Registry;
@@ -44,7 +45,7 @@ impl std::ops::Deref for Applied {
 
 /// A person's action, as data, so it can wait in the writer's queue.
 #[derive(Debug, Clone)]
-enum Op {
+pub enum Op {
     Start {
         person: String,
         workflow: String,
@@ -66,12 +67,33 @@ enum Op {
     },
 }
 
+impl Op {
+    /// Who acts.
+    pub fn person(&self) -> &str {
+        match self {
+            Op::Start { person, .. }
+            | Op::Complete { person, .. }
+            | Op::Claim { person, .. }
+            | Op::Withdraw { person, .. } => person,
+        }
+    }
+}
+
 /// What the writer is asked: an action to read and step there, or a step computed outside
 /// (it may call a locality's plugins) to commit if its instance has not changed meanwhile.
 #[derive(Debug, Clone)]
 enum Work {
-    Act(Op),
+    Act(Op, Option<Keyed>),
     Commit(Box<Decided>),
+}
+
+impl Work {
+    fn keyed(&self) -> Option<&Keyed> {
+        match self {
+            Work::Act(_, keyed) => keyed.as_ref(),
+            Work::Commit(d) => d.keyed.as_ref(),
+        }
+    }
 }
 
 /// A step computed outside every transaction, with the instance it was computed from.
@@ -80,6 +102,7 @@ struct Decided {
     step: Step,
     prior: Option<StoredInstance>,
     now: DateTime<Utc>,
+    keyed: Option<Keyed>,
 }
 
 /// All an action's step needs, read and owned, so it can be computed on another thread.
@@ -156,45 +179,58 @@ impl Runtime {
 
     /// Start the newest version of `workflow` in `unit` as `person`.
     pub async fn start(&self, person: &str, workflow: &str, unit: &str, data: Value) -> Result<Applied> {
-        self.submit(Op::Start {
-            person: person.into(),
-            workflow: workflow.into(),
-            unit: unit.into(),
-            data,
-        })
+        self.submit(
+            Op::Start {
+                person: person.into(),
+                workflow: workflow.into(),
+                unit: unit.into(),
+                data,
+            },
+            None,
+        )
         .await
     }
 
     pub async fn complete(&self, person: &str, task_id: &str, form: Value) -> Result<Applied> {
-        self.submit(Op::Complete {
-            person: person.into(),
-            task: task_id.into(),
-            form,
-        })
+        self.submit(
+            Op::Complete {
+                person: person.into(),
+                task: task_id.into(),
+                form,
+            },
+            None,
+        )
         .await
     }
 
     pub async fn claim(&self, person: &str, task_id: &str) -> Result<Applied> {
-        self.submit(Op::Claim {
-            person: person.into(),
-            task: task_id.into(),
-        })
+        self.submit(
+            Op::Claim {
+                person: person.into(),
+                task: task_id.into(),
+            },
+            None,
+        )
         .await
     }
 
     /// Take back `person`'s entry in the collect state of `task_id`.
     pub async fn withdraw(&self, person: &str, task_id: &str) -> Result<Applied> {
-        self.submit(Op::Withdraw {
-            person: person.into(),
-            task: task_id.into(),
-        })
+        self.submit(
+            Op::Withdraw {
+                person: person.into(),
+                task: task_id.into(),
+            },
+            None,
+        )
         .await
     }
 
-    async fn submit(&self, op: Op) -> Result<Applied> {
-        let result = match self.send(Work::Act(op.clone())).await {
+    /// Apply `op`; with `keyed`, its answer is stored under the key in the same transaction.
+    pub(crate) async fn submit(&self, op: Op, keyed: Option<Keyed>) -> Result<Applied> {
+        let result = match self.send(Work::Act(op.clone(), keyed.clone())).await {
             Ok(Some(applied)) => Ok(applied),
-            Ok(None) => self.act_outside(&op).await,
+            Ok(None) => self.act_outside(&op, keyed).await,
             Err(e) => Err(e),
         };
         if let (
@@ -233,10 +269,10 @@ impl Runtime {
 
     /// An action whose step may call plugins: read it on a reader, compute it in its
     /// locality's queue, and commit it if the instance is as it was read, else again.
-    async fn act_outside(&self, op: &Op) -> Result<Applied> {
+    async fn act_outside(&self, op: &Op, keyed: Option<Keyed>) -> Result<Applied> {
         let mut attempts = 1;
         loop {
-            let decided = self.shared.decide(op).await?;
+            let decided = self.shared.decide(op, keyed.clone()).await?;
             match self.send(Work::Commit(Box::new(decided))).await {
                 Err(StoreError::Engine(EngineError::Conflict(_))) if attempts < OUTSIDE_ATTEMPTS => attempts += 1,
                 done => return done.map(|applied| applied.expect("a computed step is committed or refused")),
@@ -425,7 +461,7 @@ impl Shared {
                     .await
                     .map(Some);
             }
-            Work::Act(op) => op,
+            Work::Act(op, _) => op,
         };
         // On PostgreSQL the read locks the task and instance rows: twenty ballots cast at
         // once queue instead of racing to the instance's revision.
@@ -443,7 +479,7 @@ impl Shared {
     fn time_of(&self, work: &Work) -> DateTime<Utc> {
         match work {
             Work::Commit(d) => d.now,
-            Work::Act(_) => self.now(),
+            Work::Act(..) => self.now(),
         }
     }
 
@@ -481,7 +517,7 @@ impl Shared {
     }
 
     /// Read `op` on a reader connection and compute its step outside (see [`Work`]).
-    async fn decide(&self, op: &Op) -> Result<Decided> {
+    async fn decide(&self, op: &Op, keyed: Option<Keyed>) -> Result<Decided> {
         let now = self.now();
         let r = {
             let mut conn = self.store.reader.acquire().await?;
@@ -497,6 +533,7 @@ impl Shared {
             step,
             prior: r.prior,
             now,
+            keyed,
         })
     }
 
@@ -591,6 +628,9 @@ impl Shared {
             return Ok(None);
         };
         let applied = write(&mut tx, &writes, applied, self.fast_writes(), now).await?;
+        if let Some(keyed) = work.keyed() {
+            keyed.remember(&mut tx, &applied, now).await?;
+        }
         tx.commit().await?;
         Ok(Some(applied))
     }
@@ -606,7 +646,11 @@ impl Shared {
                     let now = self.time_of(work);
                     match self.prepare(&mut tx, work, now).await {
                         Ok(Some((writes, applied))) => {
-                            results.push(Ok(Some(write(&mut tx, &writes, applied, true, now).await?)))
+                            let applied = write(&mut tx, &writes, applied, true, now).await?;
+                            if let Some(keyed) = work.keyed() {
+                                keyed.remember(&mut tx, &applied, now).await?;
+                            }
+                            results.push(Ok(Some(applied)))
                         }
                         Ok(None) => results.push(Ok(None)),
                         Err(refused) => results.push(Err(refused)),

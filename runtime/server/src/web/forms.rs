@@ -78,6 +78,14 @@ pub struct Posted {
 }
 
 impl Posted {
+    /// Remove and return a part that is not a form field (`_unit`, `_key`).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.values.iter().position(|(n, _)| n == name)?;
+        Some(self.values.remove(i).1)
+    }
+}
+
+impl Posted {
     fn all(&self, name: &str) -> impl Iterator<Item = &str> {
         self.values
             .iter()

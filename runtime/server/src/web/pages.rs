@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::{EngineError, Instance, Workflow};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{Cursor, StoreError, TaskQuery, TaskView};
+use civicflow_store::{Applied, Cursor, Op, StoreError, TaskQuery, TaskView};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -520,7 +520,7 @@ async fn task_page(
             errors,
             units: Vec::new(),
             unit: String::new(),
-            key: String::new(),
+            key: uuid::Uuid::now_v7().to_string(),
             instance: Some(format!("/instances/{}", instance.id)),
             context: filled(wf, wf.def.start.form.as_deref(), &about, viewer.lang),
             choices,
@@ -543,6 +543,7 @@ pub async fn task_submit(
         Ok(p) => p,
         Err(r) => return r,
     };
+    let key = posted.take("_key");
     let (data, mut errors) = check(&wf, task.task.form.as_deref(), &mut posted, viewer.lang);
     // The check-in code travels beside the form's fields; the runtime verifies and drops it.
     let code = posted.values.iter().find(|(k, _)| k == "_code").map(|(_, v)| v.clone());
@@ -551,7 +552,16 @@ pub async fn task_submit(
         if let (Some(code), Some(m)) = (&code, with_code.as_object_mut()) {
             m.insert("code".into(), code.clone().into());
         }
-        match state.runtime.complete(&viewer.profile.id, &id, with_code).await {
+        // A double-tapped submit completes once; the repeat lands on the same page.
+        fn answer(applied: &Applied) -> Value {
+            json!({"instance": applied.instance.id})
+        }
+        let op = Op::Complete {
+            person: viewer.profile.id.clone(),
+            task: id.clone(),
+            form: with_code,
+        };
+        match state.runtime.once(key.as_deref(), answer, op).await {
             Ok(_) => return see_other(&format!("/instances/{}?done=1", instance.id)),
             Err(e) => match refusal(e, &viewer) {
                 Ok(e) => errors = e,
@@ -743,35 +753,27 @@ pub async fn start_submit(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let take = |posted: &mut Posted, name: &str| {
-        let i = posted.values.iter().position(|(n, _)| n == name)?;
-        Some(posted.values.remove(i).1)
-    };
-    let unit = take(&mut posted, "_unit").unwrap_or_default();
+    let unit = posted.take("_unit").unwrap_or_default();
     let Some((wf, _, _)) = startable_at(&state, &viewer, &workflow, Some(&unit)) else {
         return Page::not_found(lang);
     };
-    let key = take(&mut posted, "_key");
+    let key = posted.take("_key");
     let (data, mut errors) = check(&wf, wf.def.start.form.as_deref(), &mut posted, lang);
     if errors.is_empty() {
         // A double-tapped submit button starts one instance, not two.
-        let run = async {
-            let applied = state
-                .runtime
-                .start(&viewer.profile.id, &workflow, &unit, data.clone())
-                .await?;
-            Ok(json!({"instance": {"id": applied.instance.id}}))
+        fn answer(applied: &Applied) -> Value {
+            json!({"instance": {"id": applied.instance.id}})
+        }
+        let op = Op::Start {
+            person: viewer.profile.id.clone(),
+            workflow: workflow.clone(),
+            unit: unit.clone(),
+            data: data.clone(),
         };
         let page = |answer: &Value| format!("/instances/{}", answer["instance"]["id"].as_str().unwrap_or(""));
-        match state
-            .runtime
-            .store
-            .once(&viewer.profile.id, key.as_deref(), state.runtime.now(), run)
-            .await
-        {
+        match state.runtime.once(key.as_deref(), answer, op).await {
             Ok(Once::Ran(answer)) => return see_other(&format!("{}?done=1", page(&answer))),
             Ok(Once::Repeated(answer)) => return see_other(&page(&answer)),
-            Ok(Once::InProgress) => return see_other("/mine"),
             Err(e) => match refusal(e, &viewer) {
                 Ok(e) => errors = e,
                 Err(r) => return r,

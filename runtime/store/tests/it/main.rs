@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod collect;
 mod concurrency;
+mod idempotency;
 mod import;
 mod overlays;
 mod scope;
