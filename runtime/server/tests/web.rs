@@ -104,15 +104,43 @@ async fn pages_need_a_session_and_sign_in_is_rate_limited() {
         body.contains(&"陌".repeat(64)) && !body.contains(&"陌".repeat(65)),
         "echoed in full"
     );
-    let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     let store = &app.state.runtime.store;
-    let (by_text, _) = store.sign_in_failures(&format!("person:{long}"), since).await.unwrap();
+    let by_text = store.sign_in_attempts(&format!("person:{long}")).await.unwrap();
     assert_eq!(by_text, 0, "the text itself was stored as the rate-limit key");
     let huge = format!("login={}&password=x&action=password", "a".repeat(100_000));
     assert_eq!(
         app.send(form("/login", None, &huge)).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
     );
+}
+
+/// Twenty wrong passwords for one account at the same moment: five are checked, the rest
+/// are turned away. Before, the cap was read before and written after the argon2 check, so
+/// all of them were checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_wrong_passwords_are_held_to_the_cap() {
+    use tower::ServiceExt;
+    let app = App::new().await;
+    app.state
+        .runtime
+        .store
+        .set_password("wang", "right-password")
+        .await
+        .unwrap();
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let router = civicflow_server::router(app.state.clone());
+        let req = form(
+            "/login",
+            None,
+            &format!("login=wang&password=wrong-{i}&action=password"),
+        );
+        tries.spawn(async move { router.oneshot(req).await.unwrap().status() });
+    }
+    let statuses = tries.join_all().await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 15), "{statuses:?}");
 }
 
 #[tokio::test]

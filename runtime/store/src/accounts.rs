@@ -41,6 +41,17 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex::encode(buf))
 }
 
+/// What a password is checked against when there is no account: a hash of random bytes
+/// with the same parameters as real ones, which nothing matches.
+static NOBODYS_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (secret, salt_hex) = (random_hex(16).unwrap_or_default(), random_hex(16).unwrap_or_default());
+    let salt = SaltString::encode_b64(salt_hex.as_bytes()).expect("16 bytes make a valid salt");
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+});
+
 /// Hashing is deliberately slow (tens of milliseconds): keep it off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
@@ -108,20 +119,32 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `password` is the person's. A person without a password never matches.
-    pub async fn check_password(&self, person: &str, password: &str) -> Result<bool> {
-        let stored: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM people WHERE id = $1")
-            .bind(person)
-            .fetch_optional(&self.reader)
-            .await?;
-        let Some(stored) = stored.flatten() else {
-            return Ok(false);
+    /// Whether `password` is the person's. Nobody (an unknown name) and a person without a
+    /// password never match, after the same argon2 work as a real check, so the time taken
+    /// does not tell a stranger which names exist.
+    pub async fn check_password(&self, person: Option<&str>, password: &str) -> Result<bool> {
+        let stored: Option<String> = match person {
+            Some(person) => sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM people WHERE id = $1")
+                .bind(person)
+                .fetch_optional(&self.reader)
+                .await?
+                .flatten(),
+            None => None,
         };
         let password = password.to_string();
         Ok(blocking(move || {
-            PasswordHash::new(&stored)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
+            let matches = |hash: &str| {
+                PasswordHash::new(hash)
+                    .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                    .unwrap_or(false)
+            };
+            match stored {
+                Some(hash) => matches(&hash),
+                None => {
+                    matches(&NOBODYS_HASH);
+                    false
+                }
+            }
         })
         .await)
     }
@@ -155,35 +178,64 @@ impl Store {
         Ok(used.rows_affected() == 1)
     }
 
-    pub async fn record_sign_in_failure(&self, subjects: &[&str], now: DateTime<Utc>) -> Result<()> {
-        for subject in subjects {
-            sqlx::query("INSERT INTO sign_in_failures (subject, at) VALUES ($1, $2)")
-                .bind(*subject)
-                .bind(millis(now))
-                .execute(&self.pool)
-                .await?;
+    /// Take one of `subject`'s `cap` sign-in attempts in the `window` opened by its first;
+    /// when they are used up, `Some(end of the window)` and nothing is taken. One upsert,
+    /// so attempts made at the same moment are each counted before any is checked.
+    pub async fn take_sign_in_attempt(
+        &self,
+        subject: &str,
+        cap: i64,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let taken = sqlx::query(
+            "INSERT INTO sign_in_attempts (subject, since, attempts) VALUES ($1, $2, 1) \
+             ON CONFLICT (subject) DO UPDATE SET \
+               attempts = CASE WHEN sign_in_attempts.since <= $3 THEN 1 ELSE sign_in_attempts.attempts + 1 END, \
+               since = CASE WHEN sign_in_attempts.since <= $3 THEN excluded.since ELSE sign_in_attempts.since END \
+             WHERE sign_in_attempts.since <= $3 OR sign_in_attempts.attempts < $4",
+        )
+        .bind(subject)
+        .bind(millis(now))
+        .bind(millis(now - window))
+        .bind(cap)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if taken == 1 {
+            return Ok(None);
         }
-        Ok(())
-    }
-
-    /// Failures for `subject` since `since`, and when the oldest of them was.
-    pub async fn sign_in_failures(&self, subject: &str, since: DateTime<Utc>) -> Result<(i64, Option<DateTime<Utc>>)> {
-        let (count, oldest): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), MIN(at) FROM sign_in_failures WHERE subject = $1 AND at > $2")
-                .bind(subject)
-                .bind(millis(since))
-                .fetch_one(&self.reader)
-                .await?;
-        Ok((count, oldest.map(from_millis)))
-    }
-
-    /// Forget a subject's failures (after it signs in) and everyone's older than `before`.
-    pub async fn clear_sign_in_failures(&self, subject: &str, before: DateTime<Utc>) -> Result<()> {
-        sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1 OR at < $2")
+        let since: i64 = sqlx::query_scalar("SELECT since FROM sign_in_attempts WHERE subject = $1")
             .bind(subject)
-            .bind(millis(before))
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
+        Ok(Some(from_millis(since) + window))
+    }
+
+    /// Attempts `subject` has used in its current window (for tests and the logs).
+    pub async fn sign_in_attempts(&self, subject: &str) -> Result<i64> {
+        let used: Option<i64> = sqlx::query_scalar("SELECT attempts FROM sign_in_attempts WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(used.unwrap_or(0))
+    }
+
+    /// A sign-in succeeded: forget its account's attempts, give its address back the one
+    /// it took (colleagues behind one address sign in all day), and drop windows older than
+    /// `before`.
+    pub async fn signed_in(&self, account: &str, address: &str, before: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sign_in_attempts WHERE subject = $1 OR since < $2")
+            .bind(account)
+            .bind(millis(before))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sign_in_attempts SET attempts = attempts - 1 WHERE subject = $1 AND attempts > 0")
+            .bind(address)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

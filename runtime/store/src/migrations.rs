@@ -435,4 +435,18 @@ CREATE INDEX tasks_open_escalated ON tasks (escalated_to, escalated_path, (COALE
     WHERE status = 'open';
 "#,
     ),
+    (
+        13,
+        r#"
+-- Sign-in attempts as one counter per subject over a window opened by its first attempt:
+-- taking an attempt is one upsert that refuses at the cap, so simultaneous tries cannot
+-- all be counted before any is recorded (they were, as rows read and then inserted).
+DROP TABLE sign_in_failures;
+CREATE TABLE sign_in_attempts (
+    subject TEXT PRIMARY KEY,
+    since BIGINT NOT NULL,
+    attempts BIGINT NOT NULL
+);
+"#,
+    ),
 ];

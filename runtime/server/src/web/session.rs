@@ -22,10 +22,11 @@ pub const SESSION_COOKIE: &str = "cf_session";
 pub const LANG_COOKIE: &str = "cf_lang";
 const SESSION_HOURS: i64 = 12;
 const CODE_MINUTES: i64 = 10;
-/// Failed attempts allowed per window, per account and per client address.
+/// Sign-in attempts allowed per window, per account and per client address (a successful
+/// sign-in gives its account's back, and its address's one).
 const WINDOW_MINUTES: i64 = 15;
-const FAILURES_PER_ACCOUNT: i64 = 5;
-const FAILURES_PER_ADDRESS: i64 = 30;
+const ATTEMPTS_PER_ACCOUNT: i64 = 5;
+const ATTEMPTS_PER_ADDRESS: i64 = 30;
 /// The most of a sign-in name shown back on the page.
 const MAX_LOGIN_CHARS: usize = 64;
 /// A sign-in form's body at most: a name, a password, a code and the next path.
@@ -279,29 +280,28 @@ pub async fn sign_in(
         Some(p) => format!("person:{p}"),
         None => format!("login:{}", &civicflow_store::accounts::digest(form.login.trim())[..32]),
     };
-    let since = now - Duration::minutes(WINDOW_MINUTES);
-    for (subject, cap) in [(&account, FAILURES_PER_ACCOUNT), (&address, FAILURES_PER_ADDRESS)] {
-        match store.sign_in_failures(subject, since).await {
-            Ok((count, Some(oldest))) if count >= cap => {
-                let wait = (oldest + Duration::minutes(WINDOW_MINUTES) - now).num_minutes().max(0) + 1;
-                tracing::warn!(subject = %subject, count, "sign-in throttled");
+    // Every attempt takes one of its account's and its address's before anything is checked,
+    // so sixty simultaneous guesses are not all checked against a cap of five.
+    let window = Duration::minutes(WINDOW_MINUTES);
+    for (subject, cap) in [(&account, ATTEMPTS_PER_ACCOUNT), (&address, ATTEMPTS_PER_ADDRESS)] {
+        match store.take_sign_in_attempt(subject, cap, window, now).await {
+            Ok(Some(until)) => {
+                let wait = (until - now).num_minutes().max(0) + 1;
+                tracing::warn!(subject = %subject, "sign-in throttled");
                 let message = text(lang, "sign-in-throttled", &[("minutes", wait.into())]);
                 let mut page = page.show(StatusCode::TOO_MANY_REQUESTS, Some(message), None);
                 page.headers_mut().insert(header::RETRY_AFTER, (wait * 60).into());
                 return page;
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => return super::server_error(e, lang),
         }
     }
     let verdict = match (form.action.as_str(), &person) {
         ("send_code" | "code", _) if !page.codes => Ok((false, "sign-in-failed")),
         ("send_code", _) => {
-            // Each code asked for counts as an attempt on the account and the address, so
+            // Each code asked for took an attempt of the account and the address above, so
             // nobody can flood a phone; unknown accounts count alike and get the same answer.
-            if let Err(e) = store.record_sign_in_failure(&[&account, &address], now).await {
-                return super::server_error(e, lang);
-            }
             if let Some(p) = &person {
                 match store.issue_sign_in_code(p, now, Duration::minutes(CODE_MINUTES)).await {
                     // Demo mode's delivery: the server log. A deployment wires an SMS gateway here.
@@ -315,8 +315,8 @@ pub async fn sign_in(
             .redeem_sign_in_code(p, &form.code, now)
             .await
             .map(|ok| (ok, "sign-in-code-failed")),
-        ("password", Some(p)) => store
-            .check_password(p, &form.password)
+        ("password", _) => store
+            .check_password(person.as_deref(), &form.password)
             .await
             .map(|ok| (ok, "sign-in-failed")),
         ("code", None) => Ok((false, "sign-in-code-failed")),
@@ -329,15 +329,12 @@ pub async fn sign_in(
     let person = match (ok, person) {
         (true, Some(p)) => p,
         _ => {
-            if let Err(e) = store.record_sign_in_failure(&[&account, &address], now).await {
-                return super::server_error(e, lang);
-            }
             tracing::info!(account = %account, "sign-in refused");
             let message = text(lang, failure, &[]);
             return page.show(StatusCode::UNAUTHORIZED, Some(message), None);
         }
     };
-    if let Err(e) = store.clear_sign_in_failures(&account, since).await {
+    if let Err(e) = store.signed_in(&account, &address, now - window).await {
         return super::server_error(e, lang);
     }
     let (cookie, _) = match store.create_session(&person, now, Duration::hours(SESSION_HOURS)).await {

@@ -13,11 +13,44 @@ async fn passwords_codes_sessions_and_failures_round_trip() {
             db.label
         );
         store.set_password("clerk_a", "a long enough secret").await.unwrap();
-        assert!(store.check_password("clerk_a", "a long enough secret").await.unwrap());
-        assert!(!store.check_password("clerk_a", "a long enough secreT").await.unwrap());
         assert!(
-            !store.check_password("clerk_b", "").await.unwrap(),
+            store
+                .check_password(Some("clerk_a"), "a long enough secret")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .check_password(Some("clerk_a"), "a long enough secreT")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store.check_password(Some("clerk_b"), "").await.unwrap(),
             "no password set: never matches"
+        );
+        // An unknown name costs the same argon2 work as a real account (before, it answered
+        // at once, which told a stranger which names exist). Medians of five, far apart if
+        // the work were skipped: argon2 is tens of milliseconds, the lookup a fraction of one.
+        let median = |mut v: Vec<std::time::Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            assert!(!store.check_password(Some("clerk_a"), "wrong guess").await.unwrap());
+            known.push(t.elapsed());
+            let t = std::time::Instant::now();
+            assert!(!store.check_password(None, "wrong guess").await.unwrap());
+            unknown.push(t.elapsed());
+        }
+        let (known, unknown) = (median(known), median(unknown));
+        assert!(
+            unknown * 3 > known,
+            "{}: unknown {unknown:?}, known {known:?}",
+            db.label
         );
         assert_eq!(store.find_login("clerk_a").await.unwrap().as_deref(), Some("clerk_a"));
         assert_eq!(store.find_login("nobody").await.unwrap(), None);
@@ -65,39 +98,54 @@ async fn passwords_codes_sessions_and_failures_round_trip() {
         store.end_session(&cookie).await.unwrap();
         assert!(store.session(&cookie, now).await.unwrap().is_none(), "signed out");
 
-        store
-            .record_sign_in_failure(&["person:clerk_a", "ip:1"], now)
-            .await
-            .unwrap();
-        store
-            .record_sign_in_failure(&["person:clerk_a"], now + Duration::minutes(1))
-            .await
-            .unwrap();
-        let (count, oldest) = store
-            .sign_in_failures("person:clerk_a", now - Duration::minutes(15))
-            .await
-            .unwrap();
-        assert_eq!((count, oldest), (2, Some(now)), "{}", db.label);
-        store
-            .clear_sign_in_failures("person:clerk_a", now - Duration::minutes(15))
-            .await
-            .unwrap();
+        // Attempts are taken up to the cap in a window that opens at the first; a sign-in
+        // clears its account's and gives its address one back.
+        let window = Duration::minutes(15);
+        for minute in 0..5 {
+            let at = now + Duration::minutes(minute);
+            assert_eq!(
+                store
+                    .take_sign_in_attempt("person:clerk_a", 5, window, at)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
         assert_eq!(
             store
-                .sign_in_failures("person:clerk_a", now - Duration::minutes(15))
+                .take_sign_in_attempt("person:clerk_a", 5, window, now + Duration::minutes(6))
                 .await
-                .unwrap()
-                .0,
-            0
+                .unwrap(),
+            Some(now + window),
+            "{}",
+            db.label
         );
         assert_eq!(
             store
-                .sign_in_failures("ip:1", now - Duration::minutes(15))
+                .take_sign_in_attempt("person:clerk_a", 5, window, now + window)
                 .await
-                .unwrap()
-                .0,
-            1
+                .unwrap(),
+            None,
+            "a new window"
         );
+        assert_eq!(store.sign_in_attempts("person:clerk_a").await.unwrap(), 1);
+        for _ in 0..2 {
+            store.take_sign_in_attempt("ip:1", 30, window, now).await.unwrap();
+        }
+        store.signed_in("person:clerk_a", "ip:1", now - window).await.unwrap();
+        assert_eq!(store.sign_in_attempts("person:clerk_a").await.unwrap(), 0);
+        assert_eq!(store.sign_in_attempts("ip:1").await.unwrap(), 1, "{}", db.label);
+
+        // Twenty attempts at one moment: five are taken, fifteen refused. (Counting first
+        // and recording after let every one of them through.)
+        let mut tries = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            tries.spawn(async move { store.take_sign_in_attempt("person:clerk_b", 5, window, now).await });
+        }
+        let answers = tries.join_all().await;
+        let taken = answers.iter().filter(|a| matches!(a, Ok(None))).count();
+        assert_eq!(taken, 5, "{}: {answers:?}", db.label);
     }
 }
 
