@@ -50,11 +50,18 @@ impl Loopback {
             rules,
             log_sign_in_codes: false,
             secure_cookies: false,
+            metrics_token: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let app = civicflow_server::router(state);
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let timeout = civicflow_server::listen::HEADER_READ_TIMEOUT;
+        let server = tokio::spawn(civicflow_server::listen::serve(
+            listener,
+            app,
+            timeout,
+            std::future::pending(),
+        ));
         let mut this = Self::to(base);
         this.server = Some(server);
         Ok(this)

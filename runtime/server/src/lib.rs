@@ -6,6 +6,7 @@ mod attachment_api;
 mod calendar_api;
 pub mod demo;
 pub mod i18n;
+pub mod listen;
 mod metrics_api;
 pub mod open311;
 pub mod outbox;
@@ -67,6 +68,9 @@ pub struct AppState {
     pub log_sign_in_codes: bool,
     /// Session cookies carry `Secure` (off only for a plain-HTTP intranet).
     pub secure_cookies: bool,
+    /// `CIVICFLOW_METRICS_TOKEN`: the bearer token that opens `/metrics` to a scraper on
+    /// another host (loopback clients need none).
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -174,17 +178,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         rules: rules.clone(),
         log_sign_in_codes: opts.demo,
         secure_cookies: !opts.insecure_cookies,
+        metrics_token: metrics_api::token_from_env().map_err(ServeError::Config)?,
     };
     let webhook = outbox::Webhook::from_env().map_err(ServeError::Config)?;
     let outbox = webhook.map(|hook| tokio::spawn(outbox::run(runtime.store.clone(), hook, stop_rx.clone())));
     let scheduler = tokio::spawn(scheduler::run(runtime, rules, stamp, stop_rx));
     tracing::info!(listen = %opts.listen, db = %redact(&opts.db), "civicflow ready");
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    let served = listen::serve(listener, router(state), listen::HEADER_READ_TIMEOUT, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     if let Some(outbox) = outbox {

@@ -2,10 +2,15 @@
 //! The store counts transitions and timer lag, the plugin host counts plugin calls; all
 //! through the `metrics` facade into one process-wide Prometheus recorder.
 
-use axum::extract::{MatchedPath, Request};
+use crate::AppState;
+use axum::Extension;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -40,6 +45,33 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render() -> String {
-    handle().render()
+/// The figures, for a client on this machine or one presenting the metrics token; to anyone
+/// else the route does not exist (they show traffic by route and the plugins in use).
+pub async fn render(
+    State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let local = connect.is_some_and(|c| c.0.0.ip().is_loopback());
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared as digests, so the time taken says nothing about the token's bytes.
+    let token = matches!((&state.metrics_token, presented), (Some(want), Some(got)) if Sha256::digest(want) == Sha256::digest(got));
+    if local || token {
+        handle().render().into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// `CIVICFLOW_METRICS_TOKEN`, if set: at least 16 characters.
+pub fn token_from_env() -> Result<Option<String>, String> {
+    match std::env::var("CIVICFLOW_METRICS_TOKEN").ok().filter(|t| !t.is_empty()) {
+        Some(t) if t.chars().count() < 16 => {
+            Err("CIVICFLOW_METRICS_TOKEN: give a token of at least 16 characters".into())
+        }
+        token => Ok(token),
+    }
 }

@@ -245,6 +245,7 @@ async fn server(url: &str, schema: Option<&str>, import: bool) -> (AppState, tok
         rules,
         log_sign_in_codes: false,
         secure_cookies: true,
+        metrics_token: None,
     };
     (state, stop)
 }

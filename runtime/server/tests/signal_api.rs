@@ -61,6 +61,7 @@ async fn a_payment_notice_is_checked_and_taken_once() {
         rules,
         log_sign_in_codes: false,
         secure_cookies: true,
+        metrics_token: None,
     };
     let body = serde_json::to_vec(
         &json!({"out_trade_no": item.id, "transaction_id": "T-1", "amount_fen": 4500, "status": "SUCCESS"}),

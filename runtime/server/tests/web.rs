@@ -1059,3 +1059,40 @@ async fn long_task_lists_come_in_pages_with_more_and_a_cursor() {
         assert!(a.iter().all(|x| !b.contains(x)), "{who}'s {path}: no row on both pages");
     }
 }
+
+/// A client that sends its request headers slowly (slowloris) is cut off once the header
+/// timeout passes; before, `axum::serve` set no timer and held the connection for ever.
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = civicflow_server::router(app.state.clone());
+    let timeout = std::time::Duration::from_millis(300);
+    tokio::spawn(civicflow_server::listen::serve(
+        listener,
+        router,
+        timeout,
+        std::future::pending(),
+    ));
+    // A whole request is answered.
+    let mut quick = tokio::net::TcpStream::connect(addr).await.unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = quick.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    // Headers begun and never finished: the server closes the connection.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection was still open after 10 s");
+}

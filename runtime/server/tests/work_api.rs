@@ -303,9 +303,27 @@ async fn metrics_count_requests_by_route_and_transitions() {
     let (ticket, _) = dispatched_ticket(&app).await;
     app.call("GET", &format!("/api/instances/{ticket}"), Some("wang"), None, None)
         .await;
-    let (status, _, text) = app
-        .send(app.raw("GET", "/metrics", None, "text/plain", Vec::new()))
-        .await;
+    // Open to this machine and to a scraper with the token; not there for anyone else.
+    let from = |ip: [u8; 4], token: Option<&str>| {
+        let mut req = app.raw("GET", "/metrics", None, "text/plain", Vec::new());
+        let addr = std::net::SocketAddr::from((ip, 40000));
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
+    };
+    assert_eq!(app.send(from([203, 0, 113, 9], None)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.send(from([203, 0, 113, 9], Some("guess-guess-guess"))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send(from([203, 0, 113, 9], Some(common::METRICS_TOKEN))).await.0,
+        StatusCode::OK
+    );
+    let (status, _, text) = app.send(from([127, 0, 0, 1], None)).await;
     assert_eq!(status, StatusCode::OK);
     for want in [
         r#"civicflow_http_requests_total{method="GET",route="/api/instances/{id}",status="200"}"#,

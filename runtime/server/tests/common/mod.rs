@@ -11,6 +11,9 @@ use civicflow_server::{AppState, router};
 use civicflow_store::org_files::{read_people, read_units};
 use civicflow_store::{Runtime, Store};
 use http_body_util::BodyExt;
+
+/// What a Prometheus scraper from another host presents for `/metrics`.
+pub const METRICS_TOKEN: &str = "scraper-token-for-tests";
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -85,6 +88,7 @@ impl App {
                 rules,
                 log_sign_in_codes: true,
                 secure_cookies: true,
+                metrics_token: Some(METRICS_TOKEN.into()),
             },
             tokens,
         }
