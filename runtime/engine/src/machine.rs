@@ -609,6 +609,17 @@ impl<'a> Run<'a> {
         let mut form = if form.is_null() { json!({}) } else { form };
         if let Some(name) = &state.form {
             self.check_form(name, &form)?;
+            // A handler cannot write fields the step does not ask for (a reporter's rating,
+            // another step's outcome); forms that want free extras say `additionalProperties`.
+            let undeclared = wf.undeclared_fields(name, &form);
+            if !undeclared.is_empty() {
+                return Err(EngineError::InvalidForm(undeclared));
+            }
+        } else if form.as_object().is_some_and(|m| !m.is_empty()) {
+            return Err(EngineError::InvalidForm(vec![(
+                String::new(),
+                format!("step \"{}\" takes no form data", task.state),
+            )]));
         }
         normalize(&mut form);
         if let Some(name) = &state.form {

@@ -3,7 +3,7 @@
 //! harmless, so no Idempotency-Key is needed.
 
 use crate::AppState;
-use crate::api::{ApiError, Caller, ErrorBody};
+use crate::api::{ApiError, ApiQuery, Caller, ErrorBody};
 use crate::uploads::{self, MAX_UPLOAD_BYTES, Refused};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -60,18 +60,31 @@ pub async fn upload(
     ))
 }
 
-/// An attachment's bytes, by its reference (`sha256:<hex>` or the bare hex).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AttachmentOf {
+    /// The instance that refers to the file (needed by everyone but its uploader).
+    pub instance: Option<String>,
+}
+
+/// An attachment's bytes, by its reference (`sha256:<hex>` or the bare hex), to its uploader
+/// or to someone who may read `instance`, which refers to it.
 #[utoipa::path(get, path = "/api/attachments/{id}", tag = "work",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), AttachmentOf),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn download(
     State(state): State<AppState>,
-    _caller: Caller,
+    Caller(actor): Caller,
     Path(id): Path<String>,
+    ApiQuery(of): ApiQuery<AttachmentOf>,
 ) -> Result<Response, ApiError> {
-    let found = state.runtime.store.attachment(&id).await?;
+    let scope = state.runtime.scope(&actor);
+    let found = state
+        .runtime
+        .store
+        .attachment_for(&id, &scope, of.instance.as_deref())
+        .await?;
     let a = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "attachment not found"))?;
     Ok((
         [

@@ -356,20 +356,62 @@ async fn attachments_are_kept_by_content_hash_and_checked_by_their_bytes() {
         ))
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
-    let (status, headers, bytes) = app
-        .send(app.raw("GET", &format!("/api/attachments/{id}"), Some("xu"), "", Vec::new()))
-        .await;
+    let read = |who: &str, query: String| {
+        app.raw(
+            "GET",
+            &format!("/api/attachments/{id}{query}"),
+            Some(who),
+            "",
+            Vec::new(),
+        )
+    };
+    // Each uploader reads it back; knowing the hash is not enough for anyone else (before,
+    // any token holder read any file by its hash).
+    let (status, headers, bytes) = app.send(read("zhou", String::new())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "image/png");
     assert_eq!(bytes.len(), String::from_utf8_lossy(PNG).len());
-    // The ticket form takes the reference.
+    assert_eq!(app.send(read("wang", String::new())).await.0, StatusCode::OK);
+    assert_eq!(app.send(read("li", String::new())).await.0, StatusCode::NOT_FOUND);
+    // The ticket form takes the reference; the ticket's readers read it through the ticket.
     let report = serde_json::json!({"workflow": "ticket", "unit": "guoyuan-c1-g1",
         "data": {"category": "road", "description": "井盖破损很久了", "location": "果园路", "photos": [id]}});
+    let (status, created) = app
+        .call("POST", "/api/instances", Some("wang"), Some(report), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ticket = created["instance"]["id"].as_str().unwrap().to_string();
     assert_eq!(
-        app.call("POST", "/api/instances", Some("wang"), Some(report), None)
-            .await
-            .0,
-        StatusCode::CREATED
+        app.send(read("li", format!("?instance={ticket}"))).await.0,
+        StatusCode::OK,
+        "the street's dispatcher"
+    );
+    assert_eq!(
+        app.send(read("xu", format!("?instance={ticket}"))).await.0,
+        StatusCode::NOT_FOUND,
+        "a resident elsewhere"
+    );
+    // An instance one may read that does not refer to the file opens nothing.
+    let (_, other) = app
+        .call("POST", "/api/instances", Some("wang"), Some(common::report()), None)
+        .await;
+    let other = other["instance"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.send(read("li", format!("?instance={other}"))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The page shows it through the ticket, to the dispatcher.
+    let cookie = sign_in(&app, "li").await;
+    let (_, _, page) = app.send(get(&format!("/instances/{ticket}"), Some(&cookie))).await;
+    let link = format!("/attachments/{id}?instance={ticket}");
+    assert!(
+        page.contains(&link.replace('/', "&#x2f;")) || page.contains(&link),
+        "{page}"
+    );
+    assert_eq!(app.send(get(&link, Some(&cookie))).await.0, StatusCode::OK);
+    assert_eq!(
+        app.send(get(&format!("/attachments/{id}"), Some(&cookie))).await.0,
+        StatusCode::NOT_FOUND
     );
 }
 
@@ -1095,4 +1137,31 @@ async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection was still open after 10 s");
+}
+
+/// A forged multipart post (another site's form, no valid token) stores none of its files:
+/// before, every file was kept and only then was the token checked.
+#[tokio::test]
+async fn a_forged_post_with_files_stores_nothing() {
+    let app = App::new().await;
+    let cookie = sign_in(&app, "wang").await;
+    // A picture nobody has uploaded yet.
+    let mut png = PNG.to_vec();
+    png.extend_from_slice(b"forged");
+    let reference = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&png)));
+    let mut body = b"--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+    body.extend_from_slice(&png);
+    body.extend_from_slice(
+        b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\nforged\r\n--b0undary--\r\n",
+    );
+    let req = Request::post("/start/ticket")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "multipart/form-data; boundary=b0undary")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, _) = app.send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let path = format!("/api/attachments/{reference}");
+    let (status, _, _) = app.send(app.raw("GET", &path, Some("wang"), "", Vec::new())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the forged post's file was stored");
 }

@@ -3,6 +3,7 @@
 
 use crate::db::{Store, millis};
 use crate::error::Result;
+use crate::scope::Scope;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -34,17 +35,50 @@ impl Store {
         .bind(millis(now))
         .execute(&self.pool)
         .await?;
+        sqlx::query("INSERT INTO attachment_uploaders (sha256, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(&sha)
+            .bind(by)
+            .execute(&self.pool)
+            .await?;
         Ok(format!("sha256:{sha}"))
     }
 
-    /// The file a `sha256:<hex>` reference (or the bare hex) names.
-    pub async fn attachment(&self, reference: &str) -> Result<Option<Attachment>> {
+    /// The file a `sha256:<hex>` reference (or the bare hex) names, if the scope's person
+    /// may read it: they uploaded it, or it is referred to by `instance`, which they may read.
+    /// Knowing a hash is not enough (a hash travels in links and logs).
+    pub async fn attachment_for(
+        &self,
+        reference: &str,
+        scope: &Scope,
+        instance: Option<&str>,
+    ) -> Result<Option<Attachment>> {
         let sha = reference.strip_prefix("sha256:").unwrap_or(reference);
-        let row: Option<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT content_type, content FROM attachments WHERE sha256 = $1")
-                .bind(sha)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(content_type, content)| Attachment { content_type, content }))
+        let row: Option<(String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT a.content_type, a.content, \
+             (SELECT COUNT(*) FROM attachment_uploaders u WHERE u.sha256 = a.sha256 AND u.person_id = $2) \
+             FROM attachments a WHERE a.sha256 = $1",
+        )
+        .bind(sha)
+        .bind(scope.person())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some((content_type, content, mine)) = row else {
+            return Ok(None);
+        };
+        let allowed = mine > 0
+            || match instance {
+                Some(id) => self.refers_to(id, sha).await? && self.may_read(scope, id).await?,
+                None => false,
+            };
+        Ok(allowed.then_some(Attachment { content_type, content }))
+    }
+
+    /// Whether the instance's data holds the reference `sha256:<sha>` (a form's file field).
+    async fn refers_to(&self, instance: &str, sha: &str) -> Result<bool> {
+        let data: Option<String> = sqlx::query_scalar("SELECT data FROM instances WHERE id = $1")
+            .bind(instance)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(data.is_some_and(|d| d.contains(&format!("\"sha256:{sha}\""))))
     }
 }

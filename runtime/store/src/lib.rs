@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod attachments;
 mod audit;
+pub mod backup;
 pub mod codes;
 mod db;
 mod error;

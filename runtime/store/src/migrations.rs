@@ -447,6 +447,14 @@ CREATE TABLE sign_in_attempts (
     since BIGINT NOT NULL,
     attempts BIGINT NOT NULL
 );
+-- Everyone who uploaded a file (the same bytes are stored once, but each uploader may read
+-- them back); others read a file only through an instance that refers to it.
+CREATE TABLE attachment_uploaders (
+    sha256 TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, person_id)
+);
+INSERT INTO attachment_uploaders (sha256, person_id) SELECT sha256, uploaded_by FROM attachments;
 "#,
     ),
 ];

@@ -291,7 +291,7 @@ struct FormPage<'a> {
     units: Vec<(String, String)>,
     unit: String,
     key: String,
-    /// The instance page, for a task's form.
+    /// The instance, for a task's form (its page, and whose attachments it shows).
     instance: Option<String>,
     /// What the task is about: the start form as filled in (tasks only).
     context: Vec<forms::Field>,
@@ -339,7 +339,9 @@ async fn read_post(state: &AppState, viewer: &Viewer, mut multipart: Multipart) 
             None if name == "_csrf" => csrf = Some(String::from_utf8_lossy(&bytes).into_owned()),
             None => posted.values.push((name, String::from_utf8_lossy(&bytes).into_owned())),
             Some(_) if bytes.is_empty() => {}
-            Some(file_name) => match uploads::check(&bytes) {
+            // Nothing is kept from a post that is not the viewer's own: every form sends its
+            // token first, so a forged post is refused before its files are stored.
+            Some(file_name) => match viewer.check_csrf(csrf.as_deref()).map(|()| uploads::check(&bytes))? {
                 Ok(content_type) => {
                     let reference = state
                         .runtime
@@ -521,7 +523,7 @@ async fn task_page(
             units: Vec::new(),
             unit: String::new(),
             key: uuid::Uuid::now_v7().to_string(),
-            instance: Some(format!("/instances/{}", instance.id)),
+            instance: Some(instance.id.clone()),
             context: filled(wf, wf.def.start.form.as_deref(), &about, viewer.lang),
             choices,
             code: takes_code.then_some(code),
@@ -1426,8 +1428,26 @@ pub async fn instance_page(
 
 /// A stored file, for anyone signed in: references are SHA-256 hashes, which cannot be
 /// guessed, and appear only in data the viewer could see.
-pub async fn attachment(State(state): State<AppState>, viewer: Viewer, Path(sha): Path<String>) -> Response {
-    match state.runtime.store.attachment(&sha).await {
+#[derive(Deserialize)]
+pub struct AttachmentOf {
+    /// The instance whose page links the file.
+    instance: Option<String>,
+}
+
+/// A file, to its uploader or to someone who may read the instance that refers to it.
+pub async fn attachment(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(sha): Path<String>,
+    Query(of): Query<AttachmentOf>,
+) -> Response {
+    let scope = state.runtime.scope(&viewer.actor);
+    match state
+        .runtime
+        .store
+        .attachment_for(&sha, &scope, of.instance.as_deref())
+        .await
+    {
         Ok(Some(a)) => (
             [
                 (header::CONTENT_TYPE, a.content_type),

@@ -150,9 +150,12 @@ async fn passwords_codes_sessions_and_failures_round_trip() {
 }
 
 #[tokio::test]
-async fn attachments_are_stored_once_by_their_hash() {
+async fn attachments_are_stored_once_by_their_hash_and_read_by_their_uploaders_or_through_an_instance() {
     for db in databases() {
-        let store = db.store().await;
+        let (rt, _) = setup(&db).await;
+        let store = &rt.store;
+        let rt = &rt;
+        let scope = |who: &'static str| async move { rt.scope(&rt.store.actor(who).await.unwrap()) };
         // Every byte value, so a text column or an encoding step would show.
         let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
         let first = store
@@ -165,13 +168,44 @@ async fn attachments_are_stored_once_by_their_hash() {
             .unwrap();
         assert_eq!(first, again, "{}", db.label);
         assert!(first.starts_with("sha256:"));
-        let got = store.attachment(&first).await.unwrap().unwrap();
+        let got = store
+            .attachment_for(&first, &scope("clerk_b").await, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (got.content_type.as_str(), got.content == bytes),
             ("image/png", true),
             "{}",
             db.label
         );
-        assert!(store.attachment("sha256:00").await.unwrap().is_none());
+        assert!(
+            store
+                .attachment_for(&first, &scope("clerk_a").await, None)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let boss = scope("boss").await;
+        assert!(
+            store.attachment_for(&first, &boss, None).await.unwrap().is_none(),
+            "{}",
+            db.label
+        );
+        // An instance he may read opens only the files it refers to (the ticket's photos
+        // through its ticket: tests/web.rs).
+        let inst = rt
+            .start("clerk_a", "review", "a", serde_json::json!({"amount": 5000}))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .attachment_for(&first, &boss, Some(&inst.id))
+                .await
+                .unwrap()
+                .is_none(),
+            "not referred to"
+        );
+        assert!(store.attachment_for("sha256:00", &boss, None).await.unwrap().is_none());
     }
 }

@@ -78,6 +78,17 @@ async fn bad_form_data_is_refused_per_field_and_changes_nothing() {
             matches!(&err, StoreError::Engine(EngineError::InvalidForm(f)) if f[0].0 == "/approve"),
             "{err}"
         );
+        // Nor may a completion write a field its form does not declare (before, it was kept
+        // in the instance's data beside the step's own fields).
+        let err = rt
+            .complete("clerk_a", &task, json!({"approve": true, "approved_by": "me"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Engine(EngineError::InvalidForm(f)) if f[0].0 == "/approved_by"),
+            "{}: {err}",
+            db.label
+        );
         let after = rt.store.instance(&inst.id).await.unwrap();
         assert_eq!(
             after.rev, inst.rev,
