@@ -215,6 +215,42 @@ async fn a_failing_plugin_is_recorded_on_the_instance_and_changes_nothing_else()
     assert!(broken.is_empty());
 }
 
+/// A start its community's rule refuses has no instance to be noted on: it is kept by unit,
+/// with the plugin and the reason (before, only the starter was told), and only there.
+#[tokio::test]
+async fn a_start_a_failing_rule_refuses_is_kept_for_its_units_admins() {
+    let (rt, rules) = setup().await;
+    rules.set_bindings(BindingTable::new([bind("c1", "looping", "1")]));
+    let err = rt.start("m1", "dues", "c1", json!({})).await.unwrap_err();
+    assert_eq!(err.code(), "rule_failed");
+    let c1 = rt.store.unit_path("c1").await.unwrap();
+    let refused = rt.store.refused_starts(&c1, 10).await.unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let r = &refused[0];
+    assert_eq!(
+        (
+            r.workflow.as_str(),
+            r.unit_id.as_str(),
+            r.person.as_str(),
+            r.rule.as_str(),
+            r.plugin.as_deref()
+        ),
+        ("dues", "c1", "m1", "dues.rate", Some("looping@1"))
+    );
+    assert!(r.error.contains("out_of_fuel"), "{}", r.error);
+    let c2 = rt.store.unit_path("c2").await.unwrap();
+    assert!(
+        rt.store.refused_starts(&c2, 10).await.unwrap().is_empty(),
+        "a sibling's list"
+    );
+    let district = rt.store.unit_path("district").await.unwrap();
+    assert_eq!(
+        rt.store.refused_starts(&district, 10).await.unwrap().len(),
+        1,
+        "the district sees its subtree's"
+    );
+}
+
 #[tokio::test]
 async fn a_pinned_version_no_longer_bound_runs_under_its_own_manifest_limits() {
     let (rt, rules) = setup().await;

@@ -23,6 +23,7 @@ pub mod plugins;
 mod publishing;
 mod queries;
 pub mod references;
+pub mod refused_starts;
 pub mod registry;
 pub mod runtime;
 mod scope;

@@ -455,6 +455,20 @@ CREATE TABLE attachment_uploaders (
     PRIMARY KEY (sha256, person_id)
 );
 INSERT INTO attachment_uploaders (sha256, person_id) SELECT sha256, uploaded_by FROM attachments;
+-- Starts a locality's rule refused: there is no instance to note them on, and the unit's
+-- admins must still learn that their plugin turned a resident's report away.
+CREATE TABLE refused_starts (
+    id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    unit_path TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    plugin TEXT,
+    error TEXT NOT NULL
+);
+CREATE INDEX refused_starts_unit ON refused_starts (unit_path, at);
 "#,
     ),
 ];

@@ -233,17 +233,24 @@ impl Runtime {
             Ok(None) => self.act_outside(&op, keyed).await,
             Err(e) => Err(e),
         };
-        if let (
-            Err(StoreError::Engine(failure @ EngineError::Rule { .. })),
-            Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task },
-        ) = (&result, &op)
-        {
-            let instance: Option<String> = sqlx::query_scalar("SELECT instance_id FROM tasks WHERE id = $1")
-                .bind(task)
-                .fetch_optional(&self.store.pool)
-                .await?;
-            if let Some(instance) = instance {
-                self.record_rule_failure(&instance, person, failure).await?;
+        if let Err(StoreError::Engine(failure @ EngineError::Rule { .. })) = &result {
+            match &op {
+                Op::Complete { person, task, .. } | Op::Claim { person, task } | Op::Withdraw { person, task } => {
+                    let instance: Option<String> = sqlx::query_scalar("SELECT instance_id FROM tasks WHERE id = $1")
+                        .bind(task)
+                        .fetch_optional(&self.store.pool)
+                        .await?;
+                    if let Some(instance) = instance {
+                        self.record_rule_failure(&instance, person, failure).await?;
+                    }
+                }
+                Op::Start {
+                    person, workflow, unit, ..
+                } => {
+                    self.store
+                        .record_refused_start(workflow, unit, person, failure, self.now())
+                        .await?
+                }
             }
         }
         match &result {
