@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::scope::subtree_end;
 use chrono::{DateTime, Utc};
 use civicflow_engine::EngineError;
+use sqlx::Row;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefusedStart {
@@ -51,7 +52,7 @@ impl Store {
 
     /// The latest `limit` refused starts in the subtree at `unit_path`, newest first.
     pub async fn refused_starts(&self, unit_path: &str, limit: i64) -> Result<Vec<RefusedStart>> {
-        let rows: Vec<(i64, String, String, String, String, Option<String>, String)> = sqlx::query_as(
+        let rows = sqlx::query(
             "SELECT at, workflow_id, unit_id, person_id, rule, plugin, error FROM refused_starts \
              WHERE unit_path >= $1 AND unit_path < $2 ORDER BY at DESC, id DESC LIMIT $3",
         )
@@ -60,17 +61,18 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at, workflow, unit_id, person, rule, plugin, error)| RefusedStart {
-                at: from_millis(at),
-                workflow,
-                unit_id,
-                person,
-                rule,
-                plugin,
-                error,
+        rows.iter()
+            .map(|row| {
+                Ok(RefusedStart {
+                    at: from_millis(row.try_get("at")?),
+                    workflow: row.try_get("workflow_id")?,
+                    unit_id: row.try_get("unit_id")?,
+                    person: row.try_get("person_id")?,
+                    rule: row.try_get("rule")?,
+                    plugin: row.try_get("plugin")?,
+                    error: row.try_get("error")?,
+                })
             })
-            .collect())
+            .collect()
     }
 }
