@@ -562,3 +562,102 @@ fn a_backup_restores_into_a_fresh_database_with_every_chain_intact() {
         }
     }
 }
+
+/// The hostile gallery bound at one community while another works (a short run of
+/// `bench-neighbour`; its full figures are in BENCHMARKS.md): each module the host must
+/// refuse is refused with its reason, each bound one's every call is answered and noted on
+/// its instance as a failed rule with its reason, and the neighbour's requests all succeed.
+#[test]
+fn hostile_plugins_at_one_community_are_contained_while_another_works() {
+    let run = civicflow(&[
+        "bench-neighbour",
+        "--levies",
+        "60",
+        "--clients",
+        "2",
+        "--hostile-clients",
+        "2",
+    ]);
+    let out = stdout(&run);
+    assert!(run.status.success(), "{out}");
+    for (name, how) in [
+        ("wrong_abi", "refused at upload: abi_version"),
+        ("forbidden_import", "refused at upload: forbidden_import"),
+        ("compile_bomb", "refused at upload: too_complex"),
+        ("absurd_limits", "refused at bind: limits.fuel"),
+    ] {
+        assert!(out.contains(&format!("contained_{name}: {how}")), "{name} in {out}");
+    }
+    for name in [
+        "endless_loop",
+        "memory_growth",
+        "deep_recursion",
+        "huge_output",
+        "bad_json",
+        "log_flood",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("contained_{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        let noted: usize = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(noted > 0, "{line}");
+    }
+    assert!(!out.contains("NOT CONTAINED"), "{out}");
+    assert_eq!(figure(&out, "neighbour_failed_requests", "requests"), 0.0);
+    assert_eq!(figure(&out, "hostile_unanswered", "requests"), 0.0);
+    assert_eq!(figure(&out, "audit_broken_chains", "chains"), 0.0);
+    assert!(figure(&out, "neighbour_p99_ratio", "x") > 0.0);
+}
+
+/// `kill -9` at random moments under load with Idempotency-Keys, then everything checked
+/// (`crash-check`; its long runs are in the README): on SQLite, and on PostgreSQL when
+/// `CIVICFLOW_TEST_PG` is set (in a database of its own, dropped after).
+#[test]
+fn killed_servers_lose_and_duplicate_nothing_they_acknowledged() {
+    let mut dbs = vec![None];
+    let pg = std::env::var("CIVICFLOW_TEST_PG").ok().map(|url| {
+        let name = format!("cf_crash_{}", std::process::id());
+        let made = std::process::Command::new("psql")
+            .args([
+                &url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {name}"),
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        (url.clone(), format!("{}/{name}", url.rsplit_once('/').unwrap().0), name)
+    });
+    if let Some((_, db, _)) = &pg {
+        dbs.push(Some(db.clone()));
+    }
+    for db in dbs {
+        let mut args = vec!["crash-check", "--kills", "4", "--clients", "4", "--reports", "100"];
+        if let Some(db) = &db {
+            args.extend(["--db", db]);
+        }
+        let run = civicflow(&args);
+        let out = stdout(&run);
+        assert!(
+            run.status.success(),
+            "{db:?}: {out}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(figure(&out, "crash_kills", "kills"), 4.0);
+        assert!(figure(&out, "crash_acknowledged", "requests") >= 100.0, "{out}");
+        for zero in ["crash_lost", "crash_duplicated"] {
+            assert_eq!(figure(&out, zero, "requests"), 0.0, "{out}");
+        }
+        assert_eq!(figure(&out, "crash_keys_answered_differently", "keys"), 0.0, "{out}");
+        assert_eq!(figure(&out, "crash_timers_not_fired_once", "timers"), 0.0, "{out}");
+        assert!(out.contains(" instances, 0 broken"), "{out}");
+    }
+    if let Some((url, _, name)) = pg {
+        let _ = std::process::Command::new("psql")
+            .args([&url, "-qc", &format!("DROP DATABASE IF EXISTS {name}")])
+            .output();
+    }
+}

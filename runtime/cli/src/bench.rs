@@ -47,6 +47,15 @@ states:
 /// the composed workflow.
 /// A benchmark's own database: `db` in a schema of its own (its name returned, for
 /// [`drop_scratch`]), or a new SQLite file in a temporary folder (gone with the folder).
+/// A row the benchmarks make up, for the register import (which names each row's source).
+pub fn generated<T>(row: T) -> civicflow_store::org::Numbered<T> {
+    civicflow_store::org::Numbered {
+        file: "generated".into(),
+        line: 0,
+        row,
+    }
+}
+
 pub async fn scratch_store(db: Option<&str>) -> Result<(tempfile::TempDir, Store, String)> {
     let tmp = tempfile::tempdir()?;
     let url = match db {

@@ -98,6 +98,23 @@ impl Loopback {
         Ok((status, res.into_body().collect().await?.to_bytes()))
     }
 
+    /// A POST with an Idempotency-Key: its status and JSON answer (null if none).
+    pub async fn keyed(&self, method: &str, path: &str, who: &Caller, key: &str, body: &Value) -> Result<(u16, Value)> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", who.token))
+            .header("idempotency-key", key);
+        let res = self
+            .http
+            .request(req.body(Full::new(Bytes::from(body.to_string())))?)
+            .await?;
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
     /// A call that must answer 2xx with JSON.
     pub async fn json(&self, method: &str, path: &str, who: Option<&Caller>, body: Option<&Value>) -> Result<Value> {
         let (status, bytes) = self.call(method, path, who, body).await?;

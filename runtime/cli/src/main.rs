@@ -2,9 +2,11 @@
 //! verify the audit chain, measure throughput.
 
 mod bench;
+mod bench_neighbour;
 mod bench_scale;
 mod bench_startup;
 mod bench_tickets;
+mod crash_check;
 mod import;
 mod loopback;
 mod plugin;
@@ -240,6 +242,40 @@ enum Command {
         plan: PathBuf,
         #[command(flatten)]
         db: DbArg,
+    },
+    /// One community's hostile plugins (the gallery: endless loop, memory growth, deep
+    /// recursion, huge output, bad JSON, log flood, wrong ABI, forbidden import, compile
+    /// bomb, absurd limits) against another community's work over HTTP: its p50/p99 alone
+    /// and beside them, and every hostile call checked as contained.
+    BenchNeighbour {
+        /// The neighbour's levies (a start and a completion each) per measurement.
+        #[arg(long, default_value_t = 600)]
+        levies: usize,
+        /// The neighbour's clients at once.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// The hostile community's clients at once.
+        #[arg(long, default_value_t = 4)]
+        hostile_clients: usize,
+        /// Database (default: a new SQLite file in a temporary folder).
+        #[arg(long)]
+        db: Option<String>,
+    },
+    /// The server killed with SIGKILL at random moments while clients file reports with
+    /// Idempotency-Keys, restarted each time; then every acknowledged report is checked to
+    /// be stored exactly once, every key to give its first answer, every timer to have fired
+    /// once and every hash chain to hold.
+    CrashCheck {
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Reports in all (each with its own key).
+        #[arg(long, default_value_t = 400)]
+        reports: usize,
+        /// An empty database (default: a new SQLite file in a temporary folder).
+        #[arg(long)]
+        db: Option<String>,
     },
     /// Measure durable transitions per second.
     Bench {
@@ -512,6 +548,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench_tickets::run(target, db.as_deref(), tickets, concurrency, &plan, &workflows).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::CrashCheck {
+            kills,
+            clients,
+            reports,
+            db,
+        } => crash_check::run(db.as_deref(), kills, clients, reports).await,
+        Command::BenchNeighbour {
+            levies,
+            clients,
+            hostile_clients,
+            db,
+        } => bench_neighbour::run(db.as_deref(), levies, clients, hostile_clients).await,
         Command::BenchStartup {
             count,
             runs,
