@@ -402,13 +402,16 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
     let calls = Arc::new(std::sync::Mutex::new(Vec::<(String, u16)>::new()));
     let mut attackers = Vec::new();
     let mut beside = Vec::new();
+    let mut beside_busy = Vec::new();
     let mut beside_failed = 0;
-    for (round, h) in at_call.iter().enumerate() {
+    // First c1 as busy as it will be, with a well-behaved rule: what its load alone costs.
+    let names = std::iter::once("fair").chain(at_call.iter().map(|h| h.name));
+    for (round, name) in names.enumerate() {
         bind(
             &store,
             &rt.registry,
             &rules,
-            &binding("c1", h.name, LimitsAsked::default()),
+            &binding("c1", name, LimitsAsked::default()),
         )
         .await?;
         if round == 0 {
@@ -432,8 +435,19 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
             }
         }
         let before = calls.lock().expect("not poisoned").len();
-        let (times, failed) = neighbour(&server, &neighbours, levies.div_ceil(rounds)).await?;
-        beside.extend(times);
+        let share = if round == 0 { levies } else { levies.div_ceil(rounds) };
+        let (times, failed) = neighbour(&server, &neighbours, share).await?;
+        let label = if round == 0 {
+            "busy_fair".to_string()
+        } else {
+            name.replace('-', "_")
+        };
+        println!("neighbour_beside_{label}_p99: {:.2} ms", percentile(&times, 0.99));
+        if round == 0 {
+            beside_busy = times;
+        } else {
+            beside.extend(times);
+        }
         beside_failed += failed;
         // Each plugin is called after its binding: a call begun before it may meet the last.
         while calls.lock().expect("not poisoned").len() < before + 2 * hostiles.len() {
@@ -450,7 +464,7 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
     // Every hostile call is answered and noted on its instance, with the plugin and why.
     let calls = calls.lock().expect("not poisoned").clone();
     let mut noted: std::collections::HashMap<String, usize> = Default::default();
-    let mut busy = 0;
+    let (mut busy, mut ordinary) = (0, 0);
     for (id, status) in &calls {
         let events = store.events(id).await?;
         let failed = events.iter().rev().find(|e| e.kind == "rule_failed");
@@ -462,6 +476,7 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
                 *noted.entry(plugin.trim_end_matches("@1").to_string()).or_default() += 1
             }
             (503, _) if failed.is_none() => busy += 1,
+            (200, None) => ordinary += 1,
             _ => {
                 contained = false;
                 println!("NOT CONTAINED: instance {id} answered {status}, its failed rule: {plugin} {why}");
@@ -479,18 +494,25 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
         );
     }
     println!("hostile_busy: {busy} calls turned away (503, Retry-After)");
+    println!("c1_ordinary: {ordinary} calls answered by its well-behaved rule");
     let (a50, a99) = (percentile(&alone, 0.5), percentile(&alone, 0.99));
     let (b50, b99) = (percentile(&beside, 0.5), percentile(&beside, 0.99));
+    beside_busy.sort();
+    let (n50, n99) = (percentile(&beside_busy, 0.5), percentile(&beside_busy, 0.99));
     println!(
-        "neighbour_requests: {} alone, {} beside hostile plugins",
+        "neighbour_requests: {} alone, {} beside a busy neighbour, {} beside hostile plugins",
         alone.len(),
+        beside_busy.len(),
         beside.len()
     );
     println!("neighbour_alone_p50: {a50:.2} ms");
     println!("neighbour_alone_p99: {a99:.2} ms");
+    println!("neighbour_beside_busy_p50: {n50:.2} ms");
+    println!("neighbour_beside_busy_p99: {n99:.2} ms");
     println!("neighbour_beside_hostile_p50: {b50:.2} ms");
     println!("neighbour_beside_hostile_p99: {b99:.2} ms");
     println!("neighbour_p99_ratio: {:.2} x", b99 / a99.max(0.001));
+    println!("neighbour_p99_ratio_to_busy: {:.2} x", b99 / n99.max(0.001));
     println!("neighbour_failed_requests: {} requests", alone_failed + beside_failed);
     println!("hostile_calls: {} calls", calls.len());
     println!("hostile_unanswered: {unanswered} requests");

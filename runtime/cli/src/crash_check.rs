@@ -40,6 +40,23 @@ states:
   lapsed: {type: end}
 "#;
 
+/// One task any reporter may complete: completed at once through every replica, it must
+/// have exactly one winner.
+const RACE: &str = r#"
+id: crash-race
+version: 1
+title: {zh-CN: 并发办理, en: Race}
+roles:
+  reporter: {title: {zh-CN: 上报人, en: Reporter}}
+start: {roles: [reporter], to: handle}
+states:
+  handle:
+    type: task
+    assign: {role: reporter}
+    transitions: [{to: done}]
+  done: {type: end}
+"#;
+
 /// A random number below `n` (kill moments).
 fn below(n: u64) -> u64 {
     let mut b = [0u8; 8];
@@ -94,12 +111,10 @@ async fn prepare(db: &str, clients: usize) -> Result<Vec<Caller>> {
         })
         .collect();
     store.import_org(&units, &people, &|_| {}).await?;
-    rt.publish(
-        load("crash-report.yaml", WORKFLOW)
-            .workflow
-            .context("the workflow is valid")?,
-    )
-    .await?;
+    for (file, text) in [("crash-report.yaml", WORKFLOW), ("crash-race.yaml", RACE)] {
+        rt.publish(load(file, text).workflow.context("the workflow is valid")?)
+            .await?;
+    }
     let mut callers = Vec::new();
     for i in 0..clients {
         callers.push(Caller::of(&rt, &format!("reporter-{i}")).await?);
@@ -107,19 +122,37 @@ async fn prepare(db: &str, clients: usize) -> Result<Vec<Caller>> {
     Ok(callers)
 }
 
-pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize) -> Result<ExitCode> {
+/// A server process on its own port.
+struct Replica {
+    listen: String,
+    child: Child,
+}
+
+pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize, replicas: usize) -> Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
     let db = match db {
         Some(url) => url.to_string(),
         None => format!("sqlite://{}", tmp.path().join("crash.db").display()),
     };
+    if replicas > 1 && db.starts_with("sqlite:") {
+        bail!("replicas share a PostgreSQL database; SQLite has one server");
+    }
     let callers = Arc::new(prepare(&db, clients.max(1)).await?);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let listen = format!("127.0.0.1:{port}");
-    let server = Arc::new(Loopback::to(format!("http://{listen}")));
     let cache = tmp.path().join("plugin-cache");
-    let mut child = serve(&db, &listen, &cache)?;
-    until_healthy(&server).await?;
+    let mut servers = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..replicas.max(1) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let listen = format!("127.0.0.1:{port}");
+        running.push(Replica {
+            child: serve(&db, &listen, &cache)?,
+            listen: listen.clone(),
+        });
+        let server = Loopback::to(format!("http://{listen}"));
+        until_healthy(&server).await?;
+        servers.push(server);
+    }
+    let servers = Arc::new(servers);
 
     // Clients: report k of client c has the key "c-k", retried until answered; they file
     // at least `reports` in all, and go on until the last restart.
@@ -129,8 +162,8 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
     let per_client = reports.div_ceil(callers.len());
     let mut workers = Vec::new();
     for c in 0..callers.len() {
-        let (server, callers, answers, retries, stop) = (
-            server.clone(),
+        let (servers, callers, answers, retries, stop) = (
+            servers.clone(),
             callers.clone(),
             answers.clone(),
             retries.clone(),
@@ -143,7 +176,10 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
                 }
                 let key = format!("{c}-{k}");
                 let body = json!({"workflow": "crash-report", "unit": "grid", "data": {"key": key}});
+                // Its own replica first; while that one is down, the next.
+                let mut replica = c;
                 loop {
+                    let server = &servers[replica % servers.len()];
                     match server.keyed("POST", "/api/instances", &callers[c], &key, &body).await {
                         Ok((201 | 200, answer)) => {
                             let id = answer["instance"]["id"].as_str().unwrap_or_default().to_string();
@@ -155,6 +191,7 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
                         }
                         _ => {
                             retries.fetch_add(1, Ordering::Relaxed);
+                            replica += 1;
                             tokio::time::sleep(Duration::from_millis(25)).await;
                         }
                     }
@@ -165,19 +202,35 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
     }
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(150 + below(600))).await;
-        child.kill()?;
-        child.wait()?;
-        child = serve(&db, &listen, &cache)?;
-        until_healthy(&server).await?;
+        let victim = below(running.len() as u64) as usize;
+        let r = &mut running[victim];
+        r.child.kill()?;
+        r.child.wait()?;
+        r.child = serve(&db, &r.listen, &cache)?;
+        until_healthy(&servers[victim]).await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await??;
     }
-    // Every timer is due 2 s after its report; the scheduler looks twice a second.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Every timer is due 2 s after its report: wait (at most two minutes) until each
+    // report has lapsed, the servers firing them between them.
+    let store = Store::connect(&db, None).await?;
+    let limit = (answers.lock().expect("not poisoned").len() * 2 + 100) as i64;
+    let waiting_since = Instant::now();
+    while waiting_since.elapsed() < Duration::from_secs(120) {
+        let stored = store.instances_of("crash-report", limit).await?;
+        if stored
+            .iter()
+            .all(|i| i.status == civicflow_engine::machine::Status::Completed)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
+    let races = race(&servers, &callers).await?;
     let answers = answers.lock().expect("not poisoned").clone();
     let mut failures = Vec::new();
     // A repeat of every key gives its first answer.
@@ -185,17 +238,17 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
     for (key, id) in &answers {
         let c: usize = key.split('-').next().unwrap_or("0").parse()?;
         let body = json!({"workflow": "crash-report", "unit": "grid", "data": {"key": key}});
+        let server = &servers[c % servers.len()];
         let (status, answer) = server.keyed("POST", "/api/instances", &callers[c], key, &body).await?;
         if status != 200 || answer["instance"]["id"].as_str() != Some(id.as_str()) {
             repeated_differently += 1;
         }
     }
-    child.kill()?;
-    child.wait()?;
-    let store = Store::connect(&db, None).await?;
-    let stored = store
-        .instances_of("crash-report", (answers.len() * 2 + 100) as i64)
-        .await?;
+    for r in &mut running {
+        r.child.kill()?;
+        r.child.wait()?;
+    }
+    let stored = store.instances_of("crash-report", limit).await?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut not_once = 0;
     for instance in &stored {
@@ -210,6 +263,7 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
     let lost = answers.keys().filter(|k| !seen.contains_key(*k)).count();
     let duplicated = seen.values().filter(|n| **n > 1).count();
     let (checked, broken) = store.verify_chains().await?;
+    println!("crash_replicas: {} servers", servers.len());
     println!("crash_kills: {kills} kills");
     println!("crash_acknowledged: {} requests", answers.len());
     println!(
@@ -221,14 +275,50 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize)
     println!("crash_keys_answered_differently: {repeated_differently} keys");
     println!("crash_timers_not_fired_once: {not_once} timers");
     println!("crash_chains_checked: {checked} instances, {} broken", broken.len());
+    println!("crash_races_without_one_winner: {races} tasks");
     if answers.len() < per_client * callers.len() {
         failures.push("not every report was answered");
     }
-    if lost + duplicated + repeated_differently + not_once > 0 || !broken.is_empty() {
+    if lost + duplicated + repeated_differently + not_once + races > 0 || !broken.is_empty() {
         failures.push("an acknowledged request was lost, duplicated or answered differently, or a timer misfired");
     }
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Twenty tasks, each completed at once by every client through the replicas in turn: the
+/// number that did not have exactly one winner with every other told 409.
+async fn race(servers: &Arc<Vec<Loopback>>, callers: &Arc<Vec<Caller>>) -> Result<usize> {
+    let mut without_one_winner = 0;
+    for _ in 0..20 {
+        let start = json!({"workflow": "crash-race", "unit": "grid", "data": {}});
+        let started = servers[0]
+            .json("POST", "/api/instances", Some(&callers[0]), Some(&start))
+            .await?;
+        let task = started["new_tasks"][0].as_str().context("no task")?.to_string();
+        let mut tries = Vec::new();
+        for c in 0..callers.len() {
+            let (servers, callers, task) = (servers.clone(), callers.clone(), task.clone());
+            tries.push(tokio::spawn(async move {
+                let server = &servers[c % servers.len()];
+                let path = format!("/api/tasks/{task}/complete");
+                server
+                    .call("POST", &path, Some(&callers[c]), Some(&json!({"data": {}})))
+                    .await
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tries {
+            statuses.push(t.await??.0);
+        }
+        let wins = statuses.iter().filter(|s| **s == 200).count();
+        let conflicts = statuses.iter().filter(|s| **s == 409).count();
+        if wins != 1 || wins + conflicts != statuses.len() {
+            println!("race: {statuses:?}");
+            without_one_winner += 1;
+        }
+    }
+    Ok(without_one_winner)
 }

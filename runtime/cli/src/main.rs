@@ -273,6 +273,10 @@ enum Command {
         /// Reports in all (each with its own key).
         #[arg(long, default_value_t = 400)]
         reports: usize,
+        /// Server processes on the one database (PostgreSQL only); each kill takes one of
+        /// them, chosen at random, while the others carry on.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// An empty database (default: a new SQLite file in a temporary folder).
         #[arg(long)]
         db: Option<String>,
@@ -552,8 +556,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             kills,
             clients,
             reports,
+            replicas,
             db,
-        } => crash_check::run(db.as_deref(), kills, clients, reports).await,
+        } => crash_check::run(db.as_deref(), kills, clients, reports, replicas).await,
         Command::BenchNeighbour {
             levies,
             clients,

@@ -47,12 +47,36 @@ impl Localities {
             .expect("the semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let _turn = permit;
+            yield_to_requests();
             work()
         })
         .await
         .map_err(|e| StoreError::Invalid(format!("a rule's computation failed: {e}")))
     }
 }
+
+/// Run this thread below the request threads (nice 10): a plugin spending its whole wall
+/// limit then takes the CPU the serving threads leave, not their share of it. A thread once
+/// lowered stays so (raising it back needs privileges); tokio's blocking pool may later run
+/// other blocking work on it (a password hash, a compile), which only waits a little more.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local! {
+            static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        LOWERED.with(|lowered| {
+            if !lowered.replace(true) {
+                // SAFETY: setpriority on this thread's own id; it only reads its arguments.
+                #[allow(unsafe_code)]
+                let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, PLUGIN_NICE) };
+            }
+        });
+    }
+}
+
+/// The niceness of threads running plugin code (0 is the default, 19 the lowest priority).
+const PLUGIN_NICE: libc::c_int = 10;
 
 #[cfg(test)]
 mod tests {
