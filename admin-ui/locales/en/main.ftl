@@ -226,6 +226,7 @@ event-other = { $kind }
 actor-system = System
 
 page-not-found = This page does not exist, or you may not see it.
+page-failed = Something went wrong on the server; try again later. If you ask for help, give this error number: { $id }
 page-error = The server could not handle this just now; try again later.
 page-back = Back to my tasks
 

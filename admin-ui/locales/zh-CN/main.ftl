@@ -184,6 +184,7 @@ event-other = { $kind }
 actor-system = 系统
 
 page-not-found = 未找到该页面，或您无权查看。
+page-failed = 服务器出错了，请稍后再试。如需求助，请提供错误编号：{ $id }
 page-error = 服务器暂时无法处理，请稍后再试。
 page-back = 返回我的待办
 

@@ -157,7 +157,37 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics_api::render))
         .route_layer(axum::middleware::from_fn(metrics_api::count_requests))
+        .layer(axum::middleware::from_fn(contain_panics))
         .with_state(state)
+}
+
+/// A handler that panics answers 500 with an error id, which the log has beside the panic,
+/// and the server goes on serving (the panic is caught before it reaches the connection).
+pub async fn contain_panics(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::FutureExt;
+    let api = ["/api/", "/open311/"]
+        .iter()
+        .any(|p| request.uri().path().starts_with(p));
+    let route = request.uri().path().to_string();
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let error_id = uuid::Uuid::now_v7().to_string();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%error_id, %route, panic = %what, "a request handler panicked");
+            if api {
+                let message = format!("the server could not complete the request (error {error_id})");
+                api::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", message).into_response()
+            } else {
+                web::failed_page(&error_id)
+            }
+        }
+    }
 }
 
 /// Connect, optionally load the demo, start the scheduler and serve until Ctrl-C.

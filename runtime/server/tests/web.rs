@@ -1165,3 +1165,47 @@ async fn a_forged_post_with_files_stores_nothing() {
     let (status, _, _) = app.send(app.raw("GET", &path, Some("wang"), "", Vec::new())).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the forged post's file was stored");
 }
+
+/// A handler that panics answers 500 with an error id, JSON on the API and a page in
+/// zh-CN elsewhere, and the same router goes on answering (before, the connection dropped
+/// with no answer at all).
+#[tokio::test]
+async fn a_panicking_handler_answers_500_with_an_error_id_and_the_server_goes_on() {
+    use tower::ServiceExt;
+    let boom = || async {
+        if true {
+            panic!("a bug");
+        }
+        "never"
+    };
+    let app = axum::Router::new()
+        .route("/api/boom", axum::routing::get(boom))
+        .route("/boom", axum::routing::get(boom))
+        .route("/fine", axum::routing::get(|| async { "fine" }))
+        .layer(axum::middleware::from_fn(civicflow_server::contain_panics));
+    let call = |path: &str| {
+        let app = app.clone();
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, body) = call("/api/boom").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"]["code"], "internal");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("(error "),
+        "{body}"
+    );
+    let (status, page) = call("/boom").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(page.contains("错误编号"), "{page}");
+    assert_eq!(call("/fine").await, (StatusCode::OK, "fine".to_string()));
+}

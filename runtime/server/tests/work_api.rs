@@ -154,11 +154,19 @@ async fn the_endpoint_by_role_matrix_leaks_nothing() {
             None,
             [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
         ),
+        // A file no instance refers to: its uploader's alone.
         (
             "GET",
             format!("/api/attachments/{photo}"),
             None,
-            [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+            [401, 200, 404, 404, 404, 404, 404, 404, 404, 404],
+        ),
+        // Through a ticket that does not refer to it: nobody else.
+        (
+            "GET",
+            format!("/api/attachments/{photo}?instance={ticket}"),
+            None,
+            [401, 200, 404, 404, 404, 404, 404, 404, 404, 404],
         ),
         ("GET", "/api/workflows/ticket".into(), None, [200; 10]),
         (

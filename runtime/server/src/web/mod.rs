@@ -134,6 +134,17 @@ impl Page {
     }
 }
 
+/// A page whose handler failed unexpectedly: the error id the log has, for whoever helps.
+pub fn failed_page(error_id: &str) -> Response {
+    let lang = crate::i18n::DEFAULT_LOCALE;
+    render(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "message.html",
+        lang,
+        serde_json::json!({"message": text(lang, "page-failed", &[("id", error_id.into())])}),
+    )
+}
+
 pub fn server_error(e: impl std::fmt::Display, lang: &str) -> Response {
     tracing::error!(error = %e, "page request failed");
     Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error")
