@@ -479,6 +479,28 @@ fn the_ticket_benchmark_runs_in_process_over_http_and_against_a_peer() {
     assert_eq!(asked.iter().filter(|p| *p == "/tickets").count(), 4);
 }
 
+/// A new empty PostgreSQL database `name` on the server of `url`; its URL.
+fn fresh_pg_database(url: &str, name: &str) -> String {
+    let made = std::process::Command::new("psql")
+        .args([
+            url,
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+fn drop_pg_database(url: &str, name: &str) {
+    let _ = std::process::Command::new("psql")
+        .args([url, "-qc", &format!("DROP DATABASE IF EXISTS {name}")])
+        .output();
+}
+
 /// A city's database backed up while it is open and restored into a fresh one keeps every
 /// instance, every hash chain intact; SQLite always, PostgreSQL when `CIVICFLOW_TEST_PG` is
 /// set (into databases of its own, dropped after).
@@ -490,28 +512,15 @@ fn a_backup_restores_into_a_fresh_database_with_every_chain_intact() {
         format!("sqlite://{}", dir.path().join("restored.db").display()),
     )];
     let pg = std::env::var("CIVICFLOW_TEST_PG").ok().map(|url| {
-        let server = url.rsplit_once('/').map(|(s, _)| s.to_string()).unwrap();
         let names = [
             format!("cf_backup_src_{}", std::process::id()),
             format!("cf_backup_dst_{}", std::process::id()),
         ];
-        for name in &names {
-            let made = std::process::Command::new("psql")
-                .args([
-                    &url,
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {name}"),
-                    "-c",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .output()
-                .unwrap();
-            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        }
-        (url, server, names)
+        let dbs = names.iter().map(|n| fresh_pg_database(&url, n)).collect::<Vec<_>>();
+        (url, dbs, names)
     });
-    if let Some((_, server, names)) = &pg {
-        pairs.push((format!("{server}/{}", names[0]), format!("{server}/{}", names[1])));
+    if let Some((_, dbs, _)) = &pg {
+        pairs.push((dbs[0].clone(), dbs[1].clone()));
     }
     for (i, (source, target)) in pairs.iter().enumerate() {
         let workflows = root().join("workflows");
@@ -556,9 +565,7 @@ fn a_backup_restores_into_a_fresh_database_with_every_chain_intact() {
     }
     if let Some((url, _, names)) = pg {
         for name in names {
-            let _ = std::process::Command::new("psql")
-                .args([&url, "-qc", &format!("DROP DATABASE IF EXISTS {name}")])
-                .output();
+            drop_pg_database(&url, &name);
         }
     }
 }
@@ -618,18 +625,7 @@ fn killed_servers_lose_and_duplicate_nothing_they_acknowledged() {
     let mut dbs = vec![None];
     let pg = std::env::var("CIVICFLOW_TEST_PG").ok().map(|url| {
         let name = format!("cf_crash_{}", std::process::id());
-        let made = std::process::Command::new("psql")
-            .args([
-                &url,
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {name}"),
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        (url.clone(), format!("{}/{name}", url.rsplit_once('/').unwrap().0), name)
+        (url.clone(), fresh_pg_database(&url, &name), name)
     });
     if let Some((_, db, _)) = &pg {
         dbs.push(Some(db.clone()));
@@ -656,8 +652,6 @@ fn killed_servers_lose_and_duplicate_nothing_they_acknowledged() {
         assert!(out.contains(" instances, 0 broken"), "{out}");
     }
     if let Some((url, _, name)) = pg {
-        let _ = std::process::Command::new("psql")
-            .args([&url, "-qc", &format!("DROP DATABASE IF EXISTS {name}")])
-            .output();
+        drop_pg_database(&url, &name);
     }
 }

@@ -81,29 +81,13 @@ const ANSWER_ONE: &str = "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.c
 
 /// One function of blocks nested 300,000 deep: seconds and gigabytes for Cranelift.
 fn compile_bomb() -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                return out.push(byte);
-            }
-            out.push(byte | 0x80);
-        }
-    }
     let depth = 300_000;
-    let mut code = vec![0u8];
-    code.extend([0x02, 0x40].repeat(depth));
-    code.extend(std::iter::repeat_n(0x0b, depth + 1));
-    let mut body = Vec::new();
-    leb(code.len(), &mut body);
-    body.extend(code);
-    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
-    wasm.extend([1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10]);
-    leb(body.len() + 1, &mut wasm);
-    wasm.push(1);
-    wasm.extend(body);
-    wasm
+    wat::parse_str(format!(
+        "(module (func {}{}))",
+        "block ".repeat(depth),
+        "end ".repeat(depth)
+    ))
+    .expect("WAT parses")
 }
 
 fn gallery() -> Vec<Hostile> {
