@@ -170,6 +170,18 @@ fn import_rejects_bad_rows_whole_then_accepts_spreadsheets() {
         text.contains("bomb-units.xlsx:1048576: a cell in column 16384 is beyond the 100 columns an import reads"),
         "{text}"
     );
+    // A cell name long enough to overflow the spreadsheet library's column arithmetic (found
+    // by fuzzing): the file is refused, the import does not panic.
+    let out = civicflow(&[
+        "import",
+        "--units",
+        "tests/fixtures/overflow-cell-name.xlsx",
+        "--db",
+        &db,
+    ]);
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("the file is damaged and cannot be read"), "{text}");
 }
 
 #[test]

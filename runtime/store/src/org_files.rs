@@ -43,7 +43,7 @@ impl Table {
                     records.push((line, rec.iter().map(|c| c.trim().to_string()).collect()));
                 }
             }
-            "xlsx" | "xlsm" => records = xlsx_rows(path).map_err(|(row, message)| fail(row, message))?,
+            "xlsx" | "xlsm" => records = unbroken(|| xlsx_rows(path)).map_err(|(row, message)| fail(row, message))?,
             "xls" | "ods" => {
                 use calamine::{Reader, open_workbook_auto};
                 let mut book = open_workbook_auto(path).map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
@@ -166,6 +166,14 @@ pub fn parse_roles(text: &str) -> Vec<(String, Option<String>)> {
 
 /// Columns an import reads at most: a register has a dozen.
 const MAX_COLUMNS: u32 = 100;
+
+/// Run the spreadsheet library on a file a stranger made: a panic inside it (a cell name
+/// long enough to overflow its column arithmetic, found by fuzzing calamine 0.38) becomes
+/// a refusal of the file, not a crash of the import or the server.
+fn unbroken<T>(read: impl FnOnce() -> Result<T, (usize, String)>) -> Result<T, (usize, String)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .unwrap_or_else(|_| Err((0, "spreadsheet: the file is damaged and cannot be read".into())))
+}
 
 /// The first sheet's rows, read cell by cell: a sheet's stated size is not trusted, so one
 /// cell at XFD1048576 in a 1.4 KB file is refused instead of allocating every cell up to it.
