@@ -122,8 +122,10 @@ impl std::fmt::Debug for Expr {
 
 impl Expr {
     pub fn compile(source: &str) -> Result<Self, String> {
-        let compiled = ENV
-            .compile_expression_owned(source.to_string())
+        // minijinja 2.24's lexer panics ("empty lexer stack") on an expression holding `}}`
+        // (found by fuzzing workflow files): a panic in the compiler is a refused expression.
+        let compiled = std::panic::catch_unwind(|| ENV.compile_expression_owned(source.to_string()))
+            .map_err(|_| format!("`{source}` cannot be read as an expression"))?
             .map_err(|e| describe(&e))?;
         Ok(Self {
             source: source.to_string(),
@@ -180,6 +182,12 @@ fn describe(e: &minijinja::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_expression_the_template_lexer_chokes_on_is_refused_not_a_panic() {
+        let err = super::Expr::compile("signal.}} yuan for {{ data.month").unwrap_err();
+        assert!(err.contains("cannot be read as an expression"), "{err}");
+    }
+
     use super::*;
     use serde_json::json;
 
