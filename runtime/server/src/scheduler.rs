@@ -10,8 +10,20 @@ use tokio::sync::watch;
 const TICK: Duration = Duration::from_millis(500);
 const TIMERS_PER_TICK: usize = 500;
 
+/// How often the old answers of Idempotency-Keys are dropped.
+const KEYS_CHORE: Duration = Duration::from_secs(3600);
+
 pub async fn run(runtime: Arc<Runtime>, rules: Arc<PluginRules>, mut stamp: String, mut stop: watch::Receiver<bool>) {
+    let mut keys_forgotten_at: Option<std::time::Instant> = None;
     loop {
+        if keys_forgotten_at.is_none_or(|at| at.elapsed() >= KEYS_CHORE) {
+            keys_forgotten_at = Some(std::time::Instant::now());
+            match runtime.store.forget_old_keys(runtime.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "old idempotency keys forgotten"),
+                Err(e) => tracing::error!(error = %e, "forgetting old idempotency keys failed"),
+            }
+        }
         // Plugins or bindings published through another server or the CLI.
         match crate::plugins::sync(&runtime.store, &rules, &stamp).await {
             Ok(s) => stamp = s,

@@ -90,7 +90,21 @@ impl Runtime {
     }
 }
 
+/// How long a key's answer is kept: a phone retries within minutes or, after a night
+/// offline, the next day; a key reused after a week starts a new request.
+pub const KEPT_FOR: chrono::Duration = chrono::Duration::days(7);
+
 impl Store {
+    /// Drop the answers of keys older than [`KEPT_FOR`] (the scheduler's hourly chore);
+    /// how many.
+    pub async fn forget_old_keys(&self, now: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM idempotency_keys WHERE at < $1")
+            .bind(millis(now - KEPT_FOR))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// The answer stored under a person's key, if a request with it was committed.
     async fn answer_of(&self, person: &str, key: &str) -> Result<Option<Value>> {
         let answer: Option<String> =

@@ -469,6 +469,8 @@ CREATE TABLE refused_starts (
     error TEXT NOT NULL
 );
 CREATE INDEX refused_starts_unit ON refused_starts (unit_path, at);
+-- Answers of Idempotency-Keys are kept for a week (see idempotency.rs), dropped by age.
+CREATE INDEX idempotency_keys_at ON idempotency_keys (at);
 "#,
     ),
 ];

@@ -116,3 +116,27 @@ async fn a_retried_keyed_completion_gets_its_own_answer() {
         assert!(matches!(unkeyed.code(), "gone" | "conflict"), "{}: {unkeyed}", db.label);
     }
 }
+
+/// A key's answer is kept for a week: a retry within it is answered, one after the chore
+/// has dropped it runs as a new request.
+#[tokio::test]
+async fn a_keys_answer_is_kept_for_a_week_then_forgotten() {
+    for db in databases() {
+        let (rt, clock) = setup(&db).await;
+        let Once::Ran(first) = rt.once(Some("week"), answer, start(3)).await.unwrap() else {
+            panic!("{}: did not run", db.label);
+        };
+        clock.advance(civicflow_store::idempotency::KEPT_FOR - chrono::Duration::hours(1));
+        assert_eq!(rt.store.forget_old_keys(rt.now()).await.unwrap(), 0, "{}", db.label);
+        assert_eq!(
+            rt.once(Some("week"), answer, start(3)).await.unwrap(),
+            Once::Repeated(first.clone())
+        );
+        clock.advance(chrono::Duration::hours(2));
+        assert_eq!(rt.store.forget_old_keys(rt.now()).await.unwrap(), 1, "{}", db.label);
+        let Once::Ran(second) = rt.once(Some("week"), answer, start(3)).await.unwrap() else {
+            panic!("{}: a forgotten key was still answered", db.label);
+        };
+        assert_ne!(first, second);
+    }
+}
