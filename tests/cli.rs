@@ -362,14 +362,10 @@ fn locality_admin_signs_publishes_and_binds_a_plugin() {
     assert!(ok, "{text}");
 }
 
-/// The city generator and the scale benchmark run end to end on a tiny city and print
-/// `name: value unit` lines (the figures themselves are read, not asserted).
-#[test]
-fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("city.db").display());
+/// `seed --city` at 0.0001: ten grids, 210 tickets.
+fn seed_tiny_city(db: &str) -> Output {
     let workflows = root().join("workflows");
-    let seeded = civicflow(&[
+    civicflow(&[
         "seed",
         "--city",
         "--scale",
@@ -377,8 +373,17 @@ fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
         "--workflows",
         workflows.to_str().unwrap(),
         "--db",
-        &db,
-    ]);
+        db,
+    ])
+}
+
+/// The city generator and the scale benchmark run end to end on a tiny city and print
+/// `name: value unit` lines (the figures themselves are read, not asserted).
+#[test]
+fn a_tiny_city_seeds_and_the_scale_benchmark_prints_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("city.db").display());
+    let seeded = seed_tiny_city(&db);
     let out = stdout(&seeded);
     assert!(
         seeded.status.success(),
@@ -535,17 +540,7 @@ fn a_backup_restores_into_a_fresh_database_with_every_chain_intact() {
         pairs.push((dbs[0].clone(), dbs[1].clone()));
     }
     for (i, (source, target)) in pairs.iter().enumerate() {
-        let workflows = root().join("workflows");
-        let seeded = civicflow(&[
-            "seed",
-            "--city",
-            "--scale",
-            "0.0001",
-            "--workflows",
-            workflows.to_str().unwrap(),
-            "--db",
-            source,
-        ]);
+        let seeded = seed_tiny_city(source);
         assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
         let file = dir.path().join(format!("backup-{i}"));
         let file = file.to_str().unwrap();

@@ -166,13 +166,13 @@ pub fn router(state: AppState) -> Router {
 pub async fn contain_panics(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::response::IntoResponse;
     use futures_util::FutureExt;
-    let api = ["/api/", "/open311/"]
-        .iter()
-        .any(|p| request.uri().path().starts_with(p));
-    let route = request.uri().path().to_string();
+    // A `Uri` clone shares its bytes: nothing is built for a request that does not panic.
+    let uri = request.uri().clone();
     match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
+            let route = uri.path();
+            let api = ["/api/", "/open311/"].iter().any(|p| route.starts_with(p));
             let error_id = uuid::Uuid::now_v7().to_string();
             let what = panic
                 .downcast_ref::<&str>()

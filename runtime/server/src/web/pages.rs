@@ -1426,8 +1426,6 @@ pub async fn instance_page(
     )
 }
 
-/// A stored file, for anyone signed in: references are SHA-256 hashes, which cannot be
-/// guessed, and appear only in data the viewer could see.
 #[derive(Deserialize)]
 pub struct AttachmentOf {
     /// The instance whose page links the file.
