@@ -235,3 +235,5 @@ list-separator = {", "}
 notified-nobody = (nobody: no one holds that role)
 notified-many = { $names } and { $count } in all
 colon = {": "}
+page-too-large = What you sent is too large: attach fewer files, or smaller photos, and send it again.
+page-unreadable = What you sent could not be read; go back to the page, fill it in again and send it.

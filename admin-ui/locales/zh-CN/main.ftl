@@ -193,3 +193,5 @@ list-separator = 、
 notified-nobody = （无人接收：没有人担任该角色）
 notified-many = { $names } 等 { $count } 人
 colon = ：
+page-too-large = 提交的内容太大：请少附几个文件，或把照片缩小后再提交。
+page-unreadable = 提交的内容无法读取，请返回页面重新填写后提交。

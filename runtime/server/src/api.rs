@@ -170,6 +170,17 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A body the API would not read: over its route's limit (`too_large`) or not what the
+/// route takes (`invalid_body`).
+fn refused_body(status: StatusCode, why: String) -> ApiError {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "invalid_body"
+    };
+    ApiError::new(status, code, why)
+}
+
 /// A JSON body whose parse errors answer in the API's error shape, not plain text.
 pub struct ApiJson<T>(pub T);
 
@@ -180,7 +191,21 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(v)| ApiJson(v))
-            .map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))
+            .map_err(|r| refused_body(r.status(), r.body_text()))
+    }
+}
+
+/// A raw body (a file, a signed webhook) refused in the API's error shape.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|r| refused_body(r.status(), r.body_text()))
     }
 }
 

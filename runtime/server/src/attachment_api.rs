@@ -3,10 +3,10 @@
 //! harmless, so no Idempotency-Key is needed.
 
 use crate::AppState;
-use crate::api::{ApiError, ApiQuery, Caller, ErrorBody};
+use crate::api::{ApiBytes, ApiError, ApiQuery, Caller, ErrorBody};
 use crate::uploads::{self, MAX_UPLOAD_BYTES, Refused};
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,7 @@ pub struct AttachmentOut {
 pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<AttachmentOut>), ApiError> {
     let content_type = uploads::check(&body).map_err(|r| match r {
         Refused::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "the request body is empty"),

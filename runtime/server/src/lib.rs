@@ -3,6 +3,7 @@
 
 pub mod api;
 mod attachment_api;
+pub mod body_limits;
 mod calendar_api;
 pub mod demo;
 pub mod i18n;
@@ -82,9 +83,6 @@ impl AppState {
     }
 }
 
-/// A module's base64 plus its manifest, with room to spare.
-const UPLOAD_LIMIT: usize = civicflow_plugin_host::manifest::MAX_MODULE_BYTES * 4 / 3 + (256 << 10);
-
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "civicflow", description = "Workflows for party-building and grid governance: start instances, act on tasks, read timelines, upload rule plugins."),
@@ -112,12 +110,16 @@ impl utoipa::Modify for BearerAuth {
 /// The routes and, generated from the same handlers, the OpenAPI 3.1 document.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (schemas, paths, upload) = routes!(plugin_api::upload);
-    let upload = (schemas, paths, upload.layer(DefaultBodyLimit::max(UPLOAD_LIMIT)));
+    let upload = (
+        schemas,
+        paths,
+        upload.layer(DefaultBodyLimit::max(body_limits::PLUGIN_PACKAGE)),
+    );
     let (schemas_a, paths_a, attachments) = routes!(attachment_api::upload);
     let attachments = (
         schemas_a,
         paths_a,
-        attachments.layer(DefaultBodyLimit::max(uploads::MAX_UPLOAD_BYTES + 1)),
+        attachments.layer(DefaultBodyLimit::max(body_limits::ATTACHMENT)),
     );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(workflow_api::list))
@@ -157,6 +159,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics_api::render))
         .route_layer(axum::middleware::from_fn(metrics_api::count_requests))
+        // Routes that say nothing of their own read a JSON-sized body at most.
+        .layer(DefaultBodyLimit::max(body_limits::JSON))
         .layer(axum::middleware::from_fn(contain_panics))
         .with_state(state)
 }

@@ -4,9 +4,8 @@
 //! Every accepted notice is answered 200 (also a repeat, so the provider stops retrying).
 
 use crate::AppState;
-use crate::api::{ApiError, ErrorBody};
+use crate::api::{ApiBytes, ApiError, ErrorBody};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -25,7 +24,7 @@ pub async fn receive(
     State(state): State<AppState>,
     Path((workflow, signal)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let signature = headers
         .get(SIGNATURE_HEADER)

@@ -101,13 +101,11 @@ fn problems(text: &str, lang: &str, units: &BTreeSet<String>, people: &BTreeSet<
     found
 }
 
-#[tokio::test]
-async fn every_page_in_both_languages_speaks_to_people() {
-    let app = App::demo().await;
+/// Demo data in several states: tickets dispatched, sent back and in the department's
+/// hands; an activity open for sign-up with one volunteer in; a wish; a vote proposed, one
+/// rejected with a notice to its proposer. Returns the activity's start.
+async fn seed_states(app: &App) -> civicflow_store::Applied {
     let runtime = &app.state.runtime;
-    // Demo data in several states: tickets dispatched, sent back and in the department's
-    // hands; an activity open for sign-up with one volunteer in; a wish; a vote proposed,
-    // one rejected with a notice to its proposer.
     let report = |what: &str| json!({"category": "road", "description": what, "location": "果园路5号"});
     // Beichen's routing sends a road report straight to its urban management department.
     let sent_back = runtime
@@ -174,6 +172,46 @@ async fn every_page_in_both_languages_speaks_to_people() {
         .await
         .unwrap();
 
+    activity
+}
+
+/// Every page `cookie`'s person reaches in `lang` from the lists, following links to tasks,
+/// start forms and instances: `(path, html)` of each that answered (not a redirect).
+async fn walk(app: &App, cookie: &str, lang: &str) -> Vec<(String, String)> {
+    let mut pages = Vec::new();
+    let mut queue: Vec<String> = ["/tasks", "/start", "/done", "/mine", "/inbox"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut seen = BTreeSet::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, html) = page(app, cookie, &format!("{path}{sep}lang={lang}")).await;
+        if status == StatusCode::SEE_OTHER {
+            continue;
+        }
+        assert!(status.is_success(), "{lang} {path}: {status}");
+        for link in html.split("href=\"").skip(1).filter_map(|s| s.split('"').next()) {
+            let link = link.split('?').next().unwrap_or(link);
+            let followed = ["/tasks/", "/start/", "/instances/"]
+                .iter()
+                .any(|p| link.starts_with(p));
+            if followed && !seen.contains(link) {
+                queue.push(link.to_string());
+            }
+        }
+        pages.push((path, html));
+    }
+    pages
+}
+
+#[tokio::test]
+async fn every_page_in_both_languages_speaks_to_people() {
+    let app = App::demo().await;
+    let activity = seed_states(&app).await;
     let units: BTreeSet<String> = csv_column("workflows/org/units.csv");
     let people: BTreeSet<String> = csv_column("workflows/org/people.csv");
     let mut visited = 0;
@@ -181,34 +219,10 @@ async fn every_page_in_both_languages_speaks_to_people() {
     for who in WALKERS {
         let cookie = sign_in(&app, who).await;
         for lang in ["zh-CN", "en"] {
-            // The lists, then every task, start form and instance they link to.
-            let mut queue: Vec<String> = ["/tasks", "/start", "/done", "/mine", "/inbox"]
-                .iter()
-                .map(|p| p.to_string())
-                .collect();
-            let mut seen = BTreeSet::new();
-            while let Some(path) = queue.pop() {
-                if !seen.insert(path.clone()) {
-                    continue;
-                }
-                let sep = if path.contains('?') { '&' } else { '?' };
-                let (status, html) = page(&app, &cookie, &format!("{path}{sep}lang={lang}")).await;
-                if status == StatusCode::SEE_OTHER {
-                    continue;
-                }
-                assert!(status.is_success(), "{who} {lang} {path}: {status}");
+            for (path, html) in walk(&app, &cookie, lang).await {
                 visited += 1;
                 for p in problems(&visible(&html), lang, &units, &people) {
                     failures.push(format!("{who} {lang} {path}: {p}"));
-                }
-                for link in html.split("href=\"").skip(1).filter_map(|s| s.split('"').next()) {
-                    let link = link.split('?').next().unwrap_or(link);
-                    let followed = ["/tasks/", "/start/", "/instances/"]
-                        .iter()
-                        .any(|p| link.starts_with(p));
-                    if followed && !seen.contains(link) {
-                        queue.push(link.to_string());
-                    }
                 }
             }
         }
@@ -245,6 +259,128 @@ async fn every_page_in_both_languages_speaks_to_people() {
     );
     assert!(visited > 150, "walked {visited} pages");
     println!("walked {visited} pages");
+}
+
+/// What a forged post could change: every instance with its tasks, each walker's unread
+/// count and whether each walker's session still opens a page.
+async fn state_of(app: &App, sessions: &[(&str, String)]) -> String {
+    let store = &app.state.runtime.store;
+    let mut out = String::new();
+    for workflow in [
+        "ticket",
+        "volunteering",
+        "micro-wish",
+        "vote",
+        "dues",
+        "member-development",
+    ] {
+        for instance in store.instances_of(workflow, 1000).await.unwrap() {
+            let tasks = store.instance_tasks(&instance.id).await.unwrap();
+            out += &format!("{instance:?}\n{tasks:?}\n");
+        }
+    }
+    for (who, cookie) in sessions {
+        let unread = store.unread_count(who).await.unwrap();
+        let (status, _) = page(app, cookie, "/tasks").await;
+        out += &format!("{who}: {unread} unread, /tasks {status}\n");
+    }
+    out
+}
+
+/// Every `<form method="post">` on a page: its action and whether it posts multipart.
+fn post_forms(html: &str) -> Vec<(String, bool)> {
+    html.split("<form ")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = rest.split('>').next()?;
+            if !tag.contains("method=\"post\"") {
+                return None;
+            }
+            let action = tag.split("action=\"").nth(1)?.split('"').next()?;
+            let action = action.replace("&#x2f;", "/").replace("&amp;", "&");
+            Some((action, tag.contains("multipart/form-data")))
+        })
+        .collect()
+}
+
+/// Every form any demo person is shown (sign out, claim, withdraw, mark read, each task's
+/// and each start form), posted by that person's own browser with no token and with a
+/// wrong one, as another site's page would: each is refused and nothing changes. Sign-in
+/// itself, which has no session yet, refuses a post from another origin.
+#[tokio::test]
+async fn every_form_on_every_page_refuses_a_post_without_its_token() {
+    let app = App::demo().await;
+    seed_states(&app).await;
+    let mut sessions = Vec::new();
+    let mut forms = BTreeSet::new();
+    for who in WALKERS {
+        let cookie = sign_in(&app, who).await;
+        for (_, html) in walk(&app, &cookie, "zh-CN").await {
+            for (action, multipart) in post_forms(&html) {
+                forms.insert((who, cookie.clone(), action, multipart));
+            }
+        }
+        sessions.push((who, cookie));
+    }
+    let actions: BTreeSet<&str> = forms.iter().map(|(_, _, a, _)| a.as_str()).collect();
+    for kind in ["/logout", "/tasks/", "/start/", "/inbox/read-all"] {
+        assert!(
+            actions.iter().any(|a| a.starts_with(kind)),
+            "no {kind} form was found: {actions:?}"
+        );
+    }
+    let before = state_of(&app, &sessions).await;
+    let mut accepted = Vec::new();
+    // Sign-out last: a forged one that worked would end the session the others post with.
+    let (sign_outs, others): (Vec<_>, Vec<_>) = forms.iter().partition(|(_, _, a, _)| a == "/logout");
+    for (who, cookie, action, multipart) in others.into_iter().chain(sign_outs) {
+        for token in [None, Some("forged")] {
+            let (content_type, body) = if *multipart {
+                let field = token.map_or(String::new(), |t| {
+                    format!("--forge\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{t}\r\n")
+                });
+                ("multipart/form-data; boundary=forge", format!("{field}--forge--\r\n"))
+            } else {
+                let body = token.map_or(String::new(), |t| format!("_csrf={t}"));
+                ("application/x-www-form-urlencoded", body)
+            };
+            let req = Request::post(action.as_str())
+                .header(header::COOKIE, cookie)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from(body))
+                .unwrap();
+            let (status, _, answer) = app.send(req).await;
+            if status != StatusCode::FORBIDDEN {
+                accepted.push(format!("{who} {action} token {token:?}: {status} {answer:.200}"));
+            }
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "forged posts not refused:\n{}",
+        accepted.join("\n")
+    );
+    assert_eq!(
+        state_of(&app, &sessions).await,
+        before,
+        "a forged post changed something"
+    );
+    println!("{} forms, each forged twice", forms.len());
+
+    let password = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, "civicflow.example")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::from(
+            "login=wang&password=pass-wang-ok&action=password&next=/tasks",
+        ))
+        .unwrap();
+    let (status, headers, _) = app.send(password).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        headers.get(header::SET_COOKIE).is_none(),
+        "a session was made for another site"
+    );
 }
 
 fn csv_column(path: &str) -> BTreeSet<String> {

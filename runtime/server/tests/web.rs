@@ -1209,3 +1209,203 @@ async fn a_panicking_handler_answers_500_with_an_error_id_and_the_server_goes_on
     assert!(page.contains("错误编号"), "{page}");
     assert_eq!(call("/fine").await, (StatusCode::OK, "fine".to_string()));
 }
+
+/// Posts the sign-in form for `who` (password set beforehand) from a browser already holding
+/// `cookie`, with `next`: the answer's status and headers.
+async fn sign_in_with(app: &App, who: &str, cookie: Option<&str>, next: &str) -> (StatusCode, axum::http::HeaderMap) {
+    let body = format!("login={who}&password=pass-{who}-ok&action=password&next={next}");
+    let (status, headers, _) = app.send(form("/login", cookie, &body)).await;
+    (status, headers)
+}
+
+fn session_of(headers: &axum::http::HeaderMap) -> String {
+    headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Session fixation: a session id the browser already holds, made up or an attacker's own
+/// planted in the victim's browser, is never the one signing-in gives; the victim's session
+/// is new and the planted one stays its owner's. Signing out ends it on the server.
+#[tokio::test]
+async fn signing_in_always_makes_a_new_session() {
+    let app = App::new().await;
+    let planted = sign_in(&app, "zhao").await;
+    sign_in(&app, "wang").await; // sets wang's password
+    let (status, headers) = sign_in_with(&app, "wang", Some(&planted), "/tasks").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let victims = session_of(&headers);
+    assert_ne!(victims, planted, "sign-in kept the session the browser brought");
+    let (_, _, theirs) = app.send(get("/tasks", Some(&planted))).await;
+    assert!(theirs.contains("赵网格") && !theirs.contains("王网格"), "{theirs:.300}");
+
+    let made_up = "cf_session=chosen-by-the-attacker";
+    let (_, headers) = sign_in_with(&app, "wang", Some(made_up), "/tasks").await;
+    assert_ne!(session_of(&headers), made_up);
+    let (status, _, _) = app.send(get("/tasks", Some(made_up))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a made-up session id signs nobody in");
+
+    let (_, _, page) = app.send(get("/tasks", Some(&victims))).await;
+    let csrf = between(&page, "name=\"_csrf\" value=\"", "\"").to_string();
+    let (status, _, _) = app
+        .send(form("/logout", Some(&victims), &format!("_csrf={csrf}")))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = app.send(get("/tasks", Some(&victims))).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a signed-out session still opened a page"
+    );
+}
+
+/// After signing in, only a path of this site is followed, however the `next` is spelled
+/// (encoded, with tabs, backslashes or a scheme); anything else goes to the task list.
+#[tokio::test]
+async fn sign_in_redirects_only_within_the_site() {
+    let app = App::new().await;
+    common::sign_in(&app, "wang").await; // sets the password
+    let cases = [
+        ("%2Fdone", "/done"),
+        ("%2Finstances%2Fx%3Ftab%3Dlog", "/instances/x?tab=log"),
+        ("%2F%2Fevil.example", "/tasks"),
+        ("%2F%09%2Fevil.example", "/tasks"),
+        ("%2F%5Cevil.example", "/tasks"),
+        ("%5C%5Cevil.example", "/tasks"),
+        ("https%3A%2F%2Fevil.example", "/tasks"),
+        ("https:evil.example", "/tasks"),
+        ("%2F%0D%0ASet-Cookie%3A+x%3Dy", "/tasks"),
+        ("javascript%3Aalert(1)", "/tasks"),
+        ("%20%2F%2Fevil.example", "/tasks"),
+    ];
+    for (next, want) in cases {
+        let (status, headers) = sign_in_with(&app, "wang", None, next).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(headers[header::LOCATION], want, "next={next}");
+    }
+}
+
+/// Every route that reads a body refuses one a byte over its limit with 413 (JSON on the
+/// API, a page in the person's language on pages) before anything is kept; one at its limit
+/// is read. The API's routes come from the OpenAPI document, so a new one is covered.
+#[tokio::test]
+async fn every_route_refuses_a_body_over_its_limit() {
+    use civicflow_server::body_limits as limit;
+    let app = App::new().await;
+    let (_, accept) = dispatched_ticket(&app).await;
+    let cookie = sign_in(&app, "chen").await; // whose task `accept` is
+    let instances_before = app.state.runtime.store.verify_chains().await.unwrap().0;
+    let doc = serde_json::to_value(civicflow_server::openapi()).unwrap();
+    // (method, path, content type, limit, who: API token or page cookie)
+    let mut routes: Vec<(String, String, &str, usize, bool)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let (content_type, size) = match path.as_str() {
+                "/api/plugins" => ("application/json", limit::PLUGIN_PACKAGE),
+                // One byte over a file's limit is read, to say so in the upload's own words.
+                "/api/attachments" => ("image/png", limit::UPLOAD),
+                _ => ("application/json", limit::JSON),
+            };
+            let concrete = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            routes.push((method.to_uppercase(), concrete, content_type, size, true));
+        }
+    }
+    assert!(routes.len() >= 9, "{routes:?}");
+    let urlencoded = "application/x-www-form-urlencoded";
+    for path in [
+        "/login",
+        "/logout",
+        "/inbox/read-all",
+        "/tasks/x/claim",
+        "/tasks/x/withdraw",
+    ] {
+        routes.push(("POST".into(), path.into(), urlencoded, limit::SMALL_FORM, false));
+    }
+    for path in ["/start/ticket".to_string(), format!("/tasks/{accept}")] {
+        let multipart = "multipart/form-data; boundary=big";
+        routes.push(("POST".into(), path, multipart, limit::FORM_WITH_FILES, false));
+    }
+    routes.push((
+        "POST".into(),
+        "/open311/v2/requests.json".into(),
+        urlencoded,
+        limit::JSON,
+        true,
+    ));
+
+    let mut wrong = Vec::new();
+    for (method, path, content_type, size, api) in &routes {
+        for (len, too_large) in [(*size, false), (size + 1, true)] {
+            // A wrong token, so that a form at its limit is read through and changes nothing.
+            let mut body = if *api { Vec::new() } else { b"_csrf=forged&x=".to_vec() };
+            body.resize(len, b'a');
+            let mut req = app.raw(method, path, api.then_some("chen"), content_type, body);
+            if !*api {
+                req.headers_mut().insert(header::COOKIE, cookie.parse().unwrap());
+            }
+            let (status, _, answer) = app.send(req).await;
+            let refused = status == StatusCode::PAYLOAD_TOO_LARGE;
+            if refused != too_large {
+                wrong.push(format!("{method} {path} {len} bytes: {status} {answer:.120}"));
+            } else if refused && *api && !answer.contains("\"code\"") {
+                wrong.push(format!("{method} {path}: 413 not as a JSON error: {answer:.120}"));
+            } else if refused && !*api && !answer.contains("太大") {
+                wrong.push(format!("{method} {path}: 413 not as a page in zh-CN: {answer:.120}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let instances_after = app.state.runtime.store.verify_chains().await.unwrap().0;
+    assert_eq!(instances_before, instances_after, "an oversized body started something");
+}
+
+/// Guessing ids learns nothing: another unit's real ticket (and its task) and a
+/// well-formed id never issued answer alike (same status, same body) on the API, the pages
+/// and Open311.
+#[tokio::test]
+async fn a_real_id_out_of_scope_answers_like_one_that_does_not_exist() {
+    let app = App::new().await;
+    let (ticket, task) = dispatched_ticket(&app).await;
+    let never = uuid::Uuid::now_v7().to_string();
+    let cookie = sign_in(&app, "zhao").await; // another community's grid worker
+    let token = app.tokens["zhao"].clone();
+    // (method, path with {} for the id, whether the id is the task's)
+    let routes = [
+        ("GET", "/api/instances/{}", false),
+        ("POST", "/api/tasks/{}/claim", true),
+        ("GET", "/open311/v2/requests/{}.json", false),
+        ("GET", "/instances/{}", false),
+        ("GET", "/tasks/{}", true),
+    ];
+    for (method, path, of_task) in routes {
+        let mut answers = Vec::new();
+        for id in [if of_task { &task } else { &ticket }, &never] {
+            let concrete = path.replace("{}", id);
+            let req = if path.starts_with("/api/") {
+                app.raw(method, &concrete, Some("zhao"), "application/json", Vec::new())
+            } else if path.starts_with("/open311/") {
+                get(&format!("{concrete}?api_key={token}"), None)
+            } else {
+                get(&concrete, Some(&cookie))
+            };
+            let (status, _, body) = app.send(req).await;
+            answers.push((status, body.replace(id.as_str(), "ID")));
+        }
+        assert_eq!(answers[0].0, StatusCode::NOT_FOUND, "{path}: {}", answers[0].1);
+        assert_eq!(
+            answers[0], answers[1],
+            "{path}: a real id answers unlike one never issued"
+        );
+    }
+}

@@ -92,7 +92,7 @@ pub async fn withdraw(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(task): Path<String>,
-    axum::Form(form): axum::Form<super::session::CsrfOnly>,
+    super::PagePost(axum::Form(form)): super::PagePost<axum::Form<super::session::CsrfOnly>>,
 ) -> Response {
     if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
         return r;

@@ -70,7 +70,7 @@ pub async fn open(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
 pub async fn read_all(
     State(state): State<AppState>,
     viewer: Viewer,
-    axum::Form(form): axum::Form<super::session::CsrfOnly>,
+    super::PagePost(axum::Form(form)): super::PagePost<axum::Form<super::session::CsrfOnly>>,
 ) -> Response {
     if let Err(refused) = viewer.check_csrf(form.csrf.as_deref()) {
         return refused;

@@ -8,8 +8,8 @@ mod inbox;
 mod pages;
 pub mod session;
 
-use crate::AppState;
 use crate::i18n::text;
+use crate::{AppState, body_limits};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
@@ -44,9 +44,7 @@ const STYLESHEET: &str = include_str!("../../../../admin-ui/static/app.css");
 const SCRIPT: &str = include_str!("../../../../admin-ui/static/app.js");
 const ICON: &str = include_str!("../../../../admin-ui/static/icon.svg");
 
-/// The largest file a form or the API takes, and the most one form post may carry.
-pub const MAX_UPLOAD_BYTES: usize = 10 << 20;
-const MAX_FORM_BYTES: usize = 6 * MAX_UPLOAD_BYTES;
+pub use crate::body_limits::UPLOAD as MAX_UPLOAD_BYTES;
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -132,6 +130,40 @@ impl Page {
     pub fn not_found(lang: &str) -> Response {
         Self::message(StatusCode::NOT_FOUND, lang, "page-not-found")
     }
+
+    /// A post the server would not read: over its route's limit, or not a form.
+    pub fn refused_body(status: StatusCode, lang: &str) -> Response {
+        let message_id = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "page-too-large"
+        } else {
+            "page-unreadable"
+        };
+        Self::message(status, lang, message_id)
+    }
+}
+
+/// A page post's body (`Form`, `Multipart`) whose refusal is a page in the reader's
+/// language (their `?lang=`, cookie or browser's), not the extractor's plain text.
+pub struct PagePost<E>(pub E);
+
+impl<S, E> axum::extract::FromRequest<S> for PagePost<E>
+where
+    S: Send + Sync,
+    E: axum::extract::FromRequest<S>,
+    E::Rejection: IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
+        let lang = session::language(&parts, &jar, None);
+        let req = axum::extract::Request::from_parts(parts, body);
+        E::from_request(req, state)
+            .await
+            .map(PagePost)
+            .map_err(|r| Page::refused_body(r.into_response().status(), lang))
+    }
 }
 
 /// A page whose handler failed unexpectedly: the error id the log has, for whoever helps.
@@ -158,20 +190,21 @@ pub fn see_other(to: &str) -> Response {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { see_other("/tasks") }))
-        .route(
-            "/login",
-            get(session::sign_in_form)
-                .post(session::sign_in)
-                .layer(DefaultBodyLimit::max(session::SIGN_IN_BYTES)),
-        )
+        .route("/login", get(session::sign_in_form).post(session::sign_in))
         .route("/logout", post(session::sign_out))
         .route("/tasks", get(pages::task_list))
-        .route("/tasks/{id}", get(pages::task_form).post(pages::task_submit))
+        .route(
+            "/tasks/{id}",
+            get(pages::task_form).post(pages::task_submit).layer(with_files()),
+        )
         .route("/tasks/{id}/claim", post(pages::task_claim))
         .route("/tasks/{id}/withdraw", post(checkin::withdraw))
         .route("/instances/{id}/code/{state}", get(checkin::code_screen))
         .route("/start", get(pages::start_list))
-        .route("/start/{workflow}", get(pages::start_form).post(pages::start_submit))
+        .route(
+            "/start/{workflow}",
+            get(pages::start_form).post(pages::start_submit).layer(with_files()),
+        )
         .route("/mine", get(pages::mine))
         .route("/done", get(pages::done))
         .route("/inbox", get(inbox::inbox))
@@ -190,8 +223,13 @@ pub fn routes() -> Router<AppState> {
         // Browsers ask for /favicon.ico whatever the page links; both answer the one icon.
         .route("/static/icon.svg", get(icon))
         .route("/favicon.ico", get(icon))
-        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(DefaultBodyLimit::max(body_limits::SMALL_FORM))
         .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// The start and task forms carry files; every other page form is small.
+fn with_files() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(body_limits::FORM_WITH_FILES)
 }
 
 /// What every page tells the browser: run only this site's own script and style, load

@@ -328,7 +328,7 @@ async fn read_post(state: &AppState, viewer: &Viewer, mut multipart: Multipart) 
     let lang = viewer.lang;
     let bad = |e: axum::extract::multipart::MultipartError| {
         tracing::info!(error = %e, "unreadable form post");
-        Page::message(StatusCode::BAD_REQUEST, lang, "page-error")
+        Page::refused_body(e.status(), lang)
     };
     let mut csrf = None;
     while let Some(part) = multipart.next_field().await.map_err(bad)? {
@@ -535,7 +535,7 @@ pub async fn task_submit(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    multipart: Multipart,
+    super::PagePost(multipart): super::PagePost<Multipart>,
 ) -> Response {
     let (task, instance, wf) = match find_task(&state, &viewer, &id).await {
         Ok(found) => found,
@@ -587,7 +587,7 @@ pub async fn task_claim(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<super::session::CsrfOnly>,
+    super::PagePost(axum::Form(form)): super::PagePost<axum::Form<super::session::CsrfOnly>>,
 ) -> Response {
     if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
         return r;
@@ -748,7 +748,7 @@ pub async fn start_submit(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(workflow): Path<String>,
-    multipart: Multipart,
+    super::PagePost(multipart): super::PagePost<Multipart>,
 ) -> Response {
     let lang = viewer.lang;
     let mut posted = match read_post(&state, &viewer, multipart).await {

@@ -29,8 +29,6 @@ const ATTEMPTS_PER_ACCOUNT: i64 = 5;
 const ATTEMPTS_PER_ADDRESS: i64 = 30;
 /// The most of a sign-in name shown back on the page.
 const MAX_LOGIN_CHARS: usize = 64;
-/// A sign-in form's body at most: a name, a password, a code and the next path.
-pub const SIGN_IN_BYTES: usize = 8 << 10;
 
 /// The signed-in person behind a page request, with the language to answer in.
 pub struct Viewer {
@@ -248,7 +246,7 @@ pub async fn sign_in(
     jar: CookieJar,
     headers: HeaderMap,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    Form(form): Form<SignInForm>,
+    super::PagePost(Form(form)): super::PagePost<Form<SignInForm>>,
 ) -> Response {
     // What is shown back in the form: a sign-in name is short.
     let shown: String = form.login.chars().take(MAX_LOGIN_CHARS).collect();
@@ -372,7 +370,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     viewer: Viewer,
     jar: CookieJar,
-    Form(form): Form<CsrfOnly>,
+    super::PagePost(Form(form)): super::PagePost<Form<CsrfOnly>>,
 ) -> Response {
     if let Err(refused) = viewer.check_csrf(form.csrf.as_deref()) {
         return refused;
