@@ -182,6 +182,15 @@ fn import_rejects_bad_rows_whole_then_accepts_spreadsheets() {
     let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("the file is damaged and cannot be read"), "{text}");
+    // An 830-byte .ods whose row repeats 6,000 times across 16,384 columns: its reader builds
+    // the whole range first (before: out of memory at 8 GB). Only CSV and XLSX are read.
+    let out = civicflow(&["import", "--units", "tests/fixtures/bomb-units.ods", "--db", &db]);
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("unsupported file type \".ods\": save it as .xlsx or .csv"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -31,8 +31,7 @@
 //! `bindings: [{unit_id: beichen, workflow: ticket, hook: ticket.route, plugin: ticket-route-beichen, version: 1.1.0}]`,
 //! and upload working-day tables: `calendars: [{unit: demo-city, file: ../calendars/cn-2026.calendar.yaml}]`.
 //!
-//! The file is checked against `schemas/scenario.schema.json` first (docs/scenarios.md):
-//! an unknown key anywhere is an error at its line, so a misspelt assertion never passes.
+//! The file's shape is checked first (`civicflow_engine::scenario_file`).
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -49,18 +48,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, LazyLock};
-
-static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    let schema: Value =
-        serde_json::from_str(include_str!("../../../schemas/scenario.schema.json")).expect("scenario schema is JSON");
-    jsonschema::validator_for(&schema).expect("scenario schema is valid")
-});
-
-/// The actions a step may take; a step takes at most one.
-const VERBS: [&str; 9] = [
-    "start", "complete", "claim", "withdraw", "signal", "find", "code", "advance", "publish",
-];
+use std::sync::Arc;
 
 pub async fn run(paths: &[PathBuf]) -> Result<ExitCode> {
     let files = scenario_files(paths)?;
@@ -94,24 +82,15 @@ fn fail(pointer: &str, message: impl Into<String>) -> Failure {
 async fn run_file(file: &Path) -> Result<(usize, usize)> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.display().to_string();
-    let doc = match SourceDoc::parse(&name, &text) {
+    let doc = match civicflow_engine::scenario_file::read(&name, &text) {
         Ok(d) => d,
-        Err(d) => {
-            println!("FAIL {d}");
+        Err(problems) => {
+            for d in &problems {
+                println!("FAIL {d}");
+            }
             return Ok((0, 1));
         }
     };
-    let mut shape: Vec<_> = SCHEMA
-        .iter_errors(&doc.value)
-        .flat_map(|e| civicflow_engine::validate::schema_diagnostics(&doc, &e))
-        .collect();
-    shape.extend(steps_with_two_actions(&doc));
-    if !shape.is_empty() {
-        for d in &shape {
-            println!("FAIL {d}");
-        }
-        return Ok((0, 1));
-    }
     let setup = match Setup::read(&doc, file) {
         Ok(s) => s,
         Err(f) => {
@@ -148,30 +127,6 @@ async fn run_file(file: &Path) -> Result<(usize, usize)> {
 /// The items of the list at `key` (none when absent: the schema has checked the shape).
 fn items<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
     v.get(key).and_then(Value::as_array).into_iter().flatten()
-}
-
-fn steps_with_two_actions(doc: &SourceDoc) -> Vec<civicflow_engine::Diagnostic> {
-    let lists = doc
-        .value
-        .get("background")
-        .map(|b| ("/background".to_string(), b))
-        .into_iter()
-        .chain(
-            items(&doc.value, "scenarios")
-                .enumerate()
-                .filter_map(|(i, s)| Some((format!("/scenarios/{i}/steps"), s.get("steps")?))),
-        );
-    let mut out = Vec::new();
-    for (at, steps) in lists {
-        for (i, step) in steps.as_array().into_iter().flatten().enumerate() {
-            let verbs: Vec<&str> = VERBS.into_iter().filter(|v| step.get(*v).is_some()).collect();
-            if verbs.len() > 1 {
-                let message = format!("a step takes one action; this one has {}", verbs.join(" and "));
-                out.push(doc.error(&format!("{at}/{i}"), message));
-            }
-        }
-    }
-    out
 }
 
 struct Setup {

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod org;
 pub mod overlay;
 pub mod places;
+pub mod scenario_file;
 pub mod time;
 pub mod validate;
 pub mod yaml;

@@ -1,4 +1,4 @@
-//! Reading the organisation from spreadsheets: CSV, or the first sheet of an .xlsx/.ods
+//! Reading the organisation from spreadsheets: CSV, or the first sheet of an .xlsx
 //! workbook (through calamine). Errors name the file and line; the header is line 1.
 
 use crate::org::{Numbered, PersonRow, RowError, UnitRow};
@@ -44,18 +44,9 @@ impl Table {
                 }
             }
             "xlsx" | "xlsm" => records = unbroken(|| xlsx_rows(path)).map_err(|(row, message)| fail(row, message))?,
-            "xls" | "ods" => {
-                use calamine::{Reader, open_workbook_auto};
-                let mut book = open_workbook_auto(path).map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
-                let sheet = book
-                    .worksheet_range_at(0)
-                    .ok_or_else(|| fail(0, "the workbook has no sheet".into()))?
-                    .map_err(|e| fail(0, format!("spreadsheet: {e}")))?;
-                for (i, row) in sheet.rows().enumerate() {
-                    records.push((i + 1, row.iter().map(|c| c.to_string().trim().to_string()).collect()));
-                }
-            }
-            _ => return Err(fail(0, format!("unsupported file type \".{ext}\": use .csv or .xlsx"))),
+            // .xls and .ods readers build the sheet's whole stated range before a cell can
+            // be looked at (an .ods row may repeat itself a million times in a few bytes).
+            _ => return Err(fail(0, format!("unsupported file type \".{ext}\": save it as .xlsx or .csv"))),
         }
         let mut records = records
             .into_iter()
