@@ -32,7 +32,12 @@ pub fn read(name: &str, text: &str) -> Result<SourceDoc, Vec<Diagnostic>> {
 }
 
 fn steps_with_two_actions(doc: &SourceDoc) -> Vec<Diagnostic> {
-    let scenarios = doc.value.get("scenarios").and_then(Value::as_array).into_iter().flatten();
+    let scenarios = doc
+        .value
+        .get("scenarios")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
     let lists = doc
         .value
         .get("background")

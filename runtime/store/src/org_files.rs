@@ -46,7 +46,12 @@ impl Table {
             "xlsx" | "xlsm" => records = unbroken(|| xlsx_rows(path)).map_err(|(row, message)| fail(row, message))?,
             // .xls and .ods readers build the sheet's whole stated range before a cell can
             // be looked at (an .ods row may repeat itself a million times in a few bytes).
-            _ => return Err(fail(0, format!("unsupported file type \".{ext}\": save it as .xlsx or .csv"))),
+            _ => {
+                return Err(fail(
+                    0,
+                    format!("unsupported file type \".{ext}\": save it as .xlsx or .csv"),
+                ));
+            }
         }
         let mut records = records
             .into_iter()
