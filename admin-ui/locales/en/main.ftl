@@ -216,6 +216,10 @@ event-rule-no-value = nothing (the process goes on by default)
 event-notified = Notified { $who }: { $text }
 event-transitioned = Moved to "{ $state }"
 event-signal_received = Callback "{ $signal }" received
+event-rule_failed = The rule "{ $rule }" could not decide; the action was not taken
+event-rule_failed-admin = The rule "{ $rule }" ({ $by }) failed; the action was not taken: { $error }
+event-signal_ignored = Callback "{ $signal }" received, but the item could no longer take it; nothing was changed
+event-signal_ignored-admin = Callback "{ $signal }" received and not applied: { $reason }
 event-credited = Credited { $who } { $amount } { $account }
 event-register_updated = { $who }'s register entry was updated ({ $count } { $count ->
     [one] item

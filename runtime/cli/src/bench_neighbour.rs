@@ -14,8 +14,8 @@
 use crate::bench::generated;
 use crate::loopback::{Caller, Loopback};
 use anyhow::{Context, Result, bail};
-use civicflow_engine::SystemClock;
 use civicflow_engine::validate::load;
+use civicflow_engine::{Event, SystemClock};
 use civicflow_plugin_host::{Binding, Host, LimitsAsked, Manifest, PluginRules};
 use civicflow_server::plugins::{self, Package};
 use civicflow_store::org::{PersonRow, UnitRow};
@@ -452,9 +452,12 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
     let (mut busy, mut ordinary) = (0, 0);
     for (id, status) in &calls {
         let events = store.events(id).await?;
-        let failed = events.iter().rev().find(|e| e.kind == "rule_failed");
-        let plugin = failed.and_then(|e| e.payload["plugin"].as_str()).unwrap_or("");
-        let why = failed.and_then(|e| e.payload["error"].as_str()).unwrap_or("");
+        let failed = events.iter().rev().find_map(|e| match &e.event {
+            Some(Event::RuleFailed { plugin, error, .. }) => Some((plugin.as_deref(), error)),
+            _ => None,
+        });
+        let plugin = failed.and_then(|(p, _)| p).unwrap_or("");
+        let why = failed.map_or("", |(_, why)| why.as_str());
         let expected = at_call.iter().find(|h| format!("{}@1", h.name) == plugin);
         match (status, expected.map(|h| &h.stopped)) {
             (422, Some(Stopped::Call(codes))) if codes.iter().any(|c| why.starts_with(c)) => {

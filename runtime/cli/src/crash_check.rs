@@ -11,8 +11,8 @@
 use crate::bench::generated;
 use crate::loopback::{Caller, Loopback};
 use anyhow::{Context, Result, bail};
-use civicflow_engine::SystemClock;
 use civicflow_engine::validate::load;
+use civicflow_engine::{Event, SystemClock};
 use civicflow_plugin_host::{Host, PluginRules};
 use civicflow_store::org::{PersonRow, UnitRow};
 use civicflow_store::{Runtime, Store};
@@ -256,7 +256,12 @@ pub async fn run(db: Option<&str>, kills: usize, clients: usize, reports: usize,
             .entry(instance.data["key"].as_str().unwrap_or("").to_string())
             .or_default() += 1;
         let events = store.events(&instance.id).await?;
-        if events.iter().filter(|e| e.kind == "timer_fired").count() != 1 {
+        if events
+            .iter()
+            .filter(|e| matches!(e.event, Some(Event::TimerFired { .. })))
+            .count()
+            != 1
+        {
             not_once += 1;
         }
     }

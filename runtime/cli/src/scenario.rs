@@ -35,11 +35,11 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use civicflow_engine::ManualClock;
 use civicflow_engine::calendar::YearTable;
 use civicflow_engine::duration::Span;
 use civicflow_engine::files::{load_all, load_overlays, scenario_files};
 use civicflow_engine::yaml::SourceDoc;
+use civicflow_engine::{Event, ManualClock};
 use civicflow_plugin_host::{Binding, BindingTable, Host, PluginRules};
 use civicflow_server::plugins::Package;
 use civicflow_store::org_files::{read_people, read_units};
@@ -717,9 +717,15 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             let want = string_set(people, &here)?;
             let got: BTreeSet<String> = log
                 .iter()
-                .filter(|e| e.kind == "notified" && e.payload["template"] == template.as_str())
-                .flat_map(|e| e.payload["recipients"].as_array().cloned().unwrap_or_default())
-                .filter_map(|p| p.as_str().map(str::to_string))
+                .filter_map(|e| match &e.event {
+                    Some(Event::Notified {
+                        template: t,
+                        recipients,
+                        ..
+                    }) if t == template => recipients.clone(),
+                    _ => None,
+                })
+                .flatten()
                 .collect();
             if want != got {
                 return Err(fail(

@@ -9,6 +9,7 @@ use crate::definition::{
     Transition, ValueExpr, Workflow, localize,
 };
 use crate::duration::{Span, limit_multiple};
+use crate::event::Event;
 use crate::expr::{context_with_calendar, render};
 use crate::org::{RoleGrant, within};
 use crate::places::Places;
@@ -203,9 +204,8 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
-    pub kind: String,
     pub actor: String,
-    pub payload: Value,
+    pub event: Event,
 }
 
 /// Everything one action changes, to be committed atomically.
@@ -543,11 +543,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn event(&mut self, kind: &str, payload: Value) {
+    fn event(&mut self, event: Event) {
         self.out.events.push(NewEvent {
-            kind: kind.into(),
             actor: self.actor.person.clone(),
-            payload,
+            event,
         });
     }
 
@@ -564,7 +563,12 @@ impl<'a> Run<'a> {
             )]));
         }
         self.out.instance.data = data.clone();
-        self.event("started", json!({"workflow": self.wf.id(), "version": self.wf.version(), "unit": self.out.instance.unit_id, "data": data}));
+        self.event(Event::Started {
+            workflow: self.wf.id().to_string(),
+            version: self.wf.version(),
+            unit: self.out.instance.unit_id.clone(),
+            data,
+        });
         self.enter_all(std::slice::from_ref(&self.wf.def.start.to), None)
     }
 
@@ -594,7 +598,10 @@ impl<'a> Run<'a> {
             return Err(EngineError::Conflict(format!("task {} is already claimed", task.id)));
         }
         self.permitted(&task)?;
-        self.event("task_claimed", json!({"task": task.id, "state": task.state}));
+        self.event(Event::TaskClaimed {
+            task: task.id.clone(),
+            state: task.state.clone(),
+        });
         self.out.task_claimed = Some(task.id);
         Ok(())
     }
@@ -633,10 +640,11 @@ impl<'a> Run<'a> {
             .choose(&task.state, &state.transitions)?
             .ok_or_else(|| EngineError::NoTransition(task.state.clone()))?;
         set_path(&mut self.out.instance.data, &task.state, form.clone());
-        self.event(
-            "task_completed",
-            json!({"task": task.id, "state": task.state, "form": form}),
-        );
+        self.event(Event::TaskCompleted {
+            task: task.id.clone(),
+            state: task.state.clone(),
+            form,
+        });
         self.out.task_completed = Some(task.id);
         let t = &state.transitions[index];
         self.take(&task.state, t)
@@ -703,12 +711,20 @@ impl<'a> Run<'a> {
         entry.insert("submitted_by".into(), json!(self.actor.person));
         entry.insert("submitted_at".into(), json!(canonical(self.now)));
         entries_mut(&mut self.out.instance.data, &list).push(Value::Object(entry));
-        let kind = if list == c.into {
-            "entry_submitted"
+        let (state_name, list) = (name.to_string(), list.to_string());
+        self.event(if list == c.into {
+            Event::EntrySubmitted {
+                state: state_name,
+                key,
+                list,
+            }
         } else {
-            "entry_waitlisted"
-        };
-        self.event(kind, json!({"state": name, "key": key, "list": list}));
+            Event::EntryWaitlisted {
+                state: state_name,
+                key,
+                list,
+            }
+        });
         self.close_if_done(name, state)
     }
 
@@ -742,16 +758,20 @@ impl<'a> Run<'a> {
             Some(waitlist) if list == c.into && !entries(data, waitlist).is_empty() => {
                 let first = entries_mut(data, waitlist).remove(0);
                 entries_mut(data, &c.into).push(first.clone());
-                Some(first["key"].clone())
+                Some(first["key"].as_str().unwrap_or_default().to_string())
             }
             _ => None,
         };
-        self.event(
-            "entry_withdrawn",
-            json!({"state": task.state, "key": entry["key"], "list": list}),
-        );
+        self.event(Event::EntryWithdrawn {
+            state: task.state.clone(),
+            key: entry["key"].as_str().unwrap_or_default().to_string(),
+            list: list.to_string(),
+        });
         if let Some(key) = promoted {
-            self.event("entry_promoted", json!({"state": task.state, "key": key}));
+            self.event(Event::EntryPromoted {
+                state: task.state.clone(),
+                key,
+            });
         }
         Ok(())
     }
@@ -769,7 +789,11 @@ impl<'a> Run<'a> {
                 continue;
             };
             if let Some(i) = self.choose(&token, transitions)? {
-                self.event("signal_received", json!({"signal": name, "id": id, "state": token}));
+                self.event(Event::SignalReceived {
+                    signal: name.to_string(),
+                    id: id.to_string(),
+                    state: Some(token.clone()),
+                });
                 let t = &transitions[i];
                 return self.take(&token, t);
             }
@@ -778,7 +802,11 @@ impl<'a> Run<'a> {
         if let (Some(first), Some(transitions)) = (here.first(), wf.def.on.get(name))
             && let Some(i) = self.choose(first, transitions)?
         {
-            self.event("signal_received", json!({"signal": name, "id": id, "state": null}));
+            self.event(Event::SignalReceived {
+                signal: name.to_string(),
+                id: id.to_string(),
+                state: None,
+            });
             for other in &here[1..] {
                 self.leave(other);
             }
@@ -818,10 +846,11 @@ impl<'a> Run<'a> {
                     .timers
                     .get(i)
                     .ok_or_else(|| EngineError::Conflict("timer not in this version".into()))?;
-                self.event(
-                    "timer_fired",
-                    json!({"state": timer.state, "timer": i, "due": timer.fire_at}),
-                );
+                self.event(Event::TimerFired {
+                    state: timer.state.clone(),
+                    timer: i,
+                    due: timer.fire_at,
+                });
                 match &t.to {
                     Some(to) => self.follow(
                         &timer.state,
@@ -850,7 +879,11 @@ impl<'a> Run<'a> {
                     return Ok(());
                 };
                 let unit_id = unit.as_ref().map(|u| u.id.clone());
-                self.event("escalated", json!({"state": timer.state, "to": role, "unit": unit_id}));
+                self.event(Event::Escalated {
+                    state: timer.state.clone(),
+                    to: role.clone(),
+                    unit: unit_id.clone(),
+                });
                 self.out.escalations.push(Escalated {
                     state: timer.state.clone(),
                     role,
@@ -1129,7 +1162,11 @@ impl<'a> Run<'a> {
                 }
                 let mut value = answer.value;
                 normalize(&mut value);
-                self.event("rule_evaluated", json!({"rule": rule, "by": by, "value": value}));
+                self.event(Event::RuleEvaluated {
+                    rule: rule.clone(),
+                    by,
+                    value: value.clone(),
+                });
                 Ok(value)
             }
         }
@@ -1200,10 +1237,11 @@ impl<'a> Run<'a> {
                 }
             };
             for person in people {
-                self.event(
-                    "credited",
-                    json!({"account": c.account, "person": person, "amount": amount}),
-                );
+                self.event(Event::Credited {
+                    account: c.account.clone(),
+                    person: person.clone(),
+                    amount,
+                });
                 self.out.credits.push(LedgerEntry {
                     account: c.account.clone(),
                     person,
@@ -1230,7 +1268,12 @@ impl<'a> Run<'a> {
             text: text.clone(),
             audience,
         });
-        self.event("notified", json!({"template": n.template, "to": n.to, "text": text}));
+        self.event(Event::Notified {
+            template: n.template.clone(),
+            to: json!(n.to),
+            text,
+            recipients: None,
+        });
         Ok(())
     }
 
@@ -1322,7 +1365,10 @@ impl<'a> Run<'a> {
         if let Some(n) = notify {
             self.notify(n)?;
         }
-        self.event("transitioned", json!({"from": from, "to": to.states()}));
+        self.event(Event::Transitioned {
+            from: from.to_string(),
+            to: to.states().to_vec(),
+        });
         self.enter_all(to.states(), Some(from))
     }
 
@@ -1355,7 +1401,10 @@ impl<'a> Run<'a> {
         if attributes.is_empty() {
             return Ok(());
         }
-        self.event("register_updated", json!({"person": person, "set": attributes}));
+        self.event(Event::RegisterUpdated {
+            person: person.clone(),
+            set: attributes.clone(),
+        });
         self.out.register.push(RegisterEntry { person, attributes });
         Ok(())
     }
@@ -1374,7 +1423,7 @@ impl<'a> Run<'a> {
         {
             self.out.instance.status = Status::Completed;
             let end = self.out.instance.position.tokens.clone();
-            self.event("completed", json!({"end": end}));
+            self.event(Event::Completed { end });
         }
         Ok(())
     }
@@ -1408,13 +1457,18 @@ impl<'a> Run<'a> {
             let complete = state.from.iter().all(|f| arrived.contains(f));
             if !complete {
                 let arrived = arrived.clone();
-                self.event("join_waiting", json!({"state": name, "arrived": arrived}));
+                self.event(Event::JoinWaiting {
+                    state: name.to_string(),
+                    arrived,
+                });
                 return Ok(());
             }
             self.out.instance.position.joins.remove(name);
         }
         self.out.instance.position.tokens.push(name.to_string());
-        self.event("entered", json!({"state": name}));
+        self.event(Event::Entered {
+            state: name.to_string(),
+        });
         self.apply_set(&state.set)?;
         if let Some(n) = &state.notify {
             self.notify(n)?;
@@ -1555,7 +1609,15 @@ impl<'a> Run<'a> {
             .as_ref()
             .map(|t| localize(t, "zh-CN").to_string())
             .unwrap_or_else(|| name.to_string());
-        self.event("task_created", json!({"task": task.id, "state": name, "title": title, "role": task.role, "person": task.person, "unit": task.unit_id, "due": task.due_at}));
+        self.event(Event::TaskCreated {
+            task: task.id.clone(),
+            state: name.to_string(),
+            title,
+            role: task.role.clone(),
+            person: task.person.clone(),
+            unit: task.unit_id.clone(),
+            due: task.due_at,
+        });
         self.out.tasks_created.push(task);
         Ok(())
     }

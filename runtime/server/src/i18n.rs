@@ -65,6 +65,11 @@ pub fn from_accept_language(header: &str) -> Option<&'static str> {
     .and_then(|l| supported(&l.to_string()))
 }
 
+/// Whether `lang`'s own catalogue has message `id` (no fallback).
+pub fn has_message(lang: &str, id: &str) -> bool {
+    BUNDLES.iter().any(|(l, bundle)| *l == lang && bundle.has_message(id))
+}
+
 /// Message `id` in `lang` with `args`; falls back to zh-CN, then to the id itself so a
 /// missing message shows rather than breaks a page.
 pub fn text(lang: &str, id: &str, args: &[(&str, FluentValue<'_>)]) -> String {

@@ -44,8 +44,8 @@ pub(crate) fn chain(
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
-        let payload = serde_json::to_string(&e.payload)?;
-        let next = event_hash(&hash, instance_id, seq, at, &e.actor, &e.kind, &payload);
+        let payload = serde_json::to_string(&e.event.payload())?;
+        let next = event_hash(&hash, instance_id, seq, at, &e.actor, e.event.kind(), &payload);
         out.push(Chained {
             seq,
             prev_hash: std::mem::replace(&mut hash, next.clone()),

@@ -9,9 +9,9 @@ use crate::error::Result;
 use crate::scope::{ancestor_paths, subtree_end};
 use crate::writes::{Arg, Write};
 use chrono::{DateTime, Utc};
-use civicflow_engine::{Audience, Step};
+use civicflow_engine::{Audience, Event, Step};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeSet;
 
@@ -42,8 +42,8 @@ pub(crate) async fn address(conn: &mut AnyConnection, s: &mut Step, now: DateTim
             ],
         ));
         writes.extend(inbox);
-        if let Some(Value::Object(payload)) = s.events.get_mut(notice.event).map(|e| &mut e.payload) {
-            payload.insert("recipients".into(), json!(recipients));
+        if let Some(Event::Notified { recipients: said, .. }) = s.events.get_mut(notice.event).map(|e| &mut e.event) {
+            *said = Some(recipients);
         }
     }
     Ok(writes)

@@ -149,6 +149,25 @@ pub struct EventRow {
     pub actor: String,
     pub kind: String,
     pub payload: Value,
+    /// The stored kind and payload read as an event; `None` for one this version does not
+    /// know (a newer server's), which is still listed, by its kind.
+    #[serde(skip)]
+    pub event: Option<civicflow_engine::Event>,
+}
+
+impl EventRow {
+    fn read(r: &sqlx::any::AnyRow) -> Result<Self> {
+        let kind: String = r.try_get("kind")?;
+        let payload: Value = serde_json::from_str(&r.try_get::<String, _>("payload")?)?;
+        Ok(EventRow {
+            seq: r.try_get("seq")?,
+            at: from_millis(r.try_get("at")?),
+            actor: r.try_get("actor")?,
+            event: civicflow_engine::Event::read(&kind, &payload),
+            kind,
+            payload,
+        })
+    }
 }
 
 impl Store {
@@ -258,18 +277,7 @@ impl Store {
             .bind(instance_id)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(EventRow {
-                    seq: r.try_get("seq")?,
-                    at: from_millis(r.try_get("at")?),
-                    actor: r.try_get("actor")?,
-                    kind: r.try_get("kind")?,
-                    payload: serde_json::from_str(&payload)?,
-                })
-            })
-            .collect()
+        rows.iter().map(EventRow::read).collect()
     }
 
     /// What a person did (tasks completed, entries made or withdrawn), newest first: their
@@ -300,17 +308,7 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                let event = EventRow {
-                    seq: r.try_get("seq")?,
-                    at: from_millis(r.try_get("at")?),
-                    actor: r.try_get("actor")?,
-                    kind: r.try_get("kind")?,
-                    payload: serde_json::from_str(&payload)?,
-                };
-                Ok((r.try_get("instance_id")?, event))
-            })
+            .map(|r| Ok((r.try_get("instance_id")?, EventRow::read(r)?)))
             .collect()
     }
 

@@ -18,7 +18,7 @@ use crate::writes::{Write, execute_combined, execute_each, plan_addressed};
 use chrono::{DateTime, Utc};
 use civicflow_engine::machine::{Action, Instance, NewEvent, Rules, Step, Surroundings, Task, Timer, TimerKind, step};
 use civicflow_engine::places::Places as _;
-use civicflow_engine::{Actor, Clock, EngineError, Workflow};
+use civicflow_engine::{Actor, Clock, EngineError, Event, Workflow};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
@@ -612,9 +612,12 @@ impl Shared {
         let mut tx = self.store.pool.begin().await?;
         let stored = load_instance(&mut tx, instance_id).await?;
         let event = NewEvent {
-            kind: "rule_failed".into(),
             actor: actor.into(),
-            payload: json!({"rule": hook, "plugin": plugin, "error": message}),
+            event: Event::RuleFailed {
+                rule: hook.clone(),
+                plugin: plugin.clone(),
+                error: message.clone(),
+            },
         };
         commit(
             &mut tx,

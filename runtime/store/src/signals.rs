@@ -10,9 +10,9 @@ use crate::error::{Result, StoreError};
 use crate::queries::load_instance;
 use crate::runtime::{Applied, OUTSIDE_ATTEMPTS, Shared, commit};
 use civicflow_engine::machine::{Action, NewEvent, Step, step};
-use civicflow_engine::{Actor, EngineError};
+use civicflow_engine::{Actor, EngineError, Event};
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Sha256;
 
 /// What a signal did.
@@ -135,9 +135,13 @@ impl Shared {
                 },
                 Err(StoreError::Engine(EngineError::Gone(why))) => {
                     let event = NewEvent {
-                        kind: "signal_ignored".into(),
                         actor: "system".into(),
-                        payload: json!({"signal": name, "id": receipt, "reason": why, "body": payload}),
+                        event: Event::SignalIgnored {
+                            signal: name.to_string(),
+                            id: receipt.to_string(),
+                            reason: why.clone(),
+                            body: payload.clone(),
+                        },
                     };
                     commit(&mut tx, Step::note(stored.instance.clone(), event), Some(&stored), now).await?;
                     SignalOutcome::Ignored(why)

@@ -245,7 +245,7 @@ fn plan(s: Step, prior: Option<&StoredInstance>, now: DateTime<Utc>) -> Result<(
                 Int(c.seq),
                 Int(at),
                 Text(e.actor.clone()),
-                Text(e.kind.clone()),
+                Text(e.event.kind().into()),
                 Text(c.payload),
                 Text(c.prev_hash),
                 Text(c.hash),

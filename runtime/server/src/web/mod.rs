@@ -7,6 +7,7 @@ pub mod forms;
 mod inbox;
 mod pages;
 pub mod session;
+mod timeline;
 
 use crate::i18n::text;
 use crate::{AppState, body_limits};

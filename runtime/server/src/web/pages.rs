@@ -3,6 +3,7 @@
 
 use super::forms::{self, Posted};
 use super::session::Viewer;
+use super::timeline;
 use super::{Page, render, see_other, server_error};
 use crate::AppState;
 use crate::i18n::text;
@@ -22,9 +23,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-type Names = HashMap<String, (String, Option<String>)>;
+pub(super) type Names = HashMap<String, (String, Option<String>)>;
 
-fn name_of(names: &Names, id: &str, lang: &str) -> String {
+pub(super) fn name_of(names: &Names, id: &str, lang: &str) -> String {
     match names.get(id) {
         Some((_, Some(en))) if lang == "en" && !en.is_empty() => en.clone(),
         Some((name, _)) => name.clone(),
@@ -32,7 +33,7 @@ fn name_of(names: &Names, id: &str, lang: &str) -> String {
     }
 }
 
-fn state_title(wf: &Workflow, state: &str, lang: &str) -> String {
+pub(super) fn state_title(wf: &Workflow, state: &str, lang: &str) -> String {
     wf.def
         .states
         .get(state)
@@ -41,7 +42,7 @@ fn state_title(wf: &Workflow, state: &str, lang: &str) -> String {
         .unwrap_or_else(|| state.to_string())
 }
 
-fn role_title(wf: &Workflow, role: &str, lang: &str) -> String {
+pub(super) fn role_title(wf: &Workflow, role: &str, lang: &str) -> String {
     wf.def
         .roles
         .get(role)
@@ -71,7 +72,7 @@ fn span_text(lang: &str, minutes: i64, up: bool) -> String {
 }
 
 /// A duration as people say it: `5wd` is "5 个工作日", `P1Y6M` "1 年 6 个月".
-fn span_words(written: &str, lang: &str) -> Option<String> {
+pub(super) fn span_words(written: &str, lang: &str) -> Option<String> {
     let s = civicflow_engine::duration::Span::parse(written).ok()?;
     let (years, months) = (s.months / 12, s.months % 12);
     let parts = [
@@ -504,7 +505,7 @@ async fn task_page(
     let takes_code = wf.state(&task.task.state).is_some_and(|s| s.code.is_some());
     // What the task is about, with people and units by name.
     let mut ids = Vec::new();
-    short_texts(&instance.data, &mut ids);
+    timeline::short_texts(&instance.data, &mut ids);
     let names = state.runtime.store.names(&ids, &ids).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "names for a task's context could not be read");
         Names::new()
@@ -873,9 +874,10 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
         let (Some(event), Ok(wf)) = (mine.get(i.id.as_str()), state.runtime.registry.for_instance(i)) else {
             continue;
         };
-        let state_name = event.payload["state"].as_str().unwrap_or_default();
-        let did = state_title(&wf, state_name, lang);
-        item["did"] = text(lang, &format!("done-{}", event.kind), &[("state", did.into())]).into();
+        let Some((did, state_name)) = event.event.as_ref().and_then(timeline::done_message) else {
+            continue;
+        };
+        item["did"] = text(lang, did, &[("state", state_title(&wf, state_name, lang).into())]).into();
         item["did_at"] = json!(event.at);
         // What I entered (my vote, my sign-up's note), so I need not open it to check.
         if let Some(entry) = my_entry(&wf, state_name, &i.data, &viewer.actor.person) {
@@ -989,18 +991,9 @@ fn number_text(wf: &Workflow, i: &Instance, lang: &str) -> Option<String> {
 
 /// Every short text in `v`, however deep: what may be the id of a unit or a person (a
 /// department picked, the owners on a vote's roll).
-fn short_texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-    match v {
-        Value::String(s) if s.len() <= 64 => out.push(s),
-        Value::Array(items) => items.iter().for_each(|i| short_texts(i, out)),
-        Value::Object(m) => m.values().for_each(|i| short_texts(i, out)),
-        _ => {}
-    }
-}
-
 /// `v` with each text that is a unit's or a person's id replaced by their name, however
 /// deep, so data shows as people know it.
-fn named(v: &Value, names: &Names, lang: &str) -> Value {
+pub(super) fn named(v: &Value, names: &Names, lang: &str) -> Value {
     match v {
         Value::String(s) if names.contains_key(s) => Value::String(name_of(names, s, lang)),
         Value::Array(items) => Value::Array(items.iter().map(|i| named(i, names, lang)).collect()),
@@ -1010,7 +1003,7 @@ fn named(v: &Value, names: &Names, lang: &str) -> Value {
 }
 
 /// Read-only fields of a form with its data, for the timeline.
-fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<forms::Field> {
+pub(super) fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<forms::Field> {
     let Some(def) = form.and_then(|f| wf.def.forms.get(f)) else {
         return Vec::new();
     };
@@ -1018,94 +1011,6 @@ fn filled(wf: &Workflow, form: Option<&str>, data: &Value, lang: &str) -> Vec<fo
     let mut fields = forms::fields(&def.schema, &ui, data, "", lang);
     fields.retain(|f| data.get(f.name.trim_start_matches('/')).is_some());
     fields
-}
-
-/// One entry per thing a person (or the clock, or another system) did: the lines of one
-/// step (same moment, same actor) fold under the first that is not a consequence, so
-/// "王网格 发起了…" carries "「派单」环节开始…" and the rule that routed it beneath it.
-fn fold_timeline(lines: Vec<(&civicflow_store::EventRow, Value)>) -> Vec<Value> {
-    const CONSEQUENCES: [&str; 7] = [
-        "transitioned",
-        "task_created",
-        "rule_evaluated",
-        "notified",
-        "credited",
-        "register_updated",
-        "completed",
-    ];
-    // A move into a state whose task starts at the same moment is said by that task's line,
-    // and the move to the end by "事项已办结".
-    let tasks_begun: std::collections::HashSet<(chrono::DateTime<Utc>, &str)> = lines
-        .iter()
-        .filter(|(e, _)| e.kind == "task_created")
-        .filter_map(|(e, _)| Some((e.at, e.payload["state"].as_str()?)))
-        .collect();
-    let finished: std::collections::HashSet<chrono::DateTime<Utc>> = lines
-        .iter()
-        .filter(|(e, _)| e.kind == "completed")
-        .map(|(e, _)| e.at)
-        .collect();
-    let mut out: Vec<Value> = Vec::new();
-    let mut head: Option<(chrono::DateTime<Utc>, &str)> = None;
-    for (e, line) in lines {
-        let said_by_a_task = e.kind == "transitioned"
-            && (finished.contains(&e.at)
-                || e.payload["to"].as_array().is_some_and(|to| {
-                    to.iter()
-                        .filter_map(Value::as_str)
-                        .all(|s| tasks_begun.contains(&(e.at, s)))
-                }));
-        if said_by_a_task {
-            continue;
-        }
-        let same_step = head.is_some_and(|(at, actor)| at == e.at && actor == e.actor);
-        match out.last_mut() {
-            Some(last) if same_step && CONSEQUENCES.contains(&e.kind.as_str()) => {
-                if !last["then"].is_array() {
-                    last["then"] = json!([]);
-                }
-                if let Some(then) = last["then"].as_array_mut() {
-                    then.push(line["text"].clone());
-                }
-            }
-            _ => {
-                head = Some((e.at, e.actor.as_str()));
-                out.push(line);
-            }
-        }
-    }
-    out
-}
-
-/// Recipients named on a timeline line; the rest are counted.
-const NAMED_RECIPIENTS: usize = 5;
-
-/// "王网格、李调度 等 12 人", or "nobody" when a notification reached no one.
-fn recipients_text(recipients: &Value, names: &Names, lang: &str) -> String {
-    let all: Vec<&str> = recipients
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if all.is_empty() {
-        return text(lang, "notified-nobody", &[]);
-    }
-    let shown: Vec<String> = all
-        .iter()
-        .take(NAMED_RECIPIENTS)
-        .map(|p| name_of(names, p, lang))
-        .collect();
-    let list = shown.join(&text(lang, "list-separator", &[]));
-    if all.len() > NAMED_RECIPIENTS {
-        text(
-            lang,
-            "notified-many",
-            &[("names", list.into()), ("count", all.len().into())],
-        )
-    } else {
-        list
-    }
 }
 
 pub async fn instance_page(
@@ -1132,51 +1037,22 @@ pub async fn instance_page(
         (Ok(t), Ok(e)) => (t, e),
         (Err(e), _) | (_, Err(e)) => return server_error(e, lang),
     };
-    let mut people: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    let mentioned = timeline::mentioned(&events);
+    let mut people = mentioned.people;
     people.extend(tasks.iter().filter_map(|t| t.task.person.as_deref()));
-    // People and units the events name (credited, register updated, escalated to a unit).
-    people.extend(events.iter().filter_map(|e| e.payload["person"].as_str()));
-    // The first few people each notification reached, by name.
-    people.extend(events.iter().flat_map(|e| {
-        e.payload["recipients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .take(NAMED_RECIPIENTS)
-            .filter_map(Value::as_str)
-    }));
-    people.sort_unstable();
-    people.dedup();
-    let mut units = vec![instance.unit_id.as_str()];
+    let mut units = mentioned.units;
+    units.push(instance.unit_id.as_str());
     units.extend(instance.overlays.iter().map(|p| p.unit.as_str()));
     units.extend(tasks.iter().map(|t| t.task.unit_id.as_str()));
-    units.extend(
-        events
-            .iter()
-            .filter(|e| e.kind == "escalated")
-            .filter_map(|e| e.payload["unit"].as_str()),
-    );
-    // What people typed or picked that may be a unit or a person (a department, a
-    // resident), so the timeline shows their names: one lookup for all of them.
-    let mut entered: Vec<&str> = Vec::new();
-    for e in &events {
-        for v in [&e.payload["data"], &e.payload["form"], &e.payload["value"]] {
-            short_texts(v, &mut entered);
-        }
-    }
     // A role's task is done by the role's holders at the nearest unit at or above its own
     // (a grid's dispatch by the street's command centre): say that unit, not the grid.
     let mut acting: HashMap<(String, String), String> = HashMap::new();
-    let role_tasks = events
-        .iter()
-        .filter(|e| e.kind == "task_created" && e.payload["person"].is_null())
-        .filter_map(|e| Some((e.payload["role"].as_str()?, e.payload["unit"].as_str()?)))
-        .chain(
-            tasks
-                .iter()
-                .filter(|t| t.task.person.is_none() && !t.task.below)
-                .filter_map(|t| Some((t.task.role.as_deref()?, t.task.unit_id.as_str()))),
-        );
+    let role_tasks = mentioned.role_tasks.into_iter().chain(
+        tasks
+            .iter()
+            .filter(|t| t.task.person.is_none() && !t.task.below)
+            .filter_map(|t| Some((t.task.role.as_deref()?, t.task.unit_id.as_str()))),
+    );
     for (role, unit) in role_tasks {
         let key = (role.to_string(), unit.to_string());
         if acting.contains_key(&key) {
@@ -1191,168 +1067,28 @@ pub async fn instance_page(
         }
     }
     units.extend(acting.values().map(String::as_str));
-    units.extend(entered.iter().copied());
-    people.extend(entered.iter().copied());
+    people.sort_unstable();
+    people.dedup();
+    units.sort_unstable();
+    units.dedup();
     let names = match store.names(&units, &people).await {
         Ok(n) => n,
         Err(e) => return server_error(e, lang),
     };
-    let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| -> String {
-        let mut out = Vec::new();
-        let unit = match (person, role, unit) {
-            (None, Some(r), Some(u)) => acting
-                .get(&(r.to_string(), u.to_string()))
-                .map(String::as_str)
-                .or(Some(u)),
-            _ => unit,
-        };
-        if let Some(u) = unit {
-            out.push(name_of(&names, u, lang));
-        }
-        if let Some(r) = role {
-            out.push(role_title(&wf, r, lang));
-        }
-        if let Some(p) = person {
-            out.push(name_of(&names, p, lang));
-        }
-        out.join(" ")
+    let presenter = timeline::Presenter {
+        wf: &wf,
+        names: &names,
+        acting: &acting,
+        lang,
+        admin: viewer
+            .actor
+            .roles
+            .iter()
+            .any(|g| matches!(g.role.as_str(), "plugin_admin" | "workflow_admin")),
+        now: state.runtime.now(),
     };
-    // Which plugin decided a rule is for those who run plugins and workflows; everyone
-    // else reads what was decided.
-    let admin = viewer
-        .actor
-        .roles
-        .iter()
-        .any(|g| matches!(g.role.as_str(), "plugin_admin" | "workflow_admin"));
-    let lines: Vec<(&civicflow_store::EventRow, Value)> = events
-        .iter()
-        .filter_map(|e| {
-            let p = &e.payload;
-            let s = |k: &str| p[k].as_str().map(|st| state_title(&wf, st, lang)).unwrap_or_default();
-            let actor = if e.actor == "system" {
-                text(lang, "actor-system", &[])
-            } else {
-                name_of(&names, &e.actor, lang)
-            };
-            let args: Vec<(&str, fluent_bundle::FluentValue)> = match e.kind.as_str() {
-                "entered" | "join_waiting" => return None,
-                "started" => vec![
-                    ("actor", actor.into()),
-                    ("workflow", localize(&wf.def.title, lang).to_string().into()),
-                ],
-                "task_created" => vec![
-                    ("state", s("state").into()),
-                    (
-                        "who",
-                        who(p["person"].as_str(), p["role"].as_str(), p["unit"].as_str()).into(),
-                    ),
-                    // The time limit fixed for it, when it has one (`event-task_created-due`).
-                    (
-                        "due",
-                        p["due"]
-                            .as_str()
-                            .map(|d| super::people_time(d, lang, state.runtime.now()))
-                            .unwrap_or_default()
-                            .into(),
-                    ),
-                ],
-                // A role, at a unit when the escalation named a level of the tree.
-                "escalated" => vec![
-                    ("state", s("state").into()),
-                    ("who", who(None, p["to"].as_str(), p["unit"].as_str()).into()),
-                ],
-                "register_updated" => vec![
-                    ("who", name_of(&names, p["person"].as_str().unwrap_or(""), lang).into()),
-                    ("count", p["set"].as_object().map_or(0, |m| m.len()).into()),
-                ],
-                "rule_evaluated" => {
-                    let by = match p["by"].as_str() {
-                        Some("expression") | None => text(lang, "event-rule-by-default", &[]),
-                        Some(plugin) => plugin.to_string(),
-                    };
-                    // The rule by what it decides (its description), a time limit in words.
-                    let hook = p["rule"].as_str().unwrap_or("");
-                    let rule = wf
-                        .def
-                        .rules
-                        .get(hook)
-                        .and_then(|r| r.description.as_ref())
-                        .map_or_else(|| hook.to_string(), |d| localize(d, lang).to_string());
-                    // The answer in words: a limit as a span, a unit by its name, none said so.
-                    let value = match &p["value"] {
-                        Value::Null => text(lang, "event-rule-no-value", &[]),
-                        Value::String(v) => span_words(v, lang).unwrap_or_else(|| name_of(&names, v, lang)),
-                        other => forms::scalar_text(other),
-                    };
-                    vec![("rule", rule.into()), ("by", by.into()), ("value", value.into())]
-                }
-                "notified" => vec![
-                    ("who", recipients_text(&p["recipients"], &names, lang).into()),
-                    // The text in each language, as the template rendered it.
-                    (
-                        "text",
-                        match &p["text"] {
-                            Value::Object(by_lang) => by_lang
-                                .get(lang)
-                                .or_else(|| by_lang.get(civicflow_engine::definition::DEFAULT_LANG))
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                            other => other.as_str().unwrap_or("").to_string(),
-                        }
-                        .into(),
-                    ),
-                ],
-                "transitioned" => {
-                    let to: Vec<String> = p["to"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(|st| state_title(&wf, st, lang))
-                        .collect();
-                    vec![("state", to.join(&text(lang, "list-separator", &[])).into())]
-                }
-                "signal_received" => vec![("signal", p["signal"].as_str().unwrap_or("").to_string().into())],
-                "credited" => vec![
-                    ("who", name_of(&names, p["person"].as_str().unwrap_or(""), lang).into()),
-                    ("account", p["account"].as_str().unwrap_or("").to_string().into()),
-                    ("amount", p["amount"].to_string().into()),
-                ],
-                _ => vec![
-                    ("actor", actor.into()),
-                    ("state", s("state").into()),
-                    ("kind", e.kind.clone().into()),
-                ],
-            };
-            let id = match e.kind.as_str() {
-                "task_created" if p["due"].is_string() => "event-task_created-due".to_string(),
-                // What was decided, without which plugin decided it (`$by` unused).
-                "rule_evaluated" if !admin => "event-rule_decided".to_string(),
-                kind => format!("event-{kind}"),
-            };
-            let mut line = text(lang, &id, &args);
-            if line == id {
-                line = text(lang, "event-other", &args);
-            }
-            let form_state = p["state"]
-                .as_str()
-                .and_then(|st| wf.def.states.get(st))
-                .and_then(|st| st.form.as_deref());
-            let details = match e.kind.as_str() {
-                "started" => filled(
-                    &wf,
-                    wf.def.start.form.as_deref(),
-                    &named(&p["data"], &names, lang),
-                    lang,
-                ),
-                "task_completed" | "entry_submitted" => filled(&wf, form_state, &named(&p["form"], &names, lang), lang),
-                _ => Vec::new(),
-            };
-            Some((e, json!({"at": e.at, "text": line, "details": details})))
-        })
-        .collect();
-    let timeline = fold_timeline(lines);
+    let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| presenter.who(person, role, unit);
+    let timeline = presenter.timeline(&events);
     let open: Vec<Value> = tasks
         .iter()
         .filter(|t| t.status == "open")
