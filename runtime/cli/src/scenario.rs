@@ -39,7 +39,7 @@ use civicflow_engine::calendar::YearTable;
 use civicflow_engine::duration::Span;
 use civicflow_engine::files::{load_all, load_overlays, scenario_files};
 use civicflow_engine::yaml::SourceDoc;
-use civicflow_engine::{Event, ManualClock};
+use civicflow_engine::{Event, ManualClock, TaskStatus};
 use civicflow_plugin_host::{Binding, BindingTable, Host, PluginRules};
 use civicflow_server::plugins::Package;
 use civicflow_store::org_files::{read_people, read_units};
@@ -452,11 +452,14 @@ async fn perform(
                 .map_err(|e| fail(&at, e.to_string()))?;
             // The open task of the state, else its latest closed one, so that acting after
             // the state closed is refused by the runtime for its own reason.
-            let open = tasks.iter().rev().find(|t| t.task.state == state && t.status == "open");
+            let open = tasks
+                .iter()
+                .rev()
+                .find(|t| t.task.state == state && t.status == TaskStatus::Open);
             let Some(task) = open.or_else(|| tasks.iter().rev().find(|t| t.task.state == state)) else {
                 let open: Vec<&str> = tasks
                     .iter()
-                    .filter(|t| t.status == "open")
+                    .filter(|t| t.status == TaskStatus::Open)
                     .map(|t| t.task.state.as_str())
                     .collect();
                 // Refused like any action, so a step can expect it (`error: not_found`).
@@ -634,7 +637,7 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             .map_err(|e| fail(at, e.to_string()))?;
         let got: BTreeSet<String> = all
             .iter()
-            .filter(|t| t.status == "open")
+            .filter(|t| t.status == TaskStatus::Open)
             .map(|t| t.task.state.clone())
             .collect();
         if want != got {
@@ -653,7 +656,7 @@ async fn check_expect(runtime: &Runtime, id: &str, expect: &Value, at: &str) -> 
             .map_err(|e| fail(at, e.to_string()))?;
         if let Some(t) = all
             .iter()
-            .find(|t| t.status == "open" && unwanted.contains(&t.task.state))
+            .find(|t| t.status == TaskStatus::Open && unwanted.contains(&t.task.state))
         {
             return Err(fail(
                 &format!("{at}/no_task"),

@@ -23,4 +23,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use definition::{Definition, FormProblem, Workflow};
 pub use diagnostic::{Diagnostic, Severity};
 pub use event::Event;
-pub use machine::{Action, Actor, Audience, EngineError, Instance, Notice, Step};
+pub use machine::{Action, Actor, Audience, EngineError, Instance, Notice, Step, TaskStatus};

@@ -45,6 +45,24 @@ impl Status {
     }
 }
 
+/// Where a task is: open until someone completes it, or cancelled when its step ended
+/// without it (a voting window closed, a timer moved the instance on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum TaskStatus {
+    Open,
+    Completed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// As stored and as the API says it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Where an instance is: its active states, join arrivals and pinned rule versions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Position {

@@ -3,7 +3,8 @@
 //! harmless, so no Idempotency-Key is needed.
 
 use crate::AppState;
-use crate::api::{ApiBytes, ApiError, ApiQuery, Caller, ErrorBody};
+use crate::api::{ApiBytes, ApiQuery, Caller};
+use crate::error::{AppError, ErrorBody};
 use crate::uploads::{self, MAX_UPLOAD_BYTES, Refused};
 use axum::Json;
 use axum::body::Body;
@@ -31,15 +32,15 @@ pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiBytes(body): ApiBytes,
-) -> Result<(StatusCode, Json<AttachmentOut>), ApiError> {
+) -> Result<(StatusCode, Json<AttachmentOut>), AppError> {
     let content_type = uploads::check(&body).map_err(|r| match r {
-        Refused::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "the request body is empty"),
-        Refused::TooLarge => ApiError::new(
+        Refused::Empty => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "the request body is empty"),
+        Refused::TooLarge => AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("attachments are at most {} MiB", MAX_UPLOAD_BYTES >> 20),
         ),
-        Refused::Type => ApiError::new(
+        Refused::Type => AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_type",
             format!("the bytes are not one of: {}", uploads::ALLOWED_TYPES.join(", ")),
@@ -78,14 +79,14 @@ pub async fn download(
     Caller(actor): Caller,
     Path(id): Path<String>,
     ApiQuery(of): ApiQuery<AttachmentOf>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let scope = state.runtime.scope(&actor);
     let found = state
         .runtime
         .store
         .attachment_for(&id, &scope, of.instance.as_deref())
         .await?;
-    let a = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "attachment not found"))?;
+    let a = found.ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "not_found", "attachment not found"))?;
     Ok((
         [
             (header::CONTENT_TYPE, a.content_type),

@@ -3,7 +3,8 @@
 //! are the locality's own rules.
 
 use crate::AppState;
-use crate::api::{ApiError, ApiJson, Caller, ErrorBody};
+use crate::api::{ApiJson, Caller};
+use crate::error::{AppError, ErrorBody};
 use crate::plugin_api::require_admin;
 use axum::Json;
 use axum::extract::State;
@@ -36,21 +37,21 @@ pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiJson(body): ApiJson<CalendarUpload>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     require_admin(&state, &actor, &body.unit_id, "uploading a calendar").await?;
     let name = match body.format.as_str() {
         "yaml" => "calendar.yaml",
         "csv" => "calendar.csv",
         other => {
             return Err(
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the format is yaml or csv")
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the format is yaml or csv")
                     .with_field("/format", format!("\"{other}\" is neither yaml nor csv")),
             );
         }
     };
     let table = YearTable::parse(name, &body.text).map_err(|problems| {
         let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the calendar is not valid")
+        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the calendar is not valid")
             .with_field("/text", text)
     })?;
     let runtime = &state.runtime;

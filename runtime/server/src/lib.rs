@@ -6,6 +6,7 @@ mod attachment_api;
 pub mod body_limits;
 mod calendar_api;
 pub mod demo;
+pub mod error;
 pub mod i18n;
 pub mod listen;
 mod metrics_api;
@@ -176,19 +177,18 @@ pub async fn contain_panics(request: axum::extract::Request, next: axum::middlew
         Ok(response) => response,
         Err(panic) => {
             let route = uri.path();
-            let api = ["/api/", "/open311/"].iter().any(|p| route.starts_with(p));
-            let error_id = uuid::Uuid::now_v7().to_string();
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            tracing::error!(%error_id, %route, panic = %what, "a request handler panicked");
-            if api {
-                let message = format!("the server could not complete the request (error {error_id})");
-                api::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", message).into_response()
+            let e = error::AppError::internal(format!("the handler of {route} panicked: {what}"));
+            if route.starts_with("/api/") {
+                e.into_response()
+            } else if route.starts_with("/open311/") {
+                e.geo_report()
             } else {
-                web::failed_page(&error_id)
+                e.page(i18n::DEFAULT_LOCALE)
             }
         }
     }

@@ -5,6 +5,7 @@
 //! same scope as the rest of the API (someone else's grid answers 404).
 
 use crate::AppState;
+use crate::error::AppError;
 use crate::work_api::visible;
 use axum::extract::{Form, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -30,22 +31,14 @@ pub fn routes() -> Router<AppState> {
         .route("/open311/v2/requests/{file}", get(one_request))
 }
 
-/// GeoReport's error shape: a list of `{code, description}`.
+/// A refusal of this module's own (a parameter GeoReport defines), in GeoReport's shape.
 fn error(status: StatusCode, description: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!([{"code": status.as_u16(), "description": description.into()}])),
-    )
-        .into_response()
+    AppError::new(status, "refused", description).geo_report()
 }
 
-/// A failure on our side: logged in full, answered without internals.
-fn failed(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "open311 request failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the server could not take the request",
-    )
+/// A store error as GeoReport says it; a failure on our side is logged with its error id.
+fn failed(e: StoreError) -> Response {
+    AppError::from(e).geo_report()
 }
 
 /// A form body whose parse errors answer in GeoReport's error shape.
@@ -188,10 +181,10 @@ async fn caller(state: &AppState, headers: &HeaderMap, api_key: Option<&str>) ->
         return Err(error(StatusCode::UNAUTHORIZED, "an api_key is required"));
     };
     let store = &state.runtime.store;
-    let person = store
-        .person_for_token(key.trim())
-        .await
-        .map_err(|_| error(StatusCode::UNAUTHORIZED, "the api_key is not valid"))?;
+    let person = store.person_for_token(key.trim()).await.map_err(|e| match e {
+        StoreError::NotFound(_) => error(StatusCode::UNAUTHORIZED, "the api_key is not valid"),
+        e => failed(e),
+    })?;
     store.actor(&person).await.map_err(failed)
 }
 
@@ -255,33 +248,25 @@ async fn create_request(
     {
         Ok(Once::Ran(answer)) => (StatusCode::CREATED, Json(answer)).into_response(),
         Ok(Once::Repeated(answer)) => (StatusCode::OK, Json(answer)).into_response(),
-        Err(StoreError::Engine(civicflow_engine::EngineError::InvalidForm(fields))) => {
+        Err(e) => {
             // Say which Open311 parameter was wrong, not which form field.
-            let why: Vec<String> = fields
-                .iter()
+            let mut e = AppError::from(e);
+            e.fields = std::mem::take(&mut e.fields)
+                .into_iter()
                 .map(|(pointer, message)| {
                     let field = pointer.trim_start_matches('/');
-                    let param = cfg
-                        .fields
-                        .iter()
-                        .find(|(_, f)| *f == field)
-                        .map(|(p, _)| p.as_str())
-                        .unwrap_or(field);
-                    format!("{param}: {message}")
+                    let param = cfg.fields.iter().find(|(_, f)| *f == field).map(|(p, _)| p.as_str());
+                    (param.unwrap_or(field).to_string(), message)
                 })
                 .collect();
-            error(StatusCode::BAD_REQUEST, why.join("; "))
+            e.geo_report()
         }
-        Err(StoreError::Engine(civicflow_engine::EngineError::Forbidden(m))) => error(StatusCode::FORBIDDEN, m),
-        Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => failed(e),
-        Err(e @ StoreError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
 /// GeoReport's status of an instance.
 fn status_of(i: &Instance) -> &'static str {
-    if i.status.as_str() == "completed" {
+    if i.status == civicflow_engine::machine::Status::Completed {
         "closed"
     } else {
         "open"
@@ -497,11 +482,15 @@ async fn one_request(
         Err(r) => return r,
     };
     let not_found = || error(StatusCode::NOT_FOUND, format!("no request \"{id}\""));
-    let Ok(instance) = state.runtime.store.instance(id).await else {
-        return not_found();
+    let instance = match state.runtime.store.instance(id).await {
+        Ok(i) => i,
+        Err(StoreError::NotFound(_)) => return not_found(),
+        Err(e) => return failed(e),
     };
-    if !visible(&state, &actor, &instance).await.unwrap_or(false) {
-        return not_found();
+    match visible(&state, &actor, &instance).await {
+        Ok(true) => {}
+        Ok(false) => return not_found(),
+        Err(e) => return failed(e),
     }
     match describe_all(&state, std::slice::from_ref(&instance)).await {
         Ok(out) if !out.is_empty() => Json(out).into_response(),

@@ -3,7 +3,8 @@
 //! unit, or the unit the binding is made at).
 
 use crate::AppState;
-use crate::api::{ApiError, ApiJson, Caller, ErrorBody};
+use crate::api::{ApiJson, Caller};
+use crate::error::{AppError, ErrorBody};
 use crate::plugins::{self, Package, PublishError};
 use axum::Json;
 use axum::extract::State;
@@ -29,12 +30,12 @@ pub struct Upload {
 
 /// A locality's own rules (plugins, bindings, calendars) are managed by `plugin_admin` over
 /// the unit concerned.
-pub(crate) async fn require_admin(state: &AppState, actor: &Actor, unit: &str, doing: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_admin(state: &AppState, actor: &Actor, unit: &str, doing: &str) -> Result<(), AppError> {
     let path = state.runtime.store.unit_path(unit).await?;
     if actor.has_role_over(PLUGIN_ADMIN, &path) {
         Ok(())
     } else {
-        Err(ApiError::new(
+        Err(AppError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("{doing} for unit \"{unit}\" needs the {PLUGIN_ADMIN} role there or above"),
@@ -42,7 +43,7 @@ pub(crate) async fn require_admin(state: &AppState, actor: &Actor, unit: &str, d
     }
 }
 
-fn publish_error(e: PublishError) -> ApiError {
+fn publish_error(e: PublishError) -> AppError {
     match e {
         PublishError::Manifest(diags) => {
             let text = diags
@@ -50,14 +51,14 @@ fn publish_error(e: PublishError) -> ApiError {
                 .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
                 .collect::<Vec<_>>()
                 .join("\n");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest", "plugin.yaml is not valid")
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest", "plugin.yaml is not valid")
                 .with_field("/manifest", text)
         }
-        PublishError::Plugin(p) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, p.code(), p.to_string())
+        PublishError::Plugin(p) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, p.code(), p.to_string())
             .with_field("/wasm_base64", p.to_string()),
         PublishError::Store(s) => s.into(),
-        PublishError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
-        PublishError::Read(what, e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("{what}: {e}")),
+        PublishError::Invalid(m) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        PublishError::Read(what, e) => AppError::new(StatusCode::BAD_REQUEST, "invalid", format!("{what}: {e}")),
     }
 }
 
@@ -71,14 +72,14 @@ pub async fn upload(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiJson(body): ApiJson<Upload>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     let manifest =
         Manifest::parse("plugin.yaml", &body.manifest).map_err(|d| publish_error(PublishError::Manifest(d)))?;
     require_admin(&state, &actor, &manifest.author_unit, "managing plugins").await?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(body.wasm_base64.trim())
         .map_err(|e| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the module is not base64")
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the module is not base64")
                 .with_field("/wasm_base64", e.to_string())
         })?;
     let package = Package {
@@ -107,7 +108,7 @@ pub async fn bind(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiJson(binding): ApiJson<Binding>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     require_admin(&state, &actor, &binding.unit_id, "managing plugins").await?;
     plugins::bind(&state.runtime.store, &state.runtime.registry, &binding)
         .await

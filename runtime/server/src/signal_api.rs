@@ -4,7 +4,8 @@
 //! Every accepted notice is answered 200 (also a repeat, so the provider stops retrying).
 
 use crate::AppState;
-use crate::api::{ApiBytes, ApiError, ErrorBody};
+use crate::api::ApiBytes;
+use crate::error::{AppError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,12 +26,12 @@ pub async fn receive(
     Path((workflow, signal)): Path<(String, String)>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            ApiError::new(
+            AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unsigned",
                 "the X-Civicflow-Signature header is missing",

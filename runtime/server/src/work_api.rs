@@ -7,14 +7,15 @@
 //! the same as an id that does not exist, so ids cannot be probed.
 
 use crate::AppState;
-use crate::api::{ApiError, ApiJson, ApiQuery, Caller, ErrorBody};
+use crate::api::{ApiJson, ApiQuery, Caller};
+use crate::error::{AppError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use civicflow_engine::{Actor, Instance};
 use civicflow_store::idempotency::Once;
-use civicflow_store::{Applied, Cursor, MAX_PAGE, Op, TaskQuery, TaskView};
+use civicflow_store::{Applied, Cursor, MAX_PAGE, Op, StoreError, TaskQuery, TaskView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -93,7 +94,7 @@ impl From<&TaskView> for TaskOut {
             unit_id: t.unit_id.clone(),
             pool: t.pool,
             claimed_by: t.claimed_by.clone(),
-            status: v.status.clone(),
+            status: v.status.as_str().into(),
             due_at: t.due_at,
         }
     }
@@ -167,28 +168,32 @@ pub struct CheckInCode {
     pub expires_at: DateTime<Utc>,
 }
 
-fn not_found(what: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+fn not_found(what: &str) -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+}
+
+/// A store's "not found" in the same words as something outside the caller's scope, so a
+/// guessed id learns nothing; any other error as itself.
+fn or_not_found<T>(found: Result<T, StoreError>, what: &str) -> Result<T, AppError> {
+    found.map_err(|e| match e {
+        StoreError::NotFound(_) => not_found(what),
+        e => e.into(),
+    })
 }
 
 /// Whether `actor` may see `instance` (see the module comment): the store's scope filter,
 /// asked of one instance.
-pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, ApiError> {
-    Ok(state
+pub(crate) async fn visible(state: &AppState, actor: &Actor, instance: &Instance) -> Result<bool, StoreError> {
+    state
         .runtime
         .store
         .may_read(&state.runtime.scope(actor), &instance.id)
-        .await?)
+        .await
 }
 
 /// The instance of a task the caller may see, else 404.
-async fn visible_task(state: &AppState, actor: &Actor, task: &str) -> Result<(), ApiError> {
-    let instance_id = state
-        .runtime
-        .store
-        .task_instance(task)
-        .await
-        .map_err(|_| not_found("task"))?;
+async fn visible_task(state: &AppState, actor: &Actor, task: &str) -> Result<(), AppError> {
+    let instance_id = or_not_found(state.runtime.store.task_instance(task).await, "task")?;
     let instance = state.runtime.store.instance(&instance_id).await?;
     if visible(state, actor, &instance).await? {
         Ok(())
@@ -212,7 +217,7 @@ pub async fn start(
     Caller(actor): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<StartRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     let op = Op::Start {
         person: actor.person,
         workflow: req.workflow,
@@ -235,7 +240,7 @@ async fn act_once(
     headers: &HeaderMap,
     ran: StatusCode,
     op: Op,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     fn answer(applied: &Applied) -> Value {
         serde_json::to_value(AppliedOut::from(applied)).expect("serializes")
     }
@@ -254,9 +259,9 @@ pub async fn instance(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<InstanceDetail>, ApiError> {
+) -> Result<Json<InstanceDetail>, AppError> {
     let store = &state.runtime.store;
-    let instance = store.instance(&id).await.map_err(|_| not_found("instance"))?;
+    let instance = or_not_found(store.instance(&id).await, "instance")?;
     if !visible(&state, &actor, &instance).await? {
         return Err(not_found("instance"));
     }
@@ -302,11 +307,11 @@ pub async fn tasks(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiQuery(filter): ApiQuery<TaskFilter>,
-) -> Result<Json<TaskList>, ApiError> {
+) -> Result<Json<TaskList>, AppError> {
     let after = match filter.cursor.as_deref() {
         None => None,
         Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
-            ApiError::new(
+            AppError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_cursor",
                 "cursor is not one a previous page gave",
@@ -315,7 +320,7 @@ pub async fn tasks(
     };
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             StatusCode::BAD_REQUEST,
             "invalid_limit",
             format!("limit must be from 1 to {MAX_PAGE}"),
@@ -350,7 +355,7 @@ pub async fn complete(
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CompleteRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     visible_task(&state, &actor, &id).await?;
     let op = Op::Complete {
         person: actor.person,
@@ -371,7 +376,7 @@ pub async fn claim(
     Caller(actor): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     visible_task(&state, &actor, &id).await?;
     let op = Op::Claim {
         person: actor.person,
@@ -391,7 +396,7 @@ pub async fn withdraw(
     Caller(actor): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     visible_task(&state, &actor, &id).await?;
     let op = Op::Withdraw {
         person: actor.person,
@@ -410,13 +415,8 @@ pub async fn code(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path((id, code_state)): Path<(String, String)>,
-) -> Result<Json<CheckInCode>, ApiError> {
-    let instance = state
-        .runtime
-        .store
-        .instance(&id)
-        .await
-        .map_err(|_| not_found("instance"))?;
+) -> Result<Json<CheckInCode>, AppError> {
+    let instance = or_not_found(state.runtime.store.instance(&id).await, "instance")?;
     if !visible(&state, &actor, &instance).await? {
         return Err(not_found("instance"));
     }

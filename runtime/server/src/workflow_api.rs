@@ -7,7 +7,8 @@
 //! its street or a neighbour.
 
 use crate::AppState;
-use crate::api::{ApiError, ApiJson, ApiQuery, Caller, ErrorBody};
+use crate::api::{ApiJson, ApiQuery, Caller};
+use crate::error::{AppError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,7 +29,7 @@ pub struct UnitQuery {
 }
 
 /// The unit path a request is about: `?unit=`, else the caller's unit, else the root ("").
-async fn unit_path_of(state: &AppState, headers: &HeaderMap, unit: Option<&str>) -> Result<String, ApiError> {
+async fn unit_path_of(state: &AppState, headers: &HeaderMap, unit: Option<&str>) -> Result<String, AppError> {
     let store = &state.runtime.store;
     if let Some(u) = unit {
         return Ok(store.unit_path(u).await?);
@@ -40,12 +41,13 @@ async fn unit_path_of(state: &AppState, headers: &HeaderMap, unit: Option<&str>)
     let Some(token) = token else {
         return Ok(String::new());
     };
-    let person = store.person_for_token(token.trim()).await.map_err(|_| {
-        ApiError::new(
+    let person = store.person_for_token(token.trim()).await.map_err(|e| match e {
+        StoreError::NotFound(_) => AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the bearer token is not valid",
-        )
+        ),
+        e => e.into(),
     })?;
     Ok(store.home_unit(&person).await?.1)
 }
@@ -65,7 +67,7 @@ pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<UnitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     let path = unit_path_of(&state, &headers, q.unit.as_deref()).await?;
     let items: Vec<Value> = state
         .runtime
@@ -91,7 +93,7 @@ pub async fn detail(
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<UnitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     let path = unit_path_of(&state, &headers, q.unit.as_deref()).await?;
     let wf = state
         .runtime
@@ -99,7 +101,7 @@ pub async fn detail(
         .resolve(&id, &path)?
         .filter(|wf| wf.available_at(&path))
         .ok_or_else(|| {
-            ApiError::new(
+            AppError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("workflow \"{id}\" not found"),
@@ -133,10 +135,10 @@ pub async fn publish(
     State(state): State<AppState>,
     Caller(actor): Caller,
     ApiJson(body): ApiJson<OverlayUpload>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     let file = body.file.as_deref().unwrap_or("overlay.yaml");
     let overlay = Overlay::load(file, &body.source)
-        .map_err(|d| ApiError::from(StoreError::Refused("the overlay is not valid".into(), d)))?;
+        .map_err(|d| AppError::from(StoreError::Refused("the overlay is not valid".into(), d)))?;
     let unit_path = match state.runtime.store.unit_path(&overlay.unit).await {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => {
@@ -165,7 +167,7 @@ pub async fn list_overlays(
     State(state): State<AppState>,
     Caller(_caller): Caller,
     Path(workflow): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     let registry = &state.runtime.registry;
     let mut units: Vec<String> = registry.live_overlays(&workflow).into_iter().map(|(u, _)| u).collect();
     units.sort();
@@ -218,7 +220,7 @@ pub async fn set_live(
     Caller(actor): Caller,
     Path((workflow, unit)): Path<(String, String)>,
     ApiJson(body): ApiJson<LiveVersion>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, AppError> {
     let path = state.runtime.store.unit_path(&unit).await?;
     require_workflow_admin(&actor, &unit, &path)?;
     state
@@ -228,11 +230,11 @@ pub async fn set_live(
     Ok(Json(json!({"workflow": workflow, "unit": unit, "live": body.version})))
 }
 
-fn require_workflow_admin(actor: &Actor, unit: &str, unit_path: &str) -> Result<(), ApiError> {
+fn require_workflow_admin(actor: &Actor, unit: &str, unit_path: &str) -> Result<(), AppError> {
     if actor.has_role_over(WORKFLOW_ADMIN, unit_path) {
         return Ok(());
     }
-    Err(ApiError::new(
+    Err(AppError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
         format!("changing the workflows of unit \"{unit}\" needs the {WORKFLOW_ADMIN} role there or above"),

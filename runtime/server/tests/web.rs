@@ -492,9 +492,10 @@ async fn an_open311_client_files_a_report_and_reads_its_status() {
         app.send(post("service_code=road&description=abcdef".into())).await.0,
         StatusCode::UNAUTHORIZED
     );
-    // A body the form reader cannot take still answers in GeoReport's error list.
+    // A body the form reader cannot take still answers in GeoReport's error list, with the
+    // 400 GeoReport gives a missing required parameter.
     let (status, _, body) = app.send(post(format!("api_key={key}&description=abcdef"))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let errors: Value = serde_json::from_str(&body).expect("a JSON error list");
     assert!(
         errors[0]["description"].as_str().unwrap().contains("service_code"),
@@ -1408,4 +1409,63 @@ async fn a_real_id_out_of_scope_answers_like_one_that_does_not_exist() {
             "{path}: a real id answers unlike one never issued"
         );
     }
+}
+
+/// Rename a table of the SQLite file at `url` from another connection: the server's next
+/// query of it fails as a real database failure does.
+async fn rename_table(url: &str, from: &str, to: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The error id an answer gives, checked to be one (a UUID), so whoever helps can find it
+/// in the log.
+fn error_id(answer: &str) -> String {
+    let id: String = answer
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .find(|w| uuid::Uuid::parse_str(w).is_ok())
+        .unwrap_or_else(|| panic!("no error id in {answer}"))
+        .to_string();
+    id
+}
+
+#[tokio::test]
+async fn a_database_failure_is_the_servers_own_with_an_error_id_never_not_found_or_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("civicflow.db").display());
+    let app = App::on(civicflow_store::Store::connect(&url, None).await.unwrap()).await;
+    let (id, _) = dispatched_ticket(&app).await;
+    let cookie = sign_in(&app, "wang").await;
+    let key = &app.tokens["wang"];
+
+    rename_table(&url, "instances", "instances_away").await;
+    let (status, _, page) = app.send(get(&format!("/instances/{id}"), Some(&cookie))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{page}");
+    assert!(page.contains("错误编号") && !page.contains("未找到"), "{page}");
+    error_id(&page);
+    let (status, body) = app
+        .call("GET", &format!("/api/instances/{id}"), Some("wang"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    error_id(body["error"]["message"].as_str().unwrap());
+    let path = format!("/open311/v2/requests/{id}.json?api_key={key}");
+    let (status, _, list) = app.send(get(&path, None)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{list}");
+    error_id(&list);
+    rename_table(&url, "instances_away", "instances").await;
+    let (status, _, _) = app.send(get(&format!("/instances/{id}"), Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK, "back once the table is");
+
+    // The session is fine but the register cannot be read: not a trip to the sign-in page.
+    rename_table(&url, "people", "people_away").await;
+    let (status, headers, page) = app.send(get("/tasks", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{headers:?}");
+    error_id(&page);
+    let (status, body) = app.call("GET", "/api/tasks", Some("wang"), None, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
 }

@@ -6,7 +6,7 @@ use crate::lists::Cursor;
 use crate::org::{ACTOR_FROM, ACTOR_JOIN, actor_from};
 use chrono::{DateTime, Utc};
 use civicflow_engine::Actor;
-use civicflow_engine::machine::{Instance, Position, Status, Task};
+use civicflow_engine::machine::{Instance, Position, Status, Task, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -51,16 +51,20 @@ pub(crate) fn instance_from(r: &AnyRow) -> Result<StoredInstance> {
     })
 }
 
-fn task_from(r: &AnyRow) -> Result<(Task, String)> {
+fn task_from(r: &AnyRow) -> Result<(Task, TaskStatus)> {
     task_from_prefixed(r, "")
 }
 
 /// A task from columns named `{prefix}id`, `{prefix}state`, ... (prefixed in joins).
-fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
+fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, TaskStatus)> {
     let col = |name: &str| format!("{prefix}{name}");
     let pool: i64 = r.try_get(col("pool").as_str())?;
     let below: i64 = r.try_get(col("below").as_str())?;
     let due: Option<i64> = r.try_get(col("due_at").as_str())?;
+    let status: String = r.try_get(col("status").as_str())?;
+    let status = status
+        .parse::<TaskStatus>()
+        .map_err(|_| StoreError::Corrupt(format!("task status \"{status}\"")))?;
     Ok((
         Task {
             id: r.try_get(col("id").as_str())?,
@@ -79,7 +83,7 @@ fn task_from_prefixed(r: &AnyRow, prefix: &str) -> Result<(Task, String)> {
             due_at: due.map(from_millis),
             created_at: from_millis(r.try_get(col("created_at").as_str())?),
         },
-        r.try_get(col("status").as_str())?,
+        status,
     ))
 }
 
@@ -108,11 +112,11 @@ pub(crate) async fn load_action(
     let actor = actor_from(&rows, person)?;
     let (task, status) = task_from_prefixed(first, "t_")?;
     use civicflow_engine::EngineError::{Conflict, Gone};
-    match status.as_str() {
-        "open" => {}
+    match status {
+        TaskStatus::Open => {}
         // Its step ended without it (a voting window closed, a timer moved on).
-        "cancelled" => return Err(Gone(format!("task {task_id} is closed: its step has ended")).into()),
-        _ => return Err(Conflict(format!("task {task_id} is already {status}")).into()),
+        TaskStatus::Cancelled => return Err(Gone(format!("task {task_id} is closed: its step has ended")).into()),
+        TaskStatus::Completed => return Err(Conflict(format!("task {task_id} is already completed")).into()),
     }
     Ok((actor, task, instance_from(first)?))
 }
@@ -138,7 +142,7 @@ fn placeholders(n: usize) -> String {
 pub struct TaskView {
     #[serde(flatten)]
     pub task: Task,
-    pub status: String,
+    pub status: TaskStatus,
     pub workflow: String,
 }
 

@@ -3,14 +3,15 @@
 //! withdrawing one's own sign-up.
 
 use super::session::Viewer;
-use super::{Page, render, see_other, server_error};
+use super::{Page, error_page, render, see_other};
 use crate::AppState;
+use crate::error::AppError;
 use crate::i18n::text;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use civicflow_engine::EngineError;
 use civicflow_engine::definition::localize;
+use civicflow_engine::{EngineError, TaskStatus};
 use civicflow_store::StoreError;
 use serde_json::json;
 
@@ -34,21 +35,24 @@ pub async fn code_screen(
         Err(StoreError::Engine(EngineError::Gone(_))) => {
             return Page::message(StatusCode::CONFLICT, lang, "checkin-not-now");
         }
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let (instance, tasks) = match (
         runtime.store.instance(&id).await,
         runtime.store.instance_tasks(&id).await,
     ) {
         (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => return server_error(e, lang),
+        (Err(e), _) | (_, Err(e)) => return error_page(e, lang),
     };
-    let Some(task) = tasks.iter().find(|t| t.status == "open" && t.task.state == at) else {
+    let Some(task) = tasks
+        .iter()
+        .find(|t| t.status == TaskStatus::Open && t.task.state == at)
+    else {
         return Page::message(StatusCode::CONFLICT, lang, "checkin-not-now");
     };
     let wf = match runtime.registry.for_instance(&instance) {
         Ok(wf) => wf,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     // The link the phone opens: this server as the organiser's browser reached it.
     let host = headers
@@ -67,7 +71,7 @@ pub async fn code_screen(
             .min_dimensions(280, 280)
             .quiet_zone(true)
             .build(),
-        Err(e) => return server_error(e, lang),
+        Err(e) => return AppError::internal(e).page(lang),
     };
     let left = (expires - runtime.now()).num_seconds();
     render(
@@ -99,7 +103,6 @@ pub async fn withdraw(
     }
     match state.runtime.withdraw(&viewer.profile.id, &task).await {
         Ok(applied) => see_other(&format!("/instances/{}?done=1", applied.instance.id)),
-        Err(StoreError::Db(e)) => server_error(e, viewer.lang),
-        Err(_) => Page::not_found(viewer.lang),
+        Err(e) => error_page(e, viewer.lang),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::pages::{MoreOf, PAGE_ROWS, next_page};
 use super::session::Viewer;
-use super::{Page, render, see_other, server_error};
+use super::{Page, error_page, render, see_other};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(more): Q
         .await
     {
         Ok(items) => items,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let next = next_page(&mut items, "/inbox", |i| Cursor::after_event(i.notice.at, &i.notice.id));
     let items: Vec<Value> = items
@@ -63,7 +63,7 @@ pub async fn open(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     {
         Ok(Some(instance)) => see_other(&format!("/instances/{instance}")),
         Ok(None) => Page::not_found(viewer.lang),
-        Err(e) => server_error(e, viewer.lang),
+        Err(e) => error_page(e, viewer.lang),
     }
 }
 
@@ -82,6 +82,6 @@ pub async fn read_all(
         .await
     {
         Ok(_) => see_other("/inbox"),
-        Err(e) => server_error(e, viewer.lang),
+        Err(e) => error_page(e, viewer.lang),
     }
 }

@@ -9,6 +9,7 @@ mod pages;
 pub mod session;
 mod timeline;
 
+use crate::error::AppError;
 use crate::i18n::text;
 use crate::{AppState, body_limits};
 use axum::Router;
@@ -120,12 +121,12 @@ pub struct Page;
 
 impl Page {
     pub fn message(status: StatusCode, lang: &str, message_id: &str) -> Response {
-        render(
-            status,
-            "message.html",
-            lang,
-            serde_json::json!({"message": text(lang, message_id, &[])}),
-        )
+        Self::saying(status, lang, text(lang, message_id, &[]))
+    }
+
+    /// A page with `message`, already in the reader's language.
+    pub fn saying(status: StatusCode, lang: &str, message: String) -> Response {
+        render(status, "message.html", lang, serde_json::json!({ "message": message }))
     }
 
     pub fn not_found(lang: &str) -> Response {
@@ -167,20 +168,9 @@ where
     }
 }
 
-/// A page whose handler failed unexpectedly: the error id the log has, for whoever helps.
-pub fn failed_page(error_id: &str) -> Response {
-    let lang = crate::i18n::DEFAULT_LOCALE;
-    render(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "message.html",
-        lang,
-        serde_json::json!({"message": text(lang, "page-failed", &[("id", error_id.into())])}),
-    )
-}
-
-pub fn server_error(e: impl std::fmt::Display, lang: &str) -> Response {
-    tracing::error!(error = %e, "page request failed");
-    Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error")
+/// A store or engine error as a page in `lang`, as `crate::error` classifies it.
+pub fn error_page(e: impl Into<AppError>, lang: &str) -> Response {
+    e.into().page(lang)
 }
 
 /// After a form post: go to `to` with a GET (303).

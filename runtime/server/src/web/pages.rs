@@ -4,8 +4,9 @@
 use super::forms::{self, Posted};
 use super::session::Viewer;
 use super::timeline;
-use super::{Page, render, see_other, server_error};
+use super::{Page, error_page, render, see_other};
 use crate::AppState;
+use crate::error::AppError;
 use crate::i18n::text;
 use crate::uploads;
 use crate::work_api::visible;
@@ -15,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use civicflow_engine::definition::localize;
-use civicflow_engine::{EngineError, Instance, Workflow};
+use civicflow_engine::{EngineError, Instance, TaskStatus, Workflow};
 use civicflow_store::idempotency::Once;
 use civicflow_store::{Applied, Cursor, Op, StoreError, TaskQuery, TaskView};
 use serde::Deserialize;
@@ -143,7 +144,7 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
     };
     let (page, counts) = match tokio::try_join!(store.tasks_page(&scope, &query), store.task_counts(&scope)) {
         Ok(found) => found,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let all = &page.tasks;
     let mut units: Vec<&str> = all.iter().map(|t| t.task.unit_id.as_str()).collect();
@@ -151,13 +152,13 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
     let claimers: Vec<&str> = all.iter().filter_map(|t| t.task.claimed_by.as_deref()).collect();
     let names = match store.names(&units, &claimers).await {
         Ok(n) => n,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let instance_ids: Vec<&str> = all.iter().map(|t| t.task.instance_id.as_str()).collect();
     // Each task is shown with the workflow its instance runs (its own overlays' states).
     let instances = match store.instances(&instance_ids).await {
         Ok(list) => list,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let pinned: HashMap<&str, Arc<Workflow>> = instances
         .iter()
@@ -257,11 +258,11 @@ async fn find_task(
 ) -> Result<(TaskView, Instance, Arc<Workflow>), Response> {
     let store = &state.runtime.store;
     let lang = viewer.lang;
-    let instance_id = store.task_instance(id).await.map_err(|_| Page::not_found(lang))?;
-    let instance = store.instance(&instance_id).await.map_err(|e| server_error(e, lang))?;
+    let instance_id = store.task_instance(id).await.map_err(|e| error_page(e, lang))?;
+    let instance = store.instance(&instance_id).await.map_err(|e| error_page(e, lang))?;
     if !visible(state, &viewer.actor, &instance)
         .await
-        .map_err(|_| Page::not_found(lang))?
+        .map_err(|e| error_page(e, lang))?
     {
         return Err(Page::not_found(lang));
     }
@@ -269,11 +270,11 @@ async fn find_task(
         .runtime
         .registry
         .for_instance(&instance)
-        .map_err(|e| server_error(e, lang))?;
+        .map_err(|e| error_page(e, lang))?;
     let tasks = store
         .instance_tasks(&instance_id)
         .await
-        .map_err(|e| server_error(e, lang))?;
+        .map_err(|e| error_page(e, lang))?;
     let task = tasks
         .into_iter()
         .find(|t| t.task.id == id)
@@ -349,7 +350,7 @@ async fn read_post(state: &AppState, viewer: &Viewer, mut multipart: Multipart) 
                         .store
                         .put_attachment(&bytes, content_type, &viewer.profile.id, state.runtime.now())
                         .await
-                        .map_err(|e| server_error(e, lang))?;
+                        .map_err(|e| error_page(e, lang))?;
                     posted.files.entry(name).or_default().push(reference);
                 }
                 Err(refused) => {
@@ -409,7 +410,7 @@ fn refusal(e: StoreError, viewer: &Viewer) -> Result<BTreeMap<String, String>, R
                 .map(|(pointer, message)| (pointer.clone(), crate::i18n::field_message(lang, message)))
                 .collect());
         }
-        StoreError::Db(_) | StoreError::Corrupt(_) => return Err(server_error(e, lang)),
+        StoreError::Db(_) | StoreError::Corrupt(_) => return Err(error_page(e, lang)),
         // My own sign-up is "you", anything else (a household) by what it is called.
         StoreError::Engine(EngineError::Duplicate(key)) if *key == viewer.profile.id => {
             text(lang, "err-duplicate-mine", &[])
@@ -442,7 +443,7 @@ pub async fn task_form(
         Ok(found) => found,
         Err(r) => return r,
     };
-    if task.status != "open" || !viewer.actor.may_act_on(&task.task) {
+    if task.status != TaskStatus::Open || !viewer.actor.may_act_on(&task.task) {
         return see_other(&format!("/instances/{}", instance.id));
     }
     if task.task.pool && task.task.claimed_by.is_none() {
@@ -598,8 +599,11 @@ pub async fn task_claim(
     }
     match state.runtime.claim(&viewer.profile.id, &id).await {
         Ok(_) => see_other(&format!("/tasks/{id}")),
-        Err(StoreError::Db(e)) => server_error(e, viewer.lang),
-        Err(_) => see_other("/tasks"),
+        // Taken by someone else meanwhile: back to the list, which no longer offers it.
+        Err(e) => match AppError::from(e) {
+            e if e.status.is_server_error() => e.page(viewer.lang),
+            _ => see_other("/tasks"),
+        },
     }
 }
 
@@ -683,13 +687,13 @@ async fn start_page(
     let refs: Vec<&str> = units.iter().map(String::as_str).collect();
     let names = match state.runtime.store.names(&refs, &[]).await {
         Ok(n) => n,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let key = uuid::Uuid::now_v7().to_string();
     // Pickers of units and people, from the tree below the unit it starts in.
     let here = match state.runtime.store.unit_path(&unit).await {
         Ok(p) => p,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let choices = match state
         .runtime
@@ -698,7 +702,7 @@ async fn start_page(
         .await
     {
         Ok(c) => c,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     form_page(
         viewer,
@@ -829,13 +833,13 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
         .await
     {
         Ok(s) => s,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let next = next_page(&mut started, "/mine", Cursor::after_instance);
     let refs: Vec<&Instance> = started.iter().collect();
     let items = match instance_rows(&state, &refs, lang).await {
         Ok(rows) => rows,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     render(
         StatusCode::OK,
@@ -852,7 +856,7 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
     let rows = PAGE_ROWS as i64 + 1;
     let mut actions = match store.actions_of(&viewer.profile.id, more.cursor().as_ref(), rows).await {
         Ok(a) => a,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let next = next_page(&mut actions, "/done", |(instance, event)| {
         Cursor::after_event(event.at, instance)
@@ -860,13 +864,13 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
     let ids: Vec<&str> = actions.iter().map(|(i, _)| i.as_str()).collect();
     let instances = match store.instances(&ids).await {
         Ok(list) => list,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let by_id: HashMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let refs: Vec<&Instance> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
     let mut items = match instance_rows(&state, &refs, lang).await {
         Ok(rows) => rows,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let mine: HashMap<&str, &civicflow_store::EventRow> = actions.iter().map(|(i, e)| (i.as_str(), e)).collect();
     // Rows come in the order of `refs`: say beside each what I did there and when.
@@ -1021,21 +1025,22 @@ pub async fn instance_page(
 ) -> Response {
     let lang = viewer.lang;
     let store = &state.runtime.store;
-    let Ok(instance) = store.instance(&id).await else {
-        return Page::not_found(lang);
+    let instance = match store.instance(&id).await {
+        Ok(i) => i,
+        Err(e) => return error_page(e, lang),
     };
     match visible(&state, &viewer.actor, &instance).await {
         Ok(true) => {}
         Ok(false) => return Page::not_found(lang),
-        Err(_) => return Page::message(StatusCode::INTERNAL_SERVER_ERROR, lang, "page-error"),
+        Err(e) => return error_page(e, lang),
     }
     let wf = match state.runtime.registry.for_instance(&instance) {
         Ok(wf) => wf,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let (tasks, events) = match (store.instance_tasks(&id).await, store.events(&id).await) {
         (Ok(t), Ok(e)) => (t, e),
-        (Err(e), _) | (_, Err(e)) => return server_error(e, lang),
+        (Err(e), _) | (_, Err(e)) => return error_page(e, lang),
     };
     let mentioned = timeline::mentioned(&events);
     let mut people = mentioned.people;
@@ -1063,7 +1068,7 @@ pub async fn instance_page(
                 acting.insert(key, at);
             }
             Ok(None) => {}
-            Err(e) => return server_error(e, lang),
+            Err(e) => return error_page(e, lang),
         }
     }
     units.extend(acting.values().map(String::as_str));
@@ -1073,7 +1078,7 @@ pub async fn instance_page(
     units.dedup();
     let names = match store.names(&units, &people).await {
         Ok(n) => n,
-        Err(e) => return server_error(e, lang),
+        Err(e) => return error_page(e, lang),
     };
     let presenter = timeline::Presenter {
         wf: &wf,
@@ -1091,7 +1096,7 @@ pub async fn instance_page(
     let timeline = presenter.timeline(&events);
     let open: Vec<Value> = tasks
         .iter()
-        .filter(|t| t.status == "open")
+        .filter(|t| t.status == TaskStatus::Open)
         .map(|t| {
             let (due, overdue) = due_text(lang, t.task.due_at, state.runtime.now());
             let def = wf.state(&t.task.state);
@@ -1196,7 +1201,7 @@ pub async fn attachment(
         )
             .into_response(),
         Ok(None) => Page::not_found(viewer.lang),
-        Err(e) => server_error(e, viewer.lang),
+        Err(e) => error_page(e, viewer.lang),
     }
 }
 

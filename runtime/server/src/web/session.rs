@@ -88,7 +88,7 @@ impl FromRequestParts<AppState> for Viewer {
         let session = match store.session(cookie.value(), state.runtime.now()).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(SignInFirst(here).into_response()),
-            Err(e) => return Err(super::server_error(e, i18n::DEFAULT_LOCALE)),
+            Err(e) => return Err(super::error_page(e, i18n::DEFAULT_LOCALE)),
         };
         let loaded = async {
             Ok::<_, civicflow_store::StoreError>((
@@ -99,7 +99,9 @@ impl FromRequestParts<AppState> for Viewer {
         };
         let (profile, actor, unread) = match loaded.await {
             Ok(found) => found,
-            Err(_) => return Err(SignInFirst(here).into_response()),
+            // The session's person is gone from the register: sign in again.
+            Err(civicflow_store::StoreError::NotFound(_)) => return Err(SignInFirst(here).into_response()),
+            Err(e) => return Err(super::error_page(e, i18n::DEFAULT_LOCALE)),
         };
         let lang = language(parts, &jar, profile.locale.as_deref());
         // A language chosen on a page becomes the person's setting (notifications use it).
@@ -270,7 +272,7 @@ pub async fn sign_in(
     );
     let person = match store.find_login(&form.login).await {
         Ok(p) => p,
-        Err(e) => return super::server_error(e, lang),
+        Err(e) => return super::error_page(e, lang),
     };
     // Unknown accounts are counted under a digest of the name (never the text itself, which
     // a stranger chooses), so probing names is throttled too.
@@ -292,7 +294,7 @@ pub async fn sign_in(
                 return page;
             }
             Ok(None) => {}
-            Err(e) => return super::server_error(e, lang),
+            Err(e) => return super::error_page(e, lang),
         }
     }
     let verdict = match (form.action.as_str(), &person) {
@@ -304,7 +306,7 @@ pub async fn sign_in(
                 match store.issue_sign_in_code(p, now, Duration::minutes(CODE_MINUTES)).await {
                     // Demo mode's delivery: the server log. A deployment wires an SMS gateway here.
                     Ok(code) => tracing::info!(person = %p, code = %code, "one-time sign-in code"),
-                    Err(e) => return super::server_error(e, lang),
+                    Err(e) => return super::error_page(e, lang),
                 }
             }
             return page.show(StatusCode::OK, None, Some(text(lang, "sign-in-code-sent", &[])));
@@ -322,7 +324,7 @@ pub async fn sign_in(
     };
     let (ok, failure) = match verdict {
         Ok(v) => v,
-        Err(e) => return super::server_error(e, lang),
+        Err(e) => return super::error_page(e, lang),
     };
     let person = match (ok, person) {
         (true, Some(p)) => p,
@@ -333,17 +335,17 @@ pub async fn sign_in(
         }
     };
     if let Err(e) = store.signed_in(&account, &address, now - window).await {
-        return super::server_error(e, lang);
+        return super::error_page(e, lang);
     }
     let (cookie, _) = match store.create_session(&person, now, Duration::hours(SESSION_HOURS)).await {
         Ok(s) => s,
-        Err(e) => return super::server_error(e, lang),
+        Err(e) => return super::error_page(e, lang),
     };
     // A language picked on the sign-in page becomes the person's setting.
     if let Some(chosen) = jar.get(LANG_COOKIE).and_then(|c| i18n::supported(c.value()))
         && let Err(e) = store.set_locale(&person, chosen).await
     {
-        return super::server_error(e, lang);
+        return super::error_page(e, lang);
     }
     tracing::info!(person = %person, "signed in");
     let jar = jar.add(
@@ -378,7 +380,7 @@ pub async fn sign_out(
     if let Some(c) = jar.get(SESSION_COOKIE)
         && let Err(e) = state.runtime.store.end_session(c.value()).await
     {
-        return super::server_error(e, viewer.lang);
+        return super::error_page(e, viewer.lang);
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     (jar, see_other("/login")).into_response()

@@ -45,7 +45,11 @@ pub struct App {
 
 impl App {
     pub async fn new() -> Self {
-        let store = test_store("t_http").await;
+        Self::on(test_store("t_http").await).await
+    }
+
+    /// As [`App::new`], over `store`.
+    pub async fn on(store: Store) -> Self {
         let units = read_units(&repo("workflows/org/units.csv")).unwrap();
         let people = read_people(&repo("workflows/org/people.csv")).unwrap();
         store.import_org(&units, &people, &|_| {}).await.unwrap();

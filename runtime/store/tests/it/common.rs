@@ -265,7 +265,7 @@ pub async fn open_task(rt: &Runtime, instance: &str) -> String {
     let tasks = rt.store.instance_tasks(instance).await.expect("tasks");
     tasks
         .into_iter()
-        .find(|t| t.status == "open")
+        .find(|t| t.status == civicflow_engine::TaskStatus::Open)
         .expect("an open task")
         .task
         .id

@@ -127,7 +127,7 @@ async fn the_scope_filter_and_the_single_object_rules_agree() {
                     .await
                     .unwrap()
                     .into_iter()
-                    .filter(|t| t.status == "open"),
+                    .filter(|t| t.status == civicflow_engine::TaskStatus::Open),
             );
         }
         let window = InstanceWindow {

@@ -34,7 +34,11 @@ async fn timer_due_during_downtime_fires_once_after_restart() {
         assert_eq!(count(&events, "timer_fired"), 1);
         assert_eq!(count(&events, "escalated"), 1);
         let tasks = rt.store.instance_tasks(&inst.id).await.unwrap();
-        assert_eq!(tasks[0].status, "cancelled", "leaving the state cancels its task");
+        assert_eq!(
+            tasks[0].status,
+            civicflow_engine::TaskStatus::Cancelled,
+            "leaving the state cancels its task"
+        );
         assert_eq!(tasks[0].task.escalated_to.as_deref(), Some("manager"));
     }
 }
