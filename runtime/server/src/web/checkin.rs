@@ -3,6 +3,7 @@
 //! withdrawing one's own sign-up.
 
 use super::session::Viewer;
+use super::views::CheckInCode;
 use super::{Page, error_page, render, see_other};
 use crate::AppState;
 use crate::error::AppError;
@@ -13,7 +14,6 @@ use axum::response::Response;
 use civicflow_engine::definition::localize;
 use civicflow_engine::{EngineError, TaskStatus};
 use civicflow_store::StoreError;
-use serde_json::json;
 
 /// Redraw this long before the code expires, so a phone never scans a code about to lapse.
 const REDRAW_BEFORE_SECS: i64 = 20;
@@ -74,21 +74,20 @@ pub async fn code_screen(
         Err(e) => return AppError::internal(e).page(lang),
     };
     let left = (expires - runtime.now()).num_seconds();
-    render(
-        StatusCode::OK,
-        "code.html",
-        lang,
-        viewer.page(json!({
-            "title": super::pages::brief(&wf, &instance.data, lang),
-            "state": wf.state(&at).and_then(|s| s.title.as_ref()).map(|t| localize(t, lang)),
-            "qr": svg,
-            "link": link,
-            "instance": id,
-            "expires": civicflow_engine::time::canonical(expires),
-            "refresh": (left - REDRAW_BEFORE_SECS).max(5),
-            "minutes": text(lang, "checkin-valid-for", &[("seconds", left.max(0).into())]),
-        })),
-    )
+    let page = CheckInCode {
+        title: super::pages::brief(&wf, &instance.data, lang),
+        state: wf
+            .state(&at)
+            .and_then(|s| s.title.as_ref())
+            .map(|t| localize(t, lang).to_string()),
+        qr: svg,
+        link,
+        instance: id,
+        expires: civicflow_engine::time::canonical(expires),
+        refresh: (left - REDRAW_BEFORE_SECS).max(5),
+        minutes: text(lang, "checkin-valid-for", &[("seconds", left.max(0).into())]),
+    };
+    render(StatusCode::OK, lang, viewer.frame(""), &page)
 }
 
 /// Take back my entry (a sign-up) while the state still allows it.

@@ -3,6 +3,7 @@
 
 use super::pages::{MoreOf, PAGE_ROWS, next_page};
 use super::session::Viewer;
+use super::views::{Inbox, InboxRow};
 use super::{Page, error_page, render, see_other};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use civicflow_engine::definition::{DEFAULT_LANG, localize};
 use civicflow_store::Cursor;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(more): Query<MoreOf>) -> Response {
     let lang = viewer.lang;
@@ -25,7 +26,7 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(more): Q
         Err(e) => return error_page(e, lang),
     };
     let next = next_page(&mut items, "/inbox", |i| Cursor::after_event(i.notice.at, &i.notice.id));
-    let items: Vec<Value> = items
+    let items: Vec<InboxRow> = items
         .iter()
         .map(|item| {
             let n = &item.notice;
@@ -41,14 +42,20 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(more): Q
                 .latest(&n.workflow)
                 .map(|w| localize(&w.def.title, lang).to_string())
                 .unwrap_or_else(|| n.workflow.clone());
-            json!({"id": n.id, "text": text, "workflow": workflow, "at": n.at, "read": item.read})
+            InboxRow {
+                id: n.id.clone(),
+                text: text.to_string(),
+                workflow,
+                at: n.at,
+                read: item.read,
+            }
         })
         .collect();
     render(
         StatusCode::OK,
-        "inbox.html",
         lang,
-        viewer.page(json!({"nav": "inbox", "items": items, "more": next})),
+        viewer.frame("inbox"),
+        &Inbox { items, more: next },
     )
 }
 

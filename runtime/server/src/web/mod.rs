@@ -8,6 +8,7 @@ mod inbox;
 mod pages;
 pub mod session;
 mod timeline;
+mod views;
 
 use crate::error::AppError;
 use crate::i18n::text;
@@ -21,6 +22,7 @@ use minijinja::value::{Kwargs, Value as JValue};
 use minijinja::{Environment, State as JState};
 use serde::Serialize;
 use std::sync::LazyLock;
+use views::{Frame, Message, View};
 
 const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
@@ -50,6 +52,9 @@ pub use crate::body_limits::UPLOAD as MAX_UPLOAD_BYTES;
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    // A key a template names that its page does not give is an error (a 500 and a failing
+    // test), not a blank: every page context is a typed struct that always has its keys.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("admin-ui/templates/{name}: {e}"));
@@ -104,14 +109,26 @@ pub(crate) fn people_time(value: &str, lang: &str, now: chrono::DateTime<chrono:
     t.format(format).to_string()
 }
 
-/// Render `template` with `context` plus `lang`.
-pub fn render(status: StatusCode, template: &str, lang: &str, context: impl Serialize) -> Response {
-    let ctx = minijinja::context! { lang => lang, ..JValue::from_serialize(context) };
-    match ENV.get_template(template).and_then(|t| t.render(ctx)) {
+/// Render `view` in its template inside `frame`, in `lang`.
+pub fn render<V: View>(status: StatusCode, lang: &str, frame: Frame, view: &V) -> Response {
+    #[derive(Serialize)]
+    struct Whole<'a, V> {
+        lang: &'a str,
+        #[serde(flatten)]
+        frame: Frame,
+        #[serde(flatten)]
+        view: &'a V,
+    }
+    let ctx = JValue::from_serialize(Whole { lang, frame, view });
+    match ENV.get_template(V::TEMPLATE).and_then(|t| t.render(ctx)) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
-            tracing::error!(template, error = %e, "page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "page failed to render").into_response()
+            let e = AppError::internal(format!("{} failed to render: {e:#}", V::TEMPLATE));
+            if V::TEMPLATE == Message::TEMPLATE {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response()
+            } else {
+                e.page(lang)
+            }
         }
     }
 }
@@ -126,7 +143,7 @@ impl Page {
 
     /// A page with `message`, already in the reader's language.
     pub fn saying(status: StatusCode, lang: &str, message: String) -> Response {
-        render(status, "message.html", lang, serde_json::json!({ "message": message }))
+        render(status, lang, Frame::default(), &Message { message })
     }
 
     pub fn not_found(lang: &str) -> Response {
@@ -274,5 +291,35 @@ mod tests {
         assert_eq!(people_time(last_year, "zh-CN", now), "1月1日 01:30");
         assert_eq!(people_time("2025-05-01T02:00:00Z", "zh-CN", now), "2025年5月1日 10:00");
         assert_eq!(people_time("not a time", "zh-CN", now), "not a time");
+    }
+}
+
+#[cfg(test)]
+mod strict_rendering {
+    use super::views::{Frame, Message, View};
+    use super::{StatusCode, render};
+    use serde::Serialize;
+
+    /// `message.html`'s view with its key renamed, as a careless edit would leave it.
+    #[derive(Serialize)]
+    struct Renamed {
+        text: String,
+    }
+
+    impl View for Renamed {
+        const TEMPLATE: &'static str = "message.html";
+    }
+
+    #[test]
+    fn a_key_the_template_names_and_the_page_lacks_fails_instead_of_rendering_blank() {
+        let renamed = render(StatusCode::OK, "zh-CN", Frame::default(), &Renamed { text: "x".into() });
+        assert_eq!(renamed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let right = render(
+            StatusCode::OK,
+            "zh-CN",
+            Frame::default(),
+            &Message { message: "x".into() },
+        );
+        assert_eq!(right.status(), StatusCode::OK);
     }
 }

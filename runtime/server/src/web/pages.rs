@@ -4,6 +4,9 @@
 use super::forms::{self, Posted};
 use super::session::Viewer;
 use super::timeline;
+use super::views::{
+    self, Frame, InstanceList, InstancePage, InstanceRow, OpenTask, StartList, Startable, TaskFilter, TaskList, TaskRow,
+};
 use super::{Page, error_page, render, see_other};
 use crate::AppState;
 use crate::error::AppError;
@@ -203,20 +206,20 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         let wf_title = localize(&wf.def.title, lang).to_string();
         let (due, overdue) = due_text(lang, t.task.due_at, now);
         let open_to_claim = t.task.pool && t.task.claimed_by.is_none();
-        let item = json!({
-            "id": t.task.id,
-            "instance": t.task.instance_id,
-            "title": state_title(wf, &t.task.state, lang),
-            "number": number_text(wf, instance, lang),
-            "brief": brief(wf, &instance.data, lang),
-            "workflow": wf_title,
-            "unit": name_of(&names, &t.task.unit_id, lang),
-            "role": t.task.role.as_deref().map(|r| role_title(wf, r, lang)),
-            "claimed_by": t.task.claimed_by.as_deref().map(|p| name_of(&names, p, lang)),
-            "due": due,
-            "overdue": overdue,
-            "due_at": t.task.due_at,
-        });
+        let item = TaskRow {
+            id: t.task.id.clone(),
+            instance: t.task.instance_id.clone(),
+            title: state_title(wf, &t.task.state, lang),
+            number: number_text(wf, instance, lang),
+            brief: brief(wf, &instance.data, lang),
+            workflow: wf_title,
+            unit: name_of(&names, &t.task.unit_id, lang),
+            role: t.task.role.as_deref().map(|r| role_title(wf, r, lang)),
+            claimed_by: t.task.claimed_by.as_deref().map(|p| name_of(&names, p, lang)),
+            due,
+            overdue,
+            due_at: t.task.due_at,
+        };
         if open_to_claim {
             pool.push(item)
         } else {
@@ -224,19 +227,34 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
         }
     }
     // The store sorts by due time, so overdue tasks (the earliest due) already come first.
-    render(
-        StatusCode::OK,
-        "tasks.html",
-        lang,
-        viewer.page(json!({
-            "nav": "tasks",
-            "mine": mine, "pool": pool,
-            "workflows": workflows, "units": unit_choices, "total": total,
-            "more": page.next.map(|c| more_link("/tasks", &[("workflow", workflow.as_deref()), ("unit", unit.as_deref()), ("after", Some(&c.to_string()))])),
-            "filter": {"workflow": filter.workflow, "unit": filter.unit},
-            "notice": filter.done.map(|_| text(lang, "task-done", &[])),
-        })),
-    )
+    let more = page.next.map(|c| {
+        let after = c.to_string();
+        more_link(
+            "/tasks",
+            &[
+                ("workflow", workflow.as_deref()),
+                ("unit", unit.as_deref()),
+                ("after", Some(&after)),
+            ],
+        )
+    });
+    let list = TaskList {
+        mine,
+        pool,
+        workflows,
+        units: unit_choices,
+        total,
+        more,
+        filter: TaskFilter {
+            workflow: filter.workflow,
+            unit: filter.unit,
+        },
+    };
+    let frame = Frame {
+        notice: filter.done.map(|_| text(lang, "task-done", &[])),
+        ..viewer.frame("tasks")
+    };
+    render(StatusCode::OK, lang, frame, &list)
 }
 
 /// The link to a list's next page: its path with the filters in force and where to go on.
@@ -310,17 +328,21 @@ fn form_page(viewer: &Viewer, status: StatusCode, p: FormPage) -> Response {
     let (schema, ui) = forms::with_choices(&schema, &ui, &p.choices);
     let mut fields = forms::fields(&schema, &ui, &p.data, "", viewer.lang);
     let summary = forms::attach_errors(&mut fields, &p.errors);
-    render(
-        status,
-        "form.html",
-        viewer.lang,
-        viewer.page(json!({
-            "title": p.title, "action": p.action, "fields": fields, "summary": summary,
-            "units": p.units, "unit": p.unit, "key": p.key, "instance": p.instance, "context": p.context,
-            "needs_code": p.code.is_some(), "code": p.code.flatten(),
-            "max_mb": uploads::MAX_UPLOAD_BYTES >> 20,
-        })),
-    )
+    let page = views::Form {
+        title: p.title,
+        action: p.action,
+        fields,
+        summary,
+        units: p.units,
+        unit: p.unit,
+        key: p.key,
+        instance: p.instance,
+        context: p.context,
+        needs_code: p.code.is_some(),
+        code: p.code.flatten(),
+        max_mb: uploads::MAX_UPLOAD_BYTES >> 20,
+    };
+    render(status, viewer.lang, viewer.frame(""), &page)
 }
 
 /// Read a multipart form post: text parts, `_csrf`, and files, each kept by content hash
@@ -652,23 +674,18 @@ fn startable_at(
 
 pub async fn start_list(State(state): State<AppState>, viewer: Viewer) -> Response {
     let lang = viewer.lang;
-    let items: Vec<Value> = startable(&state, &viewer)
+    let startable = startable(&state, &viewer)
         .iter()
         .map(|(_, units)| {
             let wf = &units[0].1;
-            json!({
-                "id": wf.id(),
-                "title": localize(&wf.def.title, lang),
-                "description": wf.def.description.as_ref().map(|d| localize(d, lang)),
-            })
+            Startable {
+                id: wf.id().to_string(),
+                title: localize(&wf.def.title, lang).to_string(),
+                description: wf.def.description.as_ref().map(|d| localize(d, lang).to_string()),
+            }
         })
         .collect();
-    render(
-        StatusCode::OK,
-        "tasks.html",
-        lang,
-        viewer.page(json!({"nav": "start", "startable": items})),
-    )
+    render(StatusCode::OK, lang, viewer.frame("start"), &StartList { startable })
 }
 
 async fn start_page(
@@ -843,9 +860,12 @@ pub async fn mine(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
     };
     render(
         StatusCode::OK,
-        "tasks.html",
         lang,
-        viewer.page(json!({"nav": "mine", "started": items, "more": next})),
+        viewer.frame("mine"),
+        &InstanceList {
+            started: items,
+            more: next,
+        },
     )
 }
 
@@ -881,8 +901,8 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
         let Some((did, state_name)) = event.event.as_ref().and_then(timeline::done_message) else {
             continue;
         };
-        item["did"] = text(lang, did, &[("state", state_title(&wf, state_name, lang).into())]).into();
-        item["did_at"] = json!(event.at);
+        item.did = Some(text(lang, did, &[("state", state_title(&wf, state_name, lang).into())]));
+        item.did_at = Some(event.at);
         // What I entered (my vote, my sign-up's note), so I need not open it to check.
         if let Some(entry) = my_entry(&wf, state_name, &i.data, &viewer.actor.person) {
             let form = wf.def.states.get(state_name).and_then(|st| st.form.as_deref());
@@ -898,14 +918,17 @@ pub async fn done(State(state): State<AppState>, viewer: Viewer, Query(more): Qu
                     format!("{}{}{shown}", f.label, text(lang, "colon", &[]))
                 })
                 .collect();
-            item["entered"] = entered.join(&text(lang, "list-separator", &[])).into();
+            item.entered = Some(entered.join(&text(lang, "list-separator", &[])));
         }
     }
     render(
         StatusCode::OK,
-        "tasks.html",
         lang,
-        viewer.page(json!({"nav": "done", "started": items, "more": next})),
+        viewer.frame("done"),
+        &InstanceList {
+            started: items,
+            more: next,
+        },
     )
 }
 
@@ -914,7 +937,7 @@ async fn instance_rows(
     state: &AppState,
     instances: &[&Instance],
     lang: &str,
-) -> Result<Vec<Value>, civicflow_store::StoreError> {
+) -> Result<Vec<InstanceRow>, civicflow_store::StoreError> {
     let store = &state.runtime.store;
     let units: Vec<&str> = instances.iter().map(|i| i.unit_id.as_str()).collect();
     let names = store.names(&units, &[]).await?;
@@ -928,20 +951,30 @@ async fn instance_rows(
                 .position
                 .tokens
                 .iter()
-                .map(|s| wf.as_ref().map(|w| state_title(w, s, lang)).unwrap_or_else(|| s.clone()))
+                .map(|s| {
+                    wf.as_ref()
+                        .map(|w| state_title(w, s, lang))
+                        .unwrap_or_else(|| s.clone())
+                })
                 .collect();
-            json!({
-                "id": i.id,
-                "workflow": wf.as_ref().map(|w| localize(&w.def.title, lang).to_string()).unwrap_or_else(|| i.workflow.clone()),
-                "number": wf.as_ref().and_then(|w| number_text(w, i, lang)),
-                "brief": wf.as_ref().map(|w| brief(w, &i.data, lang)),
-                "states": states,
-                "status": text(lang, &format!("instance-status-{}", i.status.as_str()), &[]),
-                "finished": i.status != civicflow_engine::machine::Status::Running,
-                "unit": name_of(&names, &i.unit_id, lang),
-                "created_at": i.created_at,
-                "updated_at": last.get(&i.id).unwrap_or(&i.created_at),
-            })
+            InstanceRow {
+                id: i.id.clone(),
+                workflow: wf
+                    .as_ref()
+                    .map(|w| localize(&w.def.title, lang).to_string())
+                    .unwrap_or_else(|| i.workflow.clone()),
+                number: wf.as_ref().and_then(|w| number_text(w, i, lang)),
+                brief: wf.as_ref().map(|w| brief(w, &i.data, lang)),
+                states,
+                status: text(lang, &format!("instance-status-{}", i.status.as_str()), &[]),
+                finished: i.status != civicflow_engine::machine::Status::Running,
+                unit: name_of(&names, &i.unit_id, lang),
+                created_at: i.created_at,
+                updated_at: *last.get(&i.id).unwrap_or(&i.created_at),
+                did: None,
+                did_at: None,
+                entered: None,
+            }
         })
         .collect())
 }
@@ -1094,7 +1127,7 @@ pub async fn instance_page(
     };
     let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| presenter.who(person, role, unit);
     let timeline = presenter.timeline(&events);
-    let open: Vec<Value> = tasks
+    let open: Vec<OpenTask> = tasks
         .iter()
         .filter(|t| t.status == TaskStatus::Open)
         .map(|t| {
@@ -1128,43 +1161,52 @@ pub async fn instance_page(
                     None => text(lang, "collect-entries", &[("taken", taken.into())]),
                 }
             });
-            json!({
-                "id": t.task.id,
-                "state": t.task.state,
-                "title": state_title(&wf, &t.task.state, lang),
-                "who": who(t.task.person.as_deref(), t.task.role.as_deref(), Some(&t.task.unit_id)),
-                "due": due, "overdue": overdue,
-                "mine": viewer.actor.may_act_on(&t.task) && !entered,
-                "claim": t.task.pool && t.task.claimed_by.is_none(),
-                "shows_code": shows_code,
-                "places": places,
-                "withdraw": may_withdraw,
-            })
+            OpenTask {
+                id: t.task.id.clone(),
+                state: t.task.state.clone(),
+                title: state_title(&wf, &t.task.state, lang),
+                who: who(t.task.person.as_deref(), t.task.role.as_deref(), Some(&t.task.unit_id)),
+                due,
+                overdue,
+                mine: viewer.actor.may_act_on(&t.task) && !entered,
+                claim: t.task.pool && t.task.claimed_by.is_none(),
+                shows_code,
+                places,
+                withdraw: may_withdraw,
+            }
         })
         .collect();
-    render(
-        StatusCode::OK,
-        "instance.html",
+    let composition = std::iter::once(text(
         lang,
-        viewer.page(json!({
-            "title": localize(&wf.def.title, lang),
-            "brief": brief(&wf, &instance.data, lang),
-            "number": number_text(&wf, &instance, lang),
-            "id": instance.id,
-            "status": text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
-            "unit": name_of(&names, &instance.unit_id, lang),
-            "created_at": instance.created_at,
-            // The version it started with and each locality's changes it runs with.
-            "composition": std::iter::once(text(lang, "instance-version", &[("version", instance.workflow_version.into())]))
-                .chain(instance.overlays.iter().map(|p| text(lang, "instance-overlay", &[
-                    ("unit", name_of(&names, &p.unit, lang).into()),
-                    ("version", p.version.into()),
-                ])))
-                .collect::<Vec<_>>(),
-            "open": open, "timeline": timeline,
-            "notice": filter.done.map(|_| text(lang, "task-done", &[])),
-        })),
-    )
+        "instance-version",
+        &[("version", instance.workflow_version.into())],
+    ))
+    .chain(instance.overlays.iter().map(|p| {
+        let unit = name_of(&names, &p.unit, lang);
+        text(
+            lang,
+            "instance-overlay",
+            &[("unit", unit.into()), ("version", p.version.into())],
+        )
+    }))
+    .collect();
+    let page = InstancePage {
+        title: localize(&wf.def.title, lang).to_string(),
+        brief: brief(&wf, &instance.data, lang),
+        number: number_text(&wf, &instance, lang),
+        status: text(lang, &format!("instance-status-{}", instance.status.as_str()), &[]),
+        unit: name_of(&names, &instance.unit_id, lang),
+        created_at: instance.created_at,
+        id: instance.id,
+        composition,
+        open,
+        timeline,
+    };
+    let frame = Frame {
+        notice: filter.done.map(|_| text(lang, "task-done", &[])),
+        ..viewer.frame("")
+    };
+    render(StatusCode::OK, lang, frame, &page)
 }
 
 #[derive(Deserialize)]

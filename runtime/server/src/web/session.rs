@@ -2,6 +2,7 @@
 //! Secure, SameSite=Lax), a CSRF token in every form, and a cap on failed attempts per
 //! account and per address.
 
+use super::views::{Frame, SignIn};
 use super::{Page, render, see_other};
 use crate::AppState;
 use crate::i18n::{self, text};
@@ -15,7 +16,6 @@ use chrono::Duration;
 use civicflow_engine::Actor;
 use civicflow_store::accounts::Profile;
 use serde::Deserialize;
-use serde_json::json;
 use std::net::SocketAddr;
 
 pub const SESSION_COOKIE: &str = "cf_session";
@@ -122,15 +122,16 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 impl Viewer {
-    /// A page's context with what every signed-in page shows: who is signed in, the
-    /// session's CSRF token for its forms, and the unread count in the header.
-    pub fn page(&self, mut context: serde_json::Value) -> serde_json::Value {
-        if let Some(m) = context.as_object_mut() {
-            m.insert("viewer".into(), self.profile.name.clone().into());
-            m.insert("csrf".into(), self.csrf.clone().into());
-            m.insert("unread".into(), self.unread.into());
+    /// What every signed-in page shows around it, `nav` being its menu item: who is
+    /// signed in, the session's CSRF token for its forms, and the unread count.
+    pub fn frame(&self, nav: &'static str) -> Frame {
+        Frame {
+            viewer: Some(self.profile.name.clone()),
+            csrf: Some(self.csrf.clone()),
+            unread: self.unread,
+            nav,
+            notice: None,
         }
-        context
     }
 
     /// Refuse a form whose CSRF token is not this session's.
@@ -203,12 +204,17 @@ struct SignInPage<'a> {
 
 impl SignInPage<'_> {
     fn show(&self, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
-        render(
-            status,
-            "login.html",
-            self.lang,
-            json!({"login": self.login, "next": self.next, "error": error, "notice": notice, "code_sign_in": self.codes}),
-        )
+        let frame = Frame {
+            notice,
+            ..Frame::default()
+        };
+        let page = SignIn {
+            login: self.login,
+            next: self.next,
+            error,
+            code_sign_in: self.codes,
+        };
+        render(status, self.lang, frame, &page)
     }
 }
 

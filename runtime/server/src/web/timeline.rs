@@ -4,6 +4,7 @@
 
 use super::forms;
 use super::pages::{Names, filled, name_of, named, role_title, span_words, state_title};
+use super::views::TimelineLine;
 use crate::i18n::text;
 use chrono::{DateTime, Utc};
 use civicflow_engine::definition::{DEFAULT_LANG, localize};
@@ -170,21 +171,29 @@ impl Presenter<'_> {
 
     /// The timeline: one entry per thing a person (or the clock, or another system) did,
     /// with what it caused beneath it.
-    pub fn timeline(&self, events: &[EventRow]) -> Vec<Value> {
-        let lines: Vec<(&EventRow, Value)> = events.iter().filter_map(|e| Some((e, self.line(e)?))).collect();
+    pub fn timeline(&self, events: &[EventRow]) -> Vec<TimelineLine> {
+        let lines: Vec<(&EventRow, TimelineLine)> = events.iter().filter_map(|e| Some((e, self.line(e)?))).collect();
         fold(lines)
     }
 
-    /// One event as `{at, text, details}`: details are the fields of a form it carried.
-    fn line(&self, e: &EventRow) -> Option<Value> {
+    /// One event as a line: details are the fields of a form it carried.
+    fn line(&self, e: &EventRow) -> Option<TimelineLine> {
         let lang = self.lang;
+        let line = |text, details| TimelineLine {
+            at: e.at,
+            text,
+            details,
+            then: Vec::new(),
+        };
         let Some(event) = &e.event else {
             // A kind a newer server wrote: listed by its kind rather than hidden.
-            let line = text(lang, "event-other", &[("kind", e.kind.clone().into())]);
-            return Some(json!({"at": e.at, "text": line, "details": []}));
+            return Some(line(
+                text(lang, "event-other", &[("kind", e.kind.clone().into())]),
+                Vec::new(),
+            ));
         };
         let id = message_id(event, self.admin)?;
-        let line = text(lang, id, &self.args(e, event));
+        let said = text(lang, id, &self.args(e, event));
         let wf = self.wf;
         let details = match event {
             Event::Started { data, .. } => {
@@ -196,7 +205,7 @@ impl Presenter<'_> {
             }
             _ => Vec::new(),
         };
-        Some(json!({"at": e.at, "text": line, "details": details}))
+        Some(line(said, details))
     }
 
     /// The arguments of `event`'s message: names, titles and times in the reader's words.
@@ -352,7 +361,7 @@ impl Presenter<'_> {
 /// The lines of one step (same moment, same actor) fold under the first that is not a
 /// consequence, so "王网格 发起了…" carries "「派单」环节开始…" and the rule that routed it
 /// beneath it.
-fn fold(lines: Vec<(&EventRow, Value)>) -> Vec<Value> {
+fn fold(lines: Vec<(&EventRow, TimelineLine)>) -> Vec<TimelineLine> {
     // A move into a state whose task starts at the same moment is said by that task's line,
     // and the move to the end by "事项已办结".
     let tasks_begun: HashSet<(DateTime<Utc>, &str)> = lines
@@ -367,7 +376,7 @@ fn fold(lines: Vec<(&EventRow, Value)>) -> Vec<Value> {
         .filter(|(e, _)| matches!(e.event, Some(Event::Completed { .. })))
         .map(|(e, _)| e.at)
         .collect();
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<TimelineLine> = Vec::new();
     let mut head: Option<(DateTime<Utc>, &str)> = None;
     for (e, line) in lines {
         if let Some(Event::Transitioned { to, .. }) = &e.event
@@ -377,14 +386,7 @@ fn fold(lines: Vec<(&EventRow, Value)>) -> Vec<Value> {
         }
         let same_step = head.is_some_and(|(at, actor)| at == e.at && actor == e.actor);
         match out.last_mut() {
-            Some(last) if same_step && e.event.as_ref().is_some_and(is_consequence) => {
-                if !last["then"].is_array() {
-                    last["then"] = json!([]);
-                }
-                if let Some(then) = last["then"].as_array_mut() {
-                    then.push(line["text"].clone());
-                }
-            }
+            Some(last) if same_step && e.event.as_ref().is_some_and(is_consequence) => last.then.push(line.text),
             _ => {
                 head = Some((e.at, e.actor.as_str()));
                 out.push(line);
