@@ -26,6 +26,23 @@ form-stars = { $n ->
    *[other] { $n } stars
 }
 nav-inbox = Messages
+nav-audit = Event log
+audit-title = Event log
+audit-intro = Everything done in the units you administer and below them, newest first. Each record carries a hash of the one before it, so any change is found on verification.
+audit-unit = Unit
+audit-all-units = All units I administer
+audit-workflow = Kind of matter
+audit-person = Done by
+audit-person-hint = Name or login
+audit-from = From
+audit-to = To
+audit-verify = Verify the record chains
+audit-empty = No records match.
+audit-bad-day = "{ $day }" is not a date; write it as 2026-12-01.
+audit-no-person = Nobody is called "{ $person }".
+audit-many-people = Several people are called "{ $person }"; enter their login.
+audit-chains-intact = Verified the record chains of { $count } matters: all intact.
+audit-chains-broken = Verified the record chains of { $count } matters: { $broken } are broken; contact the technical staff.
 inbox-title = My messages
 inbox-empty = No messages.
 inbox-read-all = Mark all read
@@ -226,6 +243,8 @@ event-register_updated = { $who }'s register entry was updated ({ $count } { $co
    *[other] items
 })
 event-completed = Closed
+event-entered = Entered "{ $state }"
+event-join_waiting = "{ $state }" waits for the other branches
 event-other = { $kind }
 actor-system = System
 

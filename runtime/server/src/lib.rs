@@ -1,6 +1,7 @@
 //! The server: HTTP (axum) and the scheduler loop that fires timers and schedules. The only
 //! crate that knows HTTP.
 
+pub mod admin;
 pub mod api;
 mod attachment_api;
 pub mod body_limits;

@@ -11,8 +11,9 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 /// Everyone who uses the pages in the demo, by what they do.
-const WALKERS: [&str; 14] = [
-    "wang", "zhao", "li", "chen", "sun", "zhou", "wu", "zheng", "qian", "feng", "ma", "song", "luo", "xie",
+const WALKERS: [&str; 16] = [
+    "wang", "zhao", "li", "chen", "sun", "zhou", "wu", "zheng", "qian", "feng", "ma", "song", "luo", "xie", "he",
+    "tian",
 ];
 
 async fn page(app: &App, cookie: &str, path: &str) -> (StatusCode, String) {
@@ -196,7 +197,7 @@ async fn walk(app: &App, cookie: &str, lang: &str) -> Vec<(String, String)> {
         assert!(status.is_success(), "{lang} {path}: {status}");
         for link in html.split("href=\"").skip(1).filter_map(|s| s.split('"').next()) {
             let link = link.split('?').next().unwrap_or(link);
-            let followed = ["/tasks/", "/start/", "/instances/"]
+            let followed = ["/tasks/", "/start/", "/instances/", "/admin/"]
                 .iter()
                 .any(|p| link.starts_with(p));
             if followed && !seen.contains(link) {
@@ -323,7 +324,13 @@ async fn every_form_on_every_page_refuses_a_post_without_its_token() {
         sessions.push((who, cookie));
     }
     let actions: BTreeSet<&str> = forms.iter().map(|(_, _, a, _)| a.as_str()).collect();
-    for kind in ["/logout", "/tasks/", "/start/", "/inbox/read-all"] {
+    for kind in [
+        "/logout",
+        "/tasks/",
+        "/start/",
+        "/inbox/read-all",
+        "/admin/audit/verify",
+    ] {
         assert!(
             actions.iter().any(|a| a.starts_with(kind)),
             "no {kind} form was found: {actions:?}"

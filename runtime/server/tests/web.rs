@@ -1469,3 +1469,97 @@ async fn a_database_failure_is_the_servers_own_with_an_error_id_never_not_found_
     let (status, body) = app.call("GET", "/api/tasks", Some("wang"), None, None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
 }
+
+/// The rows of the audit page's list.
+fn audit_rows(page: &str) -> Vec<&str> {
+    between(page, "id=\"audit-events\">", "</ol>")
+        .split("<li class=\"item\">")
+        .skip(1)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_admin_searches_the_log_of_their_subtree_and_verifies_its_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("civicflow.db").display());
+    let app = App::on(civicflow_store::Store::connect(&url, None).await.unwrap()).await;
+    let store = &app.state.runtime.store;
+    let (guoyuan, _) = dispatched_ticket(&app).await;
+    let xincun_report = serde_json::json!({"workflow": "ticket", "unit": "guoyuan-c2-g1",
+        "data": {"category": "road", "description": "井盖缺失需要补上", "location": "新村路2号"}});
+    let (status, started) = app
+        .call("POST", "/api/instances", Some("zhao"), Some(xincun_report), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let xincun = started["instance"]["id"].as_str().unwrap().to_string();
+    let (events_g, events_x) = (
+        store.events(&guoyuan).await.unwrap(),
+        store.events(&xincun).await.unwrap(),
+    );
+
+    // The district's admin sees every event of both communities, said in words.
+    let he = sign_in(&app, "he").await;
+    let (status, _, page) = app.send(get("/admin/audit", Some(&he))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"nav-audit\""), "the menu offers it to an admin");
+    assert_eq!(audit_rows(&page).len(), events_g.len() + events_x.len(), "{page}");
+    assert!(
+        page.contains("李调度") && page.contains("果园社区第一网格"),
+        "names, not ids"
+    );
+    // By person: only what 李调度 did.
+    let by_li = events_g.iter().chain(&events_x).filter(|e| e.actor == "li").count();
+    assert!(by_li > 0);
+    let (_, _, page) = app
+        .send(get("/admin/audit?person=%E6%9D%8E%E8%B0%83%E5%BA%A6", Some(&he)))
+        .await;
+    assert_eq!(audit_rows(&page).len(), by_li, "{page}");
+    // By unit, and a day that is not one.
+    let (_, _, page) = app.send(get("/admin/audit?unit=guoyuan-c2", Some(&he))).await;
+    assert_eq!(audit_rows(&page).len(), events_x.len(), "{page}");
+    let (status, _, page) = app.send(get("/admin/audit?from=yesterday", Some(&he))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("「yesterday」不是日期"), "{page}");
+
+    // A community's admin sees their community only; a sibling's is not there for them.
+    let tian = sign_in(&app, "tian").await;
+    let (status, _, page) = app.send(get("/admin/audit", Some(&tian))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(audit_rows(&page).len(), events_x.len(), "{page}");
+    assert!(
+        !page.contains("果园社区第一网格") && page.contains("新村社区第一网格"),
+        "{page}"
+    );
+    let (status, _, _) = app.send(get("/admin/audit?unit=guoyuan-c1", Some(&tian))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nobody else sees the page or the menu item.
+    let wang = sign_in(&app, "wang").await;
+    let (status, _, _) = app.send(get("/admin/audit", Some(&wang))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, tasks) = app.send(get("/tasks", Some(&wang))).await;
+    assert!(!tasks.contains("nav-audit"));
+
+    // Verifying: intact, then one changed record is found.
+    let (_, _, page) = app.send(get("/admin/audit", Some(&he))).await;
+    let csrf = between(&page, "name=\"_csrf\" value=\"", "\"").to_string();
+    let (status, _, page) = app
+        .send(form("/admin/audit/verify", Some(&he), &format!("_csrf={csrf}")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("已核验 2 个事项的记录链，全部完好"), "{page}");
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE events SET payload = replace(payload, '井盖', '路灯') WHERE instance_id = $1")
+            .bind(&xincun)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (_, _, page) = app
+        .send(form("/admin/audit/verify", Some(&he), &format!("_csrf={csrf}")))
+        .await;
+    assert!(page.contains("其中 1 个有异常"), "{page}");
+    let (status, _, _) = app.send(form("/admin/audit/verify", Some(&tian), "_csrf=forged")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a forged post is refused");
+}

@@ -1,9 +1,90 @@
-//! `civicflow audit verify`: recompute every instance's hash chain.
+//! The event log read as a whole: `civicflow audit verify` and the audit page recompute
+//! instances' hash chains, and the audit page searches the log by person, unit, workflow
+//! and time, newest first.
 
-use crate::db::Store;
+use crate::db::{Store, millis};
 use crate::error::Result;
 use crate::events::{GENESIS, event_hash};
+use crate::queries::EventRow;
+use crate::scope::{Args, subtree_end};
+use crate::writes::{Arg, bind};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
+
+/// A search of the event log. Only instances under one of `units` (unit paths: the
+/// subtrees the searcher administers) are searched.
+#[derive(Debug, Default)]
+pub struct EventSearch<'a> {
+    pub units: &'a [String],
+    /// Who acted (a person's id).
+    pub actor: Option<&'a str>,
+    pub workflow: Option<&'a str>,
+    /// From this instant (inclusive) to that one (exclusive).
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Where the previous page ended.
+    pub after: Option<&'a EventCursor>,
+    pub limit: i64,
+}
+
+/// An event found, with the instance it belongs to.
+#[derive(Debug, Clone)]
+pub struct FoundEvent {
+    pub instance_id: String,
+    pub workflow_id: String,
+    pub unit_id: String,
+    pub row: EventRow,
+}
+
+/// The position of an event in the newest-first log: `(at, instance, seq)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    at: i64,
+    instance: String,
+    seq: i64,
+}
+
+impl EventCursor {
+    pub fn after(found: &FoundEvent) -> Self {
+        Self {
+            at: millis(found.row.at),
+            instance: found.instance_id.clone(),
+            seq: found.row.seq,
+        }
+    }
+
+    /// Read a cursor a previous page gave; `None` if it is not one.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, rest) = s.split_once('.')?;
+        let (instance, seq) = rest.rsplit_once('.')?;
+        Some(Self {
+            at: at.parse().ok()?,
+            instance: instance.to_string(),
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.at, self.instance, self.seq)
+    }
+}
+
+/// `i.unit_path` in one of the subtrees of `paths`: a range of paths each, never `LIKE`.
+fn under(paths: &[String], args: &mut Args) -> String {
+    if paths.is_empty() {
+        return "1 = 0".into();
+    }
+    let ranges: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let (from, to) = (args.text(p), args.text(&subtree_end(p)));
+            format!("(i.unit_path >= {from} AND i.unit_path < {to})")
+        })
+        .collect();
+    format!("({})", ranges.join(" OR "))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenChain {
@@ -18,8 +99,90 @@ impl Store {
         let heads = sqlx::query("SELECT id, last_seq, last_hash FROM instances ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
+        self.verify_heads(&heads).await
+    }
+
+    /// As [`Store::verify_chains`], for the instances under the subtrees of `paths`.
+    pub async fn verify_chains_under(&self, paths: &[String]) -> Result<(usize, Vec<BrokenChain>)> {
+        let mut args = Args::default();
+        let sql = format!(
+            "SELECT i.id, i.last_seq, i.last_hash FROM instances i WHERE {} ORDER BY i.id",
+            under(paths, &mut args)
+        );
+        let heads = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+        self.verify_heads(&heads).await
+    }
+
+    /// Events of the log, newest first, as `q` narrows them.
+    pub async fn search_events(&self, q: &EventSearch<'_>) -> Result<Vec<FoundEvent>> {
+        let mut args = Args::default();
+        let mut conditions = vec![under(q.units, &mut args)];
+        if let Some(actor) = q.actor {
+            conditions.push(format!("e.actor = {}", args.text(actor)));
+        }
+        if let Some(w) = q.workflow {
+            conditions.push(format!("i.workflow_id = {}", args.text(w)));
+        }
+        if let Some(from) = q.from {
+            conditions.push(format!("e.at >= {}", args.push(Arg::Int(millis(from)))));
+        }
+        if let Some(to) = q.to {
+            conditions.push(format!("e.at < {}", args.push(Arg::Int(millis(to)))));
+        }
+        if let Some(c) = q.after {
+            let (at, instance, seq) = (
+                args.push(Arg::Int(c.at)),
+                args.text(&c.instance),
+                args.push(Arg::Int(c.seq)),
+            );
+            conditions.push(format!("(e.at, e.instance_id, e.seq) < ({at}, {instance}, {seq})"));
+        }
+        let limit = args.push(Arg::Int(q.limit));
+        let sql = format!(
+            "SELECT e.instance_id, e.seq, e.at, e.actor, e.kind, e.payload, i.workflow_id, i.unit_id \
+             FROM events e JOIN instances i ON i.id = e.instance_id WHERE {} \
+             ORDER BY e.at DESC, e.instance_id DESC, e.seq DESC LIMIT {limit}",
+            conditions.join(" AND ")
+        );
+        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FoundEvent {
+                    instance_id: r.try_get("instance_id")?,
+                    workflow_id: r.try_get("workflow_id")?,
+                    unit_id: r.try_get("unit_id")?,
+                    row: EventRow::read(r)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The units of the subtrees of `paths` as `(id, path)`, in tree order, at most `limit`
+    /// (the audit page's choice of unit).
+    pub async fn units_under(&self, paths: &[String], limit: i64) -> Result<Vec<(String, String)>> {
+        let mut args = Args::default();
+        let within = under(paths, &mut args).replace("i.unit_path", "i.path");
+        let limit = args.push(Arg::Int(limit));
+        let sql = format!("SELECT i.id, i.path FROM units i WHERE {within} ORDER BY i.path LIMIT {limit}");
+        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("path")?)))
+            .collect()
+    }
+
+    /// The people a search box's text means: the one with that id, or everyone so named.
+    pub async fn people_called(&self, text: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM people WHERE id = $1 OR name = $1 ORDER BY id LIMIT 10")
+                .bind(text.trim())
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn verify_heads(&self, heads: &[sqlx::any::AnyRow]) -> Result<(usize, Vec<BrokenChain>)> {
         let mut broken = Vec::new();
-        for head in &heads {
+        for head in heads {
             let id: String = head.try_get("id")?;
             let last_seq: i64 = head.try_get("last_seq")?;
             let last_hash: String = head.try_get("last_hash")?;

@@ -31,7 +31,7 @@ pub mod signals;
 mod tokens;
 mod writes;
 
-pub use audit::BrokenChain;
+pub use audit::{BrokenChain, EventCursor, EventSearch, FoundEvent};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use lists::{Cursor, InstanceWindow, List, MAX_PAGE, TaskPage, TaskQuery};

@@ -473,4 +473,12 @@ CREATE INDEX refused_starts_unit ON refused_starts (unit_path, at);
 CREATE INDEX idempotency_keys_at ON idempotency_keys (at);
 "#,
     ),
+    (
+        14,
+        r#"
+-- The audit page reads the log newest first across instances (then narrows by unit and
+-- workflow through the instance, or by person on events_actor).
+CREATE INDEX events_at ON events (at, instance_id, seq);
+"#,
+    ),
 ];

@@ -160,7 +160,7 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    fn read(r: &sqlx::any::AnyRow) -> Result<Self> {
+    pub(crate) fn read(r: &sqlx::any::AnyRow) -> Result<Self> {
         let kind: String = r.try_get("kind")?;
         let payload: Value = serde_json::from_str(&r.try_get::<String, _>("payload")?)?;
         Ok(EventRow {

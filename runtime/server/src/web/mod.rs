@@ -2,6 +2,7 @@
 //! timelines. Templates, catalogues and the stylesheet come from `admin-ui/`, embedded in
 //! the binary, so `cargo run` is the whole install.
 
+mod audit;
 mod checkin;
 pub mod forms;
 mod inbox;
@@ -24,7 +25,7 @@ use serde::Serialize;
 use std::sync::LazyLock;
 use views::{Frame, Message, View};
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
     (
         "fields.html",
@@ -43,6 +44,7 @@ const TEMPLATES: [(&str, &str); 9] = [
         "message.html",
         include_str!("../../../../admin-ui/templates/message.html"),
     ),
+    ("audit.html", include_str!("../../../../admin-ui/templates/audit.html")),
 ];
 const STYLESHEET: &str = include_str!("../../../../admin-ui/static/app.css");
 const SCRIPT: &str = include_str!("../../../../admin-ui/static/app.js");
@@ -215,6 +217,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/mine", get(pages::mine))
         .route("/done", get(pages::done))
+        .route("/admin/audit", get(audit::audit_page))
+        .route("/admin/audit/verify", post(audit::verify))
         .route("/inbox", get(inbox::inbox))
         .route("/inbox/read-all", post(inbox::read_all))
         .route("/inbox/{id}", get(inbox::open))

@@ -258,7 +258,7 @@ pub async fn task_list(State(state): State<AppState>, viewer: Viewer, Query(filt
 }
 
 /// The link to a list's next page: its path with the filters in force and where to go on.
-fn more_link(path: &str, params: &[(&str, Option<&str>)]) -> String {
+pub(super) fn more_link(path: &str, params: &[(&str, Option<&str>)]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (name, value) in params {
         if let Some(v) = value {
@@ -1015,7 +1015,7 @@ fn my_entry<'a>(wf: &Workflow, state: &str, data: &'a Value, person: &str) -> Op
 }
 
 /// `事件 2026-000123`: the workflow's word for one instance and its number in its year.
-fn number_text(wf: &Workflow, i: &Instance, lang: &str) -> Option<String> {
+pub(super) fn number_text(wf: &Workflow, i: &Instance, lang: &str) -> Option<String> {
     use chrono::Datelike;
     let n = i.number?;
     let year = i
@@ -1118,11 +1118,7 @@ pub async fn instance_page(
         names: &names,
         acting: &acting,
         lang,
-        admin: viewer
-            .actor
-            .roles
-            .iter()
-            .any(|g| matches!(g.role.as_str(), "plugin_admin" | "workflow_admin")),
+        admin: crate::admin::is_admin(&viewer.actor),
         now: state.runtime.now(),
     };
     let who = |person: Option<&str>, role: Option<&str>, unit: Option<&str>| presenter.who(person, role, unit);

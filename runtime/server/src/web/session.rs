@@ -129,6 +129,7 @@ impl Viewer {
             viewer: Some(self.profile.name.clone()),
             csrf: Some(self.csrf.clone()),
             unread: self.unread,
+            admin: crate::admin::is_admin(&self.actor),
             nav,
             notice: None,
         }

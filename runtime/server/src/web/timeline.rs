@@ -49,6 +49,16 @@ pub(super) fn message_id(event: &Event, admin: bool) -> Option<&'static str> {
     })
 }
 
+/// The message that says `event` in the audit log, where nothing is left out: the
+/// timeline's words for an admin, and the engine's bookkeeping too.
+pub(super) fn audit_message_id(event: &Event) -> &'static str {
+    match event {
+        Event::Entered { .. } => "event-entered",
+        Event::JoinWaiting { .. } => "event-join_waiting",
+        other => message_id(other, true).unwrap_or("event-other"),
+    }
+}
+
 /// "我办理了「…」": how the list of what I did says my last action on an instance, and the
 /// state it was in; none for events that are not a person's action.
 pub(super) fn done_message(event: &Event) -> Option<(&'static str, &str)> {
@@ -85,7 +95,7 @@ pub(super) struct Mentioned<'a> {
     pub role_tasks: Vec<(&'a str, &'a str)>,
 }
 
-pub(super) fn mentioned(events: &[EventRow]) -> Mentioned<'_> {
+pub(super) fn mentioned<'a>(events: impl IntoIterator<Item = &'a EventRow>) -> Mentioned<'a> {
     let mut m = Mentioned::default();
     for e in events {
         m.people.push(e.actor.as_str());
@@ -176,6 +186,14 @@ impl Presenter<'_> {
         fold(lines)
     }
 
+    /// What one event says in the audit log (which lists events of many instances).
+    pub fn said(&self, e: &EventRow) -> String {
+        match &e.event {
+            Some(event) => text(self.lang, audit_message_id(event), &self.args(e, event)),
+            None => text(self.lang, "event-other", &[("kind", e.kind.clone().into())]),
+        }
+    }
+
     /// One event as a line: details are the fields of a form it carried.
     fn line(&self, e: &EventRow) -> Option<TimelineLine> {
         let lang = self.lang;
@@ -220,7 +238,7 @@ impl Presenter<'_> {
             }
         };
         match event {
-            Event::Entered { .. } | Event::JoinWaiting { .. } => Vec::new(),
+            Event::Entered { state } | Event::JoinWaiting { state, .. } => vec![("state", title(state))],
             Event::Started { .. } => vec![
                 ("actor", actor()),
                 ("workflow", localize(&wf.def.title, lang).to_string().into()),
@@ -398,7 +416,7 @@ fn fold(lines: Vec<(&EventRow, TimelineLine)>) -> Vec<TimelineLine> {
 
 #[cfg(test)]
 mod tests {
-    use super::{done_message, message_id};
+    use super::{audit_message_id, done_message, message_id};
     use crate::i18n::{LOCALES, has_message};
     use civicflow_engine::Event;
     use strum::IntoEnumIterator;
@@ -420,7 +438,11 @@ mod tests {
         });
         let mut shown = 0;
         for event in &kinds {
-            let ids = [message_id(event, true), message_id(event, false)];
+            let ids = [
+                message_id(event, true),
+                message_id(event, false),
+                Some(audit_message_id(event)),
+            ];
             let done = done_message(event).map(|(id, _)| id);
             for id in ids.into_iter().chain([done]).flatten() {
                 shown += 1;
@@ -435,6 +457,11 @@ mod tests {
             .filter(|e| message_id(e, true).is_none())
             .map(Event::kind)
             .collect();
-        assert_eq!(hidden, ["join_waiting", "entered"]);
+        assert_eq!(
+            hidden,
+            ["join_waiting", "entered"],
+            "on a timeline; the audit log has them"
+        );
+        assert!(kinds.iter().all(|e| audit_message_id(e) != "event-other"));
     }
 }

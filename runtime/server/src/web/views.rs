@@ -21,6 +21,8 @@ pub struct Frame {
     pub viewer: Option<String>,
     pub csrf: Option<String>,
     pub unread: i64,
+    /// The viewer administers a unit: the menu offers the admin pages.
+    pub admin: bool,
     pub nav: &'static str,
     pub notice: Option<String>,
 }
@@ -240,4 +242,43 @@ pub struct CheckInCode {
 
 impl View for CheckInCode {
     const TEMPLATE: &'static str = "code.html";
+}
+
+/// A choice of a filter: what is sent, and what people read.
+#[derive(Serialize)]
+pub struct Choice {
+    pub id: String,
+    pub name: String,
+}
+
+/// 事件日志: events of the admin's subtrees, newest first, with the filters in force.
+#[derive(Serialize)]
+pub struct AuditPage {
+    pub rows: Vec<AuditRow>,
+    pub more: Option<String>,
+    /// Why the filters could not be used (a day that is not one, nobody of that name).
+    pub problems: Vec<String>,
+    pub units: Vec<Choice>,
+    pub workflows: Vec<Choice>,
+    pub unit: Option<String>,
+    pub person: Option<String>,
+    pub workflow: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl View for AuditPage {
+    const TEMPLATE: &'static str = "audit.html";
+}
+
+#[derive(Serialize)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub text: String,
+    pub workflow: String,
+    pub unit: String,
+    /// The instance's number: the log is read here, not by opening instances (an admin
+    /// reads a unit's log, not its residents' cases; Scope grants no more).
+    pub number: Option<String>,
 }

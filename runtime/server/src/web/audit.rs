@@ -1,0 +1,273 @@
+//! 事件日志: an admin searches the event log of the subtrees they administer by unit,
+//! person, workflow and day, newest first, each event said as the timeline says it; and
+//! verifies the hash chains of the instances there. Anyone else is answered as for a page
+//! that does not exist.
+
+use super::pages::{PAGE_ROWS, more_link, name_of, number_text};
+use super::session::{CsrfOnly, Viewer};
+use super::timeline::Presenter;
+use super::views::{AuditPage, AuditRow, Choice, Frame};
+use super::{Page, PagePost, error_page, render};
+use crate::AppState;
+use crate::admin::administered;
+use crate::i18n::text;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, NaiveDate, Utc};
+use civicflow_engine::definition::localize;
+use civicflow_engine::org::within;
+use civicflow_engine::time::DEFAULT_TIME_ZONE;
+use civicflow_store::{EventCursor, EventSearch, StoreError};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// Units offered in the unit filter: a district's streets, communities and grids.
+const UNIT_CHOICES: i64 = 500;
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    unit: Option<String>,
+    /// A person's login id or name.
+    #[serde(default)]
+    person: Option<String>,
+    #[serde(default)]
+    workflow: Option<String>,
+    /// Days (China time) from and to, both included, as `2026-12-01`.
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The start of day `d` in China time, as an instant.
+fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
+    d.and_hms_opt(0, 0, 0)?
+        .and_local_timezone(DEFAULT_TIME_ZONE)
+        .single()
+        .map(|t| t.to_utc())
+}
+
+/// The subtrees to search: the chosen unit if the viewer administers it, else all theirs.
+/// `None`: a unit they do not administer (or none at all) is asked for.
+async fn reach(state: &AppState, viewer: &Viewer, unit: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
+    let mine = administered(&viewer.actor);
+    let Some(unit) = unit else {
+        return Ok((!mine.is_empty()).then_some(mine));
+    };
+    let path = match state.runtime.store.unit_path(unit).await {
+        Ok(p) => p,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(mine.iter().any(|m| within(&path, m)).then(|| vec![path]))
+}
+
+pub async fn audit_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query<AuditQuery>) -> Response {
+    show(&state, &viewer, &q, None).await
+}
+
+/// Verify the hash chains of the instances under the filter's unit (or all the viewer's).
+pub async fn verify(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<AuditQuery>,
+    PagePost(Form(form)): PagePost<Form<CsrfOnly>>,
+) -> Response {
+    if let Err(r) = viewer.check_csrf(form.csrf.as_deref()) {
+        return r;
+    }
+    let lang = viewer.lang;
+    let units = match reach(&state, &viewer, given(&q.unit)).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Page::not_found(lang),
+        Err(e) => return error_page(e, lang),
+    };
+    let said = match state.runtime.store.verify_chains_under(&units).await {
+        Ok((checked, broken)) if broken.is_empty() => text(lang, "audit-chains-intact", &[("count", checked.into())]),
+        Ok((checked, broken)) => text(
+            lang,
+            "audit-chains-broken",
+            &[("count", checked.into()), ("broken", broken.len().into())],
+        ),
+        Err(e) => return error_page(e, lang),
+    };
+    show(&state, &viewer, &q, Some(said)).await
+}
+
+async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<String>) -> Response {
+    let lang = viewer.lang;
+    let store = &state.runtime.store;
+    let units = match reach(state, viewer, given(&q.unit)).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Page::not_found(lang),
+        Err(e) => return error_page(e, lang),
+    };
+    let mut problems = Vec::new();
+    let mut day = |v: &Option<String>| match given(v) {
+        None => None,
+        Some(s) => match NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(day_start) {
+            Some(t) => Some(t),
+            None => {
+                problems.push(text(lang, "audit-bad-day", &[("day", s.to_string().into())]));
+                None
+            }
+        },
+    };
+    let (from, to) = (day(&q.from), day(&q.to).map(|t| t + chrono::Duration::days(1)));
+    let people = match given(&q.person) {
+        None => Vec::new(),
+        Some(p) => match store.people_called(p).await {
+            Ok(found) => {
+                match found.len() {
+                    0 => problems.push(text(lang, "audit-no-person", &[("person", p.to_string().into())])),
+                    1 => {}
+                    _ => problems.push(text(lang, "audit-many-people", &[("person", p.to_string().into())])),
+                }
+                found
+            }
+            Err(e) => return error_page(e, lang),
+        },
+    };
+    let after = given(&q.after).and_then(EventCursor::parse);
+    let mut found = if problems.is_empty() {
+        let search = EventSearch {
+            units: &units,
+            actor: people.first().map(String::as_str),
+            workflow: given(&q.workflow),
+            from,
+            to,
+            after: after.as_ref(),
+            limit: PAGE_ROWS as i64 + 1,
+        };
+        match store.search_events(&search).await {
+            Ok(f) => f,
+            Err(e) => return error_page(e, lang),
+        }
+    } else {
+        Vec::new()
+    };
+    let more = (found.len() > PAGE_ROWS).then(|| {
+        found.truncate(PAGE_ROWS);
+        let last = EventCursor::after(&found[PAGE_ROWS - 1]).to_string();
+        let keep = |v: &Option<String>| given(v).map(str::to_string);
+        let (unit, person, workflow, from, to) = (
+            keep(&q.unit),
+            keep(&q.person),
+            keep(&q.workflow),
+            keep(&q.from),
+            keep(&q.to),
+        );
+        more_link(
+            "/admin/audit",
+            &[
+                ("unit", unit.as_deref()),
+                ("person", person.as_deref()),
+                ("workflow", workflow.as_deref()),
+                ("from", from.as_deref()),
+                ("to", to.as_deref()),
+                ("after", Some(&last)),
+            ],
+        )
+    });
+
+    let ids: Vec<&str> = found.iter().map(|f| f.instance_id.as_str()).collect();
+    let instances = match store.instances(&ids).await {
+        Ok(list) => list,
+        Err(e) => return error_page(e, lang),
+    };
+    let by_id: HashMap<&str, _> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let unit_rows = match store.units_under(&administered(&viewer.actor), UNIT_CHOICES).await {
+        Ok(u) => u,
+        Err(e) => return error_page(e, lang),
+    };
+    let mentioned = super::timeline::mentioned(found.iter().map(|f| &f.row));
+    let mut unit_ids: Vec<&str> = unit_rows.iter().map(|(id, _)| id.as_str()).collect();
+    unit_ids.extend(found.iter().map(|f| f.unit_id.as_str()));
+    unit_ids.extend(mentioned.units);
+    let names = match store.names(&unit_ids, &mentioned.people).await {
+        Ok(n) => n,
+        Err(e) => return error_page(e, lang),
+    };
+    let acting = HashMap::new();
+    let now = state.runtime.now();
+    let rows: Vec<AuditRow> = found
+        .iter()
+        .filter_map(|f| {
+            let instance = by_id.get(f.instance_id.as_str())?;
+            let wf = state.runtime.registry.for_instance(instance).ok()?;
+            let presenter = Presenter {
+                wf: &wf,
+                names: &names,
+                acting: &acting,
+                lang,
+                admin: true,
+                now,
+            };
+            Some(AuditRow {
+                at: f.row.at,
+                who: name_of(&names, &f.row.actor, lang),
+                text: presenter.said(&f.row),
+                workflow: localize(&wf.def.title, lang).to_string(),
+                unit: name_of(&names, &f.unit_id, lang),
+                number: number_text(&wf, instance, lang),
+            })
+        })
+        .collect();
+    let workflows = state
+        .runtime
+        .registry
+        .all_latest()
+        .iter()
+        .map(|w| Choice {
+            id: w.id().to_string(),
+            name: localize(&w.def.title, lang).to_string(),
+        })
+        .collect();
+    let units = unit_rows
+        .iter()
+        .map(|(id, path)| {
+            // Indented by depth below the admin's unit, so the tree reads as one.
+            let depth = path.matches('/').count().saturating_sub(2);
+            Choice {
+                id: id.clone(),
+                name: format!("{}{}", "　".repeat(depth.min(6)), name_of(&names, id, lang)),
+            }
+        })
+        .collect();
+    let keep = |v: &Option<String>| given(v).map(str::to_string);
+    let page = AuditPage {
+        rows,
+        more,
+        problems,
+        units,
+        workflows,
+        unit: keep(&q.unit),
+        person: keep(&q.person),
+        workflow: keep(&q.workflow),
+        from: keep(&q.from),
+        to: keep(&q.to),
+    };
+    let status = if page.problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    render(
+        status,
+        lang,
+        Frame {
+            notice,
+            ..viewer.frame("audit")
+        },
+        &page,
+    )
+}
