@@ -438,6 +438,34 @@ try {
     step("a long task list comes in pages of 50 with its total and 显示更多");
   }
 
+  // 17. The district's admin reads the event log of the district, narrows it to one
+  // person, and verifies the record chains; a community's admin sees only theirs; nobody
+  // else has the page.
+  {
+    const he = await signIn(DESKTOP, "he");
+    await he.page.click("#nav-audit");
+    await he.page.waitForURL(/\/admin\/audit$/);
+    assert.ok((await he.page.locator("#audit-events li.item").count()) > 10, "the district's events");
+    await he.page.fill('input[name="person"]', "李调度");
+    await he.page.click('#audit-filters button[type="submit"]');
+    await he.page.waitForURL(/person=/);
+    const metas = await he.page.locator("#audit-events li.item .meta").allTextContents();
+    assert.ok(metas.length > 0 && metas.every((m) => m.startsWith("李调度")), `only what 李调度 did: ${metas}`);
+    await he.page.click("#audit-verify button");
+    await he.page.waitForSelector(".notice");
+    assert.match(await he.page.textContent(".notice"), /已核验 \d+ 个事项的记录链，全部完好/);
+    await shot(he.page, "20-audit-verified-desktop");
+    const tian = await signIn(PHONE, "tian");
+    await tian.page.goto(`${BASE}/admin/audit`);
+    const units = await tian.page.locator("#audit-events li.item .meta").allTextContents();
+    assert.ok(units.every((m) => !m.includes("果园社区")), `only 新村社区's events: ${units}`);
+    await shot(tian.page, "21-audit-community-phone");
+    const response = await wang.page.goto(`${BASE}/admin/audit`);
+    assert.equal(response.status(), 404);
+    assert.equal(await wang.page.locator("#nav-audit").count(), 0);
+    step("an admin searches the event log of their units and verifies it; others cannot");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {
