@@ -192,7 +192,7 @@ fn binding(unit: &str, plugin: &str, limits: LimitsAsked) -> Binding {
 }
 
 async fn bind(store: &Store, registry: &Registry, rules: &PluginRules, b: &Binding) -> Result<()> {
-    plugins::bind(store, registry, b).await?;
+    plugins::bind(store, registry, b, "bench").await?;
     plugins::sync(store, rules, "").await?;
     Ok(())
 }
@@ -321,7 +321,7 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
             .context("the bench workflow is valid")?,
     )
     .await?;
-    plugins::publish(&store, &rules, &package("fair", module(1, ANSWER_ONE, ""))).await?;
+    plugins::publish(&store, &rules, &package("fair", module(1, ANSWER_ONE, "")), "bench").await?;
     bind(
         &store,
         &rt.registry,
@@ -345,7 +345,9 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
     let gallery = gallery();
     for h in &gallery {
         let outcome = match &h.stopped {
-            Stopped::Upload(code) => match plugins::publish(&store, &rules, &package(h.name, h.wasm.clone())).await {
+            Stopped::Upload(code) => match plugins::publish(&store, &rules, &package(h.name, h.wasm.clone()), "bench")
+                .await
+            {
                 Err(plugins::PublishError::Plugin(e)) if e.code() == *code => format!("refused at upload: {code}: {e}"),
                 other => {
                     contained = false;
@@ -353,7 +355,7 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
                 }
             },
             Stopped::Bind => {
-                plugins::publish(&store, &rules, &package(h.name, h.wasm.clone())).await?;
+                plugins::publish(&store, &rules, &package(h.name, h.wasm.clone()), "bench").await?;
                 let absurd = LimitsAsked {
                     fuel: Some(u64::MAX),
                     wall_ms: Some(u64::MAX),
@@ -368,7 +370,7 @@ pub async fn run(db: Option<&str>, levies: usize, clients: usize, hostile_client
                 }
             }
             Stopped::Call(_) => {
-                plugins::publish(&store, &rules, &package(h.name, h.wasm.clone())).await?;
+                plugins::publish(&store, &rules, &package(h.name, h.wasm.clone()), "bench").await?;
                 continue;
             }
         };

@@ -88,7 +88,7 @@ async fn prepare(db: &str, count: usize, workflows: &Path, plugins_dir: &Path) -
             signature: None,
         };
         copy.manifest.id = format!("{}-copy{n}", base.manifest.id);
-        plugins::publish(&store, &rules, &copy).await?;
+        plugins::publish(&store, &rules, &copy, "bench").await?;
         stored += 1;
     }
     store.close().await;

@@ -130,7 +130,7 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
             let store = Store::connect(&db, None).await?;
             let rules = PluginRules::new(Arc::new(Host::new(None)?));
             let package = Package::read(&dir)?;
-            let fresh = plugins::publish(&store, &rules, &package).await?;
+            let fresh = plugins::publish(&store, &rules, &package, "cli").await?;
             println!(
                 "{}: {}",
                 package.manifest.plugin_ref(),
@@ -166,7 +166,7 @@ pub async fn run(command: PluginCommand) -> Result<ExitCode> {
                 version: version.into(),
                 limits,
             };
-            plugins::bind(&store, &store.registry().await?, &binding).await?;
+            plugins::bind(&store, &store.registry().await?, &binding, "cli").await?;
             println!(
                 "bound {} {} at {} and below to {}",
                 binding.workflow,

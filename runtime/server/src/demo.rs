@@ -97,7 +97,7 @@ async fn load_plugins(runtime: &Runtime, rules: &PluginRules, dir: &Path) -> Res
                 continue;
             }
         };
-        let fresh = plugins::publish(&runtime.store, rules, &package)
+        let fresh = plugins::publish(&runtime.store, rules, &package, "demo")
             .await
             .map_err(|e| ServeError::Demo(format!("{}: {e}", folder.display())))?;
         tracing::info!(plugin = %package.manifest.plugin_ref(), fresh, "demo plugin published");
@@ -112,7 +112,7 @@ async fn load_plugins(runtime: &Runtime, rules: &PluginRules, dir: &Path) -> Res
                         .map_err(|e| ServeError::Demo(format!("{}: {e}", bindings_file.display())))
                 })?;
         for b in &bindings {
-            plugins::bind(&runtime.store, &runtime.registry, b)
+            plugins::bind(&runtime.store, &runtime.registry, b, "demo")
                 .await
                 .map_err(|e| ServeError::Demo(format!("binding {}: {e}", b.plugin_ref())))?;
         }

@@ -87,7 +87,7 @@ pub async fn upload(
         wasm,
         signature: body.signature,
     };
-    let fresh = plugins::publish(&state.runtime.store, &state.rules, &package)
+    let fresh = plugins::publish(&state.runtime.store, &state.rules, &package, &actor.person)
         .await
         .map_err(publish_error)?;
     let m = &package.manifest;
@@ -110,7 +110,7 @@ pub async fn bind(
     ApiJson(binding): ApiJson<Binding>,
 ) -> Result<Json<Value>, AppError> {
     require_admin(&state, &actor, &binding.unit_id, "managing plugins").await?;
-    plugins::bind(&state.runtime.store, &state.runtime.registry, &binding)
+    plugins::bind(&state.runtime.store, &state.runtime.registry, &binding, &actor.person)
         .await
         .map_err(publish_error)?;
     // This server answers with the new binding at once; others pick it up on their next tick.

@@ -52,7 +52,7 @@ impl Package {
 
 /// Check and store a package: size, module shape and ABI (by loading it), the signature
 /// against the keys trusted by the author unit and its ancestors. Returns whether it is new.
-pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> Result<bool, PublishError> {
+pub async fn publish(store: &Store, rules: &PluginRules, package: &Package, by: &str) -> Result<bool, PublishError> {
     let m = &package.manifest;
     if package.wasm.len() > MAX_MODULE_BYTES {
         return Err(PublishError::Invalid(format!(
@@ -72,7 +72,7 @@ pub async fn publish(store: &Store, rules: &PluginRules, package: &Package) -> R
         wasm: package.wasm.clone(),
         signed_with,
     };
-    let fresh = store.publish_plugin(&record).await?;
+    let fresh = store.publish_plugin(&record, by).await?;
     rules.add_plugin(plugin, m.limits());
     Ok(fresh)
 }
@@ -124,7 +124,7 @@ pub fn check_binding(workflow: Option<&Workflow>, binding: &Binding, plugin_hook
 
 /// Bind a hook to a published plugin version that declares it, for a hook the workflow has
 /// at the binding's unit.
-pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Result<(), PublishError> {
+pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding, by: &str) -> Result<(), PublishError> {
     let published = store.plugins().await?;
     let record = published
         .iter()
@@ -146,14 +146,17 @@ pub async fn bind(store: &Store, workflows: &Registry, binding: &Binding) -> Res
     let wf = workflows.resolve(&binding.workflow, &unit_path)?;
     check_binding(wf.as_deref(), binding, &hooks).map_err(PublishError::Invalid)?;
     store
-        .bind(&BindingRecord {
-            unit_id: binding.unit_id.clone(),
-            workflow: binding.workflow.clone(),
-            hook: binding.hook.clone(),
-            plugin: binding.plugin.clone(),
-            version: binding.version.clone(),
-            limits: serde_json::to_value(binding.limits).expect("limits serialize"),
-        })
+        .bind(
+            &BindingRecord {
+                unit_id: binding.unit_id.clone(),
+                workflow: binding.workflow.clone(),
+                hook: binding.hook.clone(),
+                plugin: binding.plugin.clone(),
+                version: binding.version.clone(),
+                limits: serde_json::to_value(binding.limits).expect("limits serialize"),
+            },
+            by,
+        )
         .await?;
     Ok(())
 }

@@ -1539,6 +1539,67 @@ async fn an_admin_searches_the_log_of_their_subtree_and_verifies_its_chains() {
     let (_, _, tasks) = app.send(get("/tasks", Some(&wang))).await;
     assert!(!tasks.contains("nav-audit"));
 
+    // What admins changed is there too, at the unit it concerns, for its admins only.
+    let mut tokens = std::collections::HashMap::new();
+    for who in ["he", "tian"] {
+        tokens.insert(
+            who,
+            store
+                .create_token(who, "test", [200 + who.len() as u8; 32])
+                .await
+                .unwrap(),
+        );
+    }
+    let as_admin = |who: &str, path: &str, body: Value| {
+        let mut req = app.raw("POST", path, None, "application/json", body.to_string().into_bytes());
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {}", tokens[who]).parse().unwrap(),
+        );
+        req
+    };
+    let overlay = std::fs::read_to_string(common::repo("workflows/overlays/guoyuan-c2.ticket.overlay.yaml")).unwrap();
+    let (status, _, answer) = app
+        .send(as_admin(
+            "tian",
+            "/api/overlays",
+            serde_json::json!({"source": overlay, "file": "x.yaml"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let table = std::fs::read_to_string(common::repo("workflows/calendars/cn-2026.calendar.yaml")).unwrap();
+    let (status, _, answer) = app
+        .send(as_admin(
+            "he",
+            "/api/calendars",
+            serde_json::json!({"unit_id": "guoyuan-c1", "text": table}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let changes = |page: &str| -> Vec<String> {
+        between(page, "id=\"audit-changes\">", "</ol>")
+            .split("<li class=\"item\">")
+            .skip(1)
+            .map(|row| between(row, "<strong>", "</strong>").to_string())
+            .collect()
+    };
+    let (_, _, page) = app.send(get("/admin/audit", Some(&he))).await;
+    assert_eq!(
+        changes(&page),
+        [
+            "何管理员 上传了 2026 年的工作日历",
+            "田管理员 发布了本单位对「事件上报与闭环」的第 1 版改动"
+        ],
+        "{page}"
+    );
+    let (_, _, page) = app.send(get("/admin/audit", Some(&tian))).await;
+    assert_eq!(
+        changes(&page),
+        ["田管理员 发布了本单位对「事件上报与闭环」的第 1 版改动"]
+    );
+    let (_, _, page) = app.send(get("/admin/audit?person=he", Some(&he))).await;
+    assert_eq!(changes(&page).len(), 1, "by person");
+
     // Verifying: intact, then one changed record is found.
     let (_, _, page) = app.send(get("/admin/audit", Some(&he))).await;
     let csrf = between(&page, "name=\"_csrf\" value=\"", "\"").to_string();

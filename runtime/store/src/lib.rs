@@ -4,6 +4,7 @@
 //! driver; the few differences (row locks, pragmas) branch on [`Backend`].
 
 pub mod accounts;
+pub mod admin_log;
 pub mod attachments;
 mod audit;
 pub mod backup;

@@ -479,6 +479,18 @@ CREATE INDEX idempotency_keys_at ON idempotency_keys (at);
 -- The audit page reads the log newest first across instances (then narrows by unit and
 -- workflow through the instance, or by person on events_actor).
 CREATE INDEX events_at ON events (at, instance_id, seq);
+-- What admins changed (admin_log.rs), at the unit concerned ('/' for the whole organisation).
+CREATE TABLE admin_log (
+    id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    unit_path TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX admin_log_unit ON admin_log (unit_path, at);
+CREATE INDEX admin_log_actor ON admin_log (actor, at);
 "#,
     ),
 ];

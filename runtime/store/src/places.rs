@@ -110,6 +110,7 @@ impl Store {
         if known.is_none() {
             return Err(StoreError::NotFound(format!("unit \"{unit}\"")));
         }
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO calendars (unit_id, year, table_json, uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (unit_id, year) DO UPDATE SET table_json = excluded.table_json, \
@@ -120,8 +121,11 @@ impl Store {
         .bind(table.to_json().to_string())
         .bind(by)
         .bind(millis(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let uploaded = crate::admin_log::AdminAction::CalendarUploaded { year: table.year };
+        crate::admin_log::record(&mut tx, millis(at), by, unit, &uploaded).await?;
+        tx.commit().await?;
         Ok(())
     }
 

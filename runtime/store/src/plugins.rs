@@ -1,6 +1,7 @@
 //! Stored plugin versions (immutable), bindings along the org tree, and the signing keys
 //! each unit trusts. The store keeps bytes and JSON; the plugin host gives them meaning.
 
+use crate::admin_log::{self, AdminAction};
 use crate::db::{Store, first_publication, millis};
 use crate::error::{Result, StoreError};
 use chrono::Utc;
@@ -36,7 +37,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 impl Store {
     /// Store a plugin version. Returns false when this exact version is already there;
     /// different bytes under a published version are refused (versions are immutable).
-    pub async fn publish_plugin(&self, p: &PluginRecord) -> Result<bool> {
+    pub async fn publish_plugin(&self, p: &PluginRecord, by: &str) -> Result<bool> {
         use base64::Engine;
         let existing: Option<String> = sqlx::query_scalar("SELECT sha256 FROM plugins WHERE id = $1 AND version = $2")
             .bind(&p.id)
@@ -46,6 +47,8 @@ impl Store {
         if !first_publication(existing, &p.sha256, &format!("plugin {}@{}", p.id, p.version))? {
             return Ok(false);
         }
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO plugins (id, version, sha256, manifest, wasm_base64, signed_with, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&p.id)
             .bind(&p.version)
@@ -53,9 +56,16 @@ impl Store {
             .bind(p.manifest.to_string())
             .bind(b64().encode(&p.wasm))
             .bind(&p.signed_with)
-            .bind(millis(Utc::now()))
-            .execute(&self.pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+        let author = p.manifest["author_unit"].as_str().unwrap_or_default();
+        let published = AdminAction::PluginPublished {
+            plugin: p.id.clone(),
+            version: p.version.clone(),
+        };
+        admin_log::record(&mut tx, now, by, author, &published).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -85,7 +95,7 @@ impl Store {
     }
 
     /// Bind (or rebind) a hook at a unit. The plugin version must be published.
-    pub async fn bind(&self, b: &BindingRecord) -> Result<()> {
+    pub async fn bind(&self, b: &BindingRecord, by: &str) -> Result<()> {
         let known: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE id = $1 AND version = $2")
             .bind(&b.plugin)
             .bind(&b.version)
@@ -95,6 +105,8 @@ impl Store {
             return Err(StoreError::NotFound(format!("plugin {}@{}", b.plugin, b.version)));
         }
         self.unit_path(&b.unit_id).await?;
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO bindings (unit_id, workflow_id, hook, plugin_id, plugin_version, limits, bound_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (unit_id, workflow_id, hook) DO UPDATE SET plugin_id = excluded.plugin_id, plugin_version = excluded.plugin_version, limits = excluded.limits, bound_at = excluded.bound_at",
@@ -105,9 +117,17 @@ impl Store {
         .bind(&b.plugin)
         .bind(&b.version)
         .bind(b.limits.to_string())
-        .bind(millis(Utc::now()))
-        .execute(&self.pool)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        let bound = AdminAction::PluginBound {
+            workflow: b.workflow.clone(),
+            hook: b.hook.clone(),
+            plugin: b.plugin.clone(),
+            version: b.version.clone(),
+        };
+        admin_log::record(&mut tx, now, by, &b.unit_id, &bound).await?;
+        tx.commit().await?;
         Ok(())
     }
 

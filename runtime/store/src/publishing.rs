@@ -3,6 +3,7 @@
 //! and passes the workflow checks, and every refusal names the file and line to fix.
 //! Each change is logged (`registry_log`), which is also how other servers notice it.
 
+use crate::admin_log::AdminAction;
 use crate::db::millis;
 use crate::error::{Result, StoreError};
 use crate::registry::{PublishedOverlay, log};
@@ -87,7 +88,11 @@ impl Shared {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            log(&mut tx, &id, unit, "hold", *version, by, now).await?;
+            let held = AdminAction::BaseHeld {
+                workflow: id.clone(),
+                version: *version,
+            };
+            log(&mut tx, unit, &held, by, now).await?;
             tx.commit().await?;
         }
         let wf = Arc::new(wf);
@@ -179,7 +184,11 @@ impl Shared {
             .bind(&overlay.unit)
             .execute(&mut *tx)
             .await?;
-        log(&mut tx, &id, &overlay.unit, "publish_overlay", overlay.version, by, now).await?;
+        let published = AdminAction::OverlayPublished {
+            workflow: id.clone(),
+            version: overlay.version,
+        };
+        log(&mut tx, &overlay.unit, &published, by, now).await?;
         tx.commit().await?;
         self.registry.insert_overlay(PublishedOverlay {
             overlay: Arc::new(overlay),
@@ -219,7 +228,11 @@ impl Shared {
         let now = millis(self.now());
         let mut tx = self.store.pool.begin().await?;
         set_live(&mut tx, workflow, unit, version, by, now).await?;
-        log(&mut tx, workflow, unit, "set_live", version, by, now).await?;
+        let live = AdminAction::OverlayLive {
+            workflow: workflow.to_string(),
+            version,
+        };
+        log(&mut tx, unit, &live, by, now).await?;
         tx.commit().await?;
         self.reload_after_change().await?;
         self.arm_schedules(workflow).await?;

@@ -7,6 +7,7 @@
 //! of every unit from the root down to it, composed and checked once, then cached by that
 //! exact composition, which is also what an instance pins.
 
+use crate::admin_log::{self, AdminAction};
 use crate::db::{Store, first_publication, millis};
 use crate::error::{Result, StoreError};
 use chrono::{DateTime, Utc};
@@ -479,30 +480,35 @@ impl Store {
             .bind(&wf.file)
             .execute(&mut *tx)
             .await?;
-        log(&mut tx, wf.id(), "", "publish", wf.version(), by, now).await?;
+        let published = AdminAction::WorkflowPublished {
+            workflow: wf.id().to_string(),
+            version: wf.version(),
+        };
+        log(&mut tx, "", &published, by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
-/// One line of the registry's history (which is also its change stamp).
+/// One line of the registry's history (which is also its change stamp), and the same
+/// change in the admin log, in the change's transaction.
 pub(crate) async fn log(
     conn: &mut sqlx::AnyConnection,
-    workflow: &str,
     unit: &str,
-    action: &str,
-    version: u32,
+    action: &AdminAction,
     by: &str,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO registry_log (workflow_id, unit_id, action, version, by_person, at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(workflow)
-        .bind(unit)
-        .bind(action)
-        .bind(i64::from(version))
-        .bind(by)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    Ok(())
+    if let Some((workflow, version)) = action.workflow_version() {
+        sqlx::query("INSERT INTO registry_log (workflow_id, unit_id, action, version, by_person, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(workflow)
+            .bind(unit)
+            .bind(action.kind())
+            .bind(i64::from(version))
+            .bind(by)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    admin_log::record(conn, at, by, unit, action).await
 }

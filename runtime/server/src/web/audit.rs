@@ -6,7 +6,7 @@
 use super::pages::{PAGE_ROWS, more_link, name_of, number_text};
 use super::session::{CsrfOnly, Viewer};
 use super::timeline::Presenter;
-use super::views::{AuditPage, AuditRow, Choice, Frame};
+use super::views::{AdminRow, AuditPage, AuditRow, Choice, Frame};
 use super::{Page, PagePost, error_page, render};
 use crate::AppState;
 use crate::admin::administered;
@@ -19,6 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use civicflow_engine::definition::localize;
 use civicflow_engine::org::within;
 use civicflow_engine::time::DEFAULT_TIME_ZONE;
+use civicflow_store::admin_log::{AdminAction, AdminEntry};
 use civicflow_store::{EventCursor, EventSearch, StoreError};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -179,6 +180,15 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
         )
     });
 
+    let changes = if problems.is_empty() && after.is_none() {
+        let actor = people.first().map(String::as_str);
+        match store.admin_actions(&units, actor, from, to, PAGE_ROWS as i64).await {
+            Ok(c) => c,
+            Err(e) => return error_page(e, lang),
+        }
+    } else {
+        Vec::new()
+    };
     let ids: Vec<&str> = found.iter().map(|f| f.instance_id.as_str()).collect();
     let instances = match store.instances(&ids).await {
         Ok(list) => list,
@@ -193,7 +203,10 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
     let mut unit_ids: Vec<&str> = unit_rows.iter().map(|(id, _)| id.as_str()).collect();
     unit_ids.extend(found.iter().map(|f| f.unit_id.as_str()));
     unit_ids.extend(mentioned.units);
-    let names = match store.names(&unit_ids, &mentioned.people).await {
+    unit_ids.extend(changes.iter().map(|c| c.unit_id.as_str()));
+    let mut people_ids = mentioned.people;
+    people_ids.extend(changes.iter().map(|c| c.actor.as_str()));
+    let names = match store.names(&unit_ids, &people_ids).await {
         Ok(n) => n,
         Err(e) => return error_page(e, lang),
     };
@@ -222,6 +235,20 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
             })
         })
         .collect();
+    let changes = changes
+        .iter()
+        .filter(|c| given(&q.workflow).is_none_or(|w| change_of(c).is_some_and(|cw| cw == w)))
+        .map(|c| AdminRow {
+            at: c.at,
+            who: name_of(&names, &c.actor, lang),
+            text: said(state, c, &name_of(&names, &c.actor, lang), lang),
+            unit: if c.unit_id.is_empty() {
+                text(lang, "audit-everywhere", &[])
+            } else {
+                name_of(&names, &c.unit_id, lang)
+            },
+        })
+        .collect();
     let workflows = state
         .runtime
         .registry
@@ -246,6 +273,7 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
     let keep = |v: &Option<String>| given(v).map(str::to_string);
     let page = AuditPage {
         rows,
+        changes,
         more,
         problems,
         units,
@@ -270,4 +298,72 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
         },
         &page,
     )
+}
+
+/// The workflow an admin's change concerns, if any.
+fn change_of(c: &AdminEntry) -> Option<&str> {
+    match c.action.as_ref()? {
+        AdminAction::PluginBound { workflow, .. } => Some(workflow),
+        a => a.workflow_version().map(|(w, _)| w),
+    }
+}
+
+/// An admin's change in words: who did what, naming workflows and rules by their titles.
+fn said(state: &AppState, c: &AdminEntry, who: &str, lang: &str) -> String {
+    let registry = &state.runtime.registry;
+    let title = |w: &str| {
+        registry
+            .latest(w)
+            .map_or_else(|| w.to_string(), |wf| localize(&wf.def.title, lang).to_string())
+    };
+    let who = || ("who", who.to_string().into());
+    let Some(action) = &c.action else {
+        return text(lang, "admin-other", &[who(), ("kind", c.kind.clone().into())]);
+    };
+    let id = format!("admin-{}", action.kind());
+    let args: Vec<(&str, fluent_bundle::FluentValue)> = match action {
+        AdminAction::WorkflowPublished { workflow, version }
+        | AdminAction::OverlayPublished { workflow, version }
+        | AdminAction::OverlayLive { workflow, version }
+        | AdminAction::BaseHeld { workflow, version } => {
+            vec![
+                who(),
+                ("workflow", title(workflow).into()),
+                ("version", (*version).into()),
+            ]
+        }
+        AdminAction::PluginPublished { plugin, version } => {
+            vec![
+                who(),
+                ("plugin", plugin.clone().into()),
+                ("version", version.clone().into()),
+            ]
+        }
+        AdminAction::PluginBound {
+            workflow,
+            hook,
+            plugin,
+            version,
+        } => {
+            let rule = registry
+                .latest(workflow)
+                .and_then(|wf| {
+                    wf.def
+                        .rules
+                        .get(hook)
+                        .and_then(|r| r.description.as_ref())
+                        .map(|d| localize(d, lang).to_string())
+                })
+                .unwrap_or_else(|| hook.clone());
+            vec![
+                who(),
+                ("workflow", title(workflow).into()),
+                ("rule", rule.into()),
+                ("plugin", plugin.clone().into()),
+                ("version", version.clone().into()),
+            ]
+        }
+        AdminAction::CalendarUploaded { year } => vec![who(), ("year", year.to_string().into())],
+    };
+    text(lang, &id, &args)
 }

@@ -255,6 +255,8 @@ pub struct Choice {
 #[derive(Serialize)]
 pub struct AuditPage {
     pub rows: Vec<AuditRow>,
+    /// What admins changed there (first page only: the newest of the filter's window).
+    pub changes: Vec<AdminRow>,
     pub more: Option<String>,
     /// Why the filters could not be used (a day that is not one, nobody of that name).
     pub problems: Vec<String>,
@@ -281,4 +283,13 @@ pub struct AuditRow {
     /// The instance's number: the log is read here, not by opening instances (an admin
     /// reads a unit's log, not its residents' cases; Scope grants no more).
     pub number: Option<String>,
+}
+
+/// An admin's change: publishing, rolling back, binding, uploading.
+#[derive(Serialize)]
+pub struct AdminRow {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub text: String,
+    pub unit: String,
 }
