@@ -9,6 +9,7 @@ pub mod attachments;
 mod audit;
 pub mod backup;
 pub mod codes;
+pub mod dashboard;
 mod db;
 mod error;
 mod events;

@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod collect;
 mod concurrency;
+mod dashboard;
 mod idempotency;
 mod import;
 mod overlays;

@@ -1,0 +1,146 @@
+//! The figures of a dashboard, each one SQL aggregate over the instances of one workflow
+//! started in a period under some subtrees (path ranges on `instances_unit`), never by
+//! loading instances: how many were started, closed, closed in time, how long closing took
+//! (the median), how many started each week, and which units hold overdue tasks now.
+
+use crate::db::{Store, from_millis, millis};
+use crate::error::Result;
+use crate::scope::{Args, subtree_end};
+use crate::writes::{Arg, bind};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// What to count: one workflow's instances started in `[from, to)` under one of `units`.
+#[derive(Debug, Clone)]
+pub struct Period<'a> {
+    pub workflow: &'a str,
+    pub units: &'a [String],
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Weeks are counted from this instant (a Monday 00:00 in the readers' time zone).
+    pub weeks_from: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub started: i64,
+    /// Of those started, how many are closed (reached an end).
+    pub closed: i64,
+    /// Of those closed, how many had no task finished after its time limit.
+    pub closed_on_time: i64,
+    /// The median time from start to close of those closed, in seconds.
+    pub median_seconds: Option<i64>,
+    /// Started per week: (the week's first instant, count), weeks without any left out.
+    pub by_week: Vec<(DateTime<Utc>, i64)>,
+    /// Open tasks past their time limit now, by the unit holding them (a department),
+    /// whenever their instance started.
+    pub overdue_by_unit: Vec<(String, i64)>,
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Store {
+    pub async fn figures(&self, p: &Period<'_>, now: DateTime<Utc>) -> Result<Figures> {
+        if p.units.is_empty() {
+            return Ok(Figures {
+                started: 0,
+                closed: 0,
+                closed_on_time: 0,
+                median_seconds: None,
+                by_week: Vec::new(),
+                overdue_by_unit: Vec::new(),
+            });
+        }
+        // Every query starts from the same filter on `instances i`: the workflow, the
+        // subtrees and (`dated`) the period.
+        let filter = |args: &mut Args, dated: bool| {
+            let workflow = args.text(p.workflow);
+            let period = if dated {
+                let (from, to) = (args.push(Arg::Int(millis(p.from))), args.push(Arg::Int(millis(p.to))));
+                format!(" AND i.created_at >= {from} AND i.created_at < {to}")
+            } else {
+                String::new()
+            };
+            let ranges: Vec<String> = p
+                .units
+                .iter()
+                .map(|u| {
+                    let (lo, hi) = (args.text(u), args.text(&subtree_end(u)));
+                    format!("(i.unit_path >= {lo} AND i.unit_path < {hi})")
+                })
+                .collect();
+            format!("i.workflow_id = {workflow}{period} AND ({})", ranges.join(" OR "))
+        };
+        let late = "EXISTS (SELECT 1 FROM tasks t WHERE t.instance_id = i.id AND t.due_at IS NOT NULL \
+                    AND t.completed_at IS NOT NULL AND t.completed_at > t.due_at)";
+
+        let mut args = Args::default();
+        let sql = format!(
+            "SELECT COUNT(*) AS started, \
+             COALESCE(SUM(CASE WHEN i.status = 'completed' THEN 1 ELSE 0 END), 0) AS closed, \
+             COALESCE(SUM(CASE WHEN i.status = 'completed' AND NOT {late} THEN 1 ELSE 0 END), 0) AS on_time \
+             FROM instances i WHERE {}",
+            filter(&mut args, true)
+        );
+        let row = bind(sqlx::query(&sql), &args.list).fetch_one(&self.reader).await?;
+        let (started, closed, closed_on_time): (i64, i64, i64) =
+            (row.try_get("started")?, row.try_get("closed")?, row.try_get("on_time")?);
+
+        // The median: the middle row of the closed ones ordered by how long they took (the
+        // lower middle of an even count).
+        let median_seconds = if closed == 0 {
+            None
+        } else {
+            let mut args = Args::default();
+            let where_ = filter(&mut args, true);
+            let offset = args.push(Arg::Int((closed - 1) / 2));
+            let sql = format!(
+                "SELECT i.updated_at - i.created_at AS took FROM instances i \
+                 WHERE {where_} AND i.status = 'completed' ORDER BY took LIMIT 1 OFFSET {offset}"
+            );
+            let row = bind(sqlx::query(&sql), &args.list).fetch_optional(&self.reader).await?;
+            row.map(|r| r.try_get::<i64, _>("took")).transpose()?.map(|ms| ms / 1000)
+        };
+
+        let mut args = Args::default();
+        let where_ = filter(&mut args, true);
+        let origin = args.push(Arg::Int(millis(p.weeks_from)));
+        let week = args.push(Arg::Int(WEEK_MS));
+        let sql = format!(
+            "SELECT (i.created_at - {origin}) / {week} AS w, COUNT(*) AS n FROM instances i \
+             WHERE {where_} GROUP BY (i.created_at - {origin}) / {week} ORDER BY w"
+        );
+        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+        let by_week = rows
+            .iter()
+            .map(|r| {
+                let w: i64 = r.try_get("w")?;
+                Ok((from_millis(millis(p.weeks_from) + w * WEEK_MS), r.try_get("n")?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        // Overdue now, whenever the instance started.
+        let mut args = Args::default();
+        let where_ = filter(&mut args, false);
+        let now = args.push(Arg::Int(millis(now)));
+        let sql = format!(
+            "SELECT t.unit_id, COUNT(*) AS n FROM tasks t JOIN instances i ON i.id = t.instance_id \
+             WHERE {where_} AND t.status = 'open' AND t.due_at < {now} \
+             GROUP BY t.unit_id ORDER BY COUNT(*) DESC, t.unit_id"
+        );
+        let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+        let overdue_by_unit = rows
+            .iter()
+            .map(|r| Ok((r.try_get("unit_id")?, r.try_get("n")?)))
+            .collect::<Result<Vec<_>>>()?;
+
+        Ok(Figures {
+            started,
+            closed,
+            closed_on_time,
+            median_seconds,
+            by_week,
+            overdue_by_unit,
+        })
+    }
+}
