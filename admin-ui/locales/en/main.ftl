@@ -26,6 +26,24 @@ form-stars = { $n ->
    *[other] { $n } stars
 }
 nav-inbox = Messages
+nav-dashboard = Figures
+dashboard-title = Figures
+dashboard-intro = The chosen kind of matter in the units you administer and below them, started on the chosen days (China time, both days included).
+dashboard-started = Started
+dashboard-closed = Closed
+dashboard-closure-rate = Closure rate
+dashboard-on-time-rate = On-time rate (closed with no step past its time limit)
+dashboard-median = Median time to close
+dashboard-figures = Overall
+dashboard-weeks = Started per week
+dashboard-week-of = Week of { $day }
+dashboard-overdue = Overdue now, by the unit holding it
+dashboard-overdue-none = No step is overdue now.
+dashboard-csv = Download CSV
+dashboard-section = Section
+dashboard-label = What
+dashboard-value = Value
+dashboard-days-reversed = The first day is after the last; choose again.
 nav-audit = Event log
 audit-title = Event log
 audit-intro = Everything done in the units you administer and below them, newest first. Each record carries a hash of the one before it, so any change is found on verification.

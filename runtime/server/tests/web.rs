@@ -1624,3 +1624,83 @@ async fn an_admin_searches_the_log_of_their_subtree_and_verifies_its_chains() {
     let (status, _, _) = app.send(form("/admin/audit/verify", Some(&tian), "_csrf=forged")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a forged post is refused");
 }
+
+/// The value beside `label` in the dashboard table `id`.
+fn figure<'a>(page: &'a str, id: &str, label: &str) -> &'a str {
+    let table = between(page, &format!("id=\"{id}\""), "</table>");
+    let row = between(table, &format!("<th scope=\"row\">{label}</th>"), "</tr>");
+    between(row, "<td>", "</td>")
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
+    let app = App::new().await;
+    let store = &app.state.runtime.store;
+    // Three tickets in Guoyuan grid 1 (one dispatched), one in Xincun.
+    let (dispatched, _) = dispatched_ticket(&app).await;
+    for _ in 0..2 {
+        let (status, _) = app
+            .call("POST", "/api/instances", Some("wang"), Some(report()), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let xincun = serde_json::json!({"workflow": "ticket", "unit": "guoyuan-c2-g1",
+        "data": {"category": "road", "description": "井盖缺失需要补上", "location": "新村路2号"}});
+    let (status, _) = app
+        .call("POST", "/api/instances", Some("zhao"), Some(xincun), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(!store.instance(&dispatched).await.unwrap().position.tokens.is_empty());
+
+    let he = sign_in(&app, "he").await;
+    let (status, _, page) = app.send(get("/admin/dashboard?workflow=ticket", Some(&he))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(figure(&page, "dashboard-headline", "受理"), "4", "{page}");
+    assert_eq!(figure(&page, "dashboard-headline", "已办结"), "0");
+    assert_eq!(figure(&page, "dashboard-headline", "办结率"), "0.0%");
+    assert_eq!(figure(&page, "dashboard-headline", "办结用时中位数"), "—");
+    let weeks = between(&page, "id=\"dashboard-weeks\"", "</table>");
+    assert_eq!(weeks.matches("<tr>").count(), 1, "all started this week: {weeks}");
+    let (_, _, page) = app
+        .send(get("/admin/dashboard?workflow=ticket&unit=guoyuan-c1", Some(&he)))
+        .await;
+    assert_eq!(figure(&page, "dashboard-headline", "受理"), "3");
+    // The community's admin counts their community only, and cannot ask for another.
+    let tian = sign_in(&app, "tian").await;
+    let (_, _, page) = app.send(get("/admin/dashboard?workflow=ticket", Some(&tian))).await;
+    assert_eq!(figure(&page, "dashboard-headline", "受理"), "1");
+    let (status, _, _) = app
+        .send(get("/admin/dashboard?workflow=ticket&unit=guoyuan-c1", Some(&tian)))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let wang = sign_in(&app, "wang").await;
+    let (status, _, _) = app.send(get("/admin/dashboard", Some(&wang))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Days that are not, or the wrong way round, are said.
+    let (status, _, page) = app
+        .send(get(
+            "/admin/dashboard?workflow=ticket&from=2026-12-31&to=2026-01-01",
+            Some(&he),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("开始日期晚于结束日期"), "{page}");
+    // A period before any of them counts nothing.
+    let (_, _, page) = app
+        .send(get(
+            "/admin/dashboard?workflow=ticket&from=2020-01-01&to=2020-01-31",
+            Some(&he),
+        ))
+        .await;
+    assert_eq!(figure(&page, "dashboard-headline", "受理"), "0");
+
+    // The CSV says the same, with a byte-order mark for spreadsheet programs.
+    let (status, headers, csv) = app.send(get("/admin/dashboard.csv?workflow=ticket", Some(&he))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(csv.starts_with('\u{feff}'), "BOM");
+    let rows: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(rows[0], "类别,项目,数值");
+    assert!(rows.contains(&"总体情况,受理,4"), "{csv}");
+    assert!(rows.contains(&"总体情况,办结率,0.0%"), "{csv}");
+}

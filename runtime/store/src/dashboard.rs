@@ -99,7 +99,9 @@ impl Store {
                  WHERE {where_} AND i.status = 'completed' ORDER BY took LIMIT 1 OFFSET {offset}"
             );
             let row = bind(sqlx::query(&sql), &args.list).fetch_optional(&self.reader).await?;
-            row.map(|r| r.try_get::<i64, _>("took")).transpose()?.map(|ms| ms / 1000)
+            row.map(|r| r.try_get::<i64, _>("took"))
+                .transpose()?
+                .map(|ms| ms / 1000)
         };
 
         let mut args = Args::default();

@@ -45,12 +45,12 @@ pub struct AuditQuery {
     after: Option<String>,
 }
 
-fn given(v: &Option<String>) -> Option<&str> {
+pub(super) fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// The start of day `d` in China time, as an instant.
-fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
+pub(super) fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
     d.and_hms_opt(0, 0, 0)?
         .and_local_timezone(DEFAULT_TIME_ZONE)
         .single()
@@ -59,7 +59,11 @@ fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
 
 /// The subtrees to search: the chosen unit if the viewer administers it, else all theirs.
 /// `None`: a unit they do not administer (or none at all) is asked for.
-async fn reach(state: &AppState, viewer: &Viewer, unit: Option<&str>) -> Result<Option<Vec<String>>, StoreError> {
+pub(super) async fn reach(
+    state: &AppState,
+    viewer: &Viewer,
+    unit: Option<&str>,
+) -> Result<Option<Vec<String>>, StoreError> {
     let mine = administered(&viewer.actor);
     let Some(unit) = unit else {
         return Ok((!mine.is_empty()).then_some(mine));
@@ -70,6 +74,41 @@ async fn reach(state: &AppState, viewer: &Viewer, unit: Option<&str>) -> Result<
         Err(e) => return Err(e),
     };
     Ok(mine.iter().any(|m| within(&path, m)).then(|| vec![path]))
+}
+
+/// The units an admin may narrow a page to, in tree order, indented by depth so the tree
+/// reads as one.
+pub(super) async fn unit_choices(state: &AppState, viewer: &Viewer) -> Result<Vec<Choice>, StoreError> {
+    let store = &state.runtime.store;
+    let rows = store.units_under(&administered(&viewer.actor), UNIT_CHOICES).await?;
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let names = store.names(&ids, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|(id, path)| {
+            let depth = path.matches('/').count().saturating_sub(2);
+            Choice {
+                id: id.clone(),
+                name: format!("{}{}", "　".repeat(depth.min(6)), name_of(&names, id, viewer.lang)),
+            }
+        })
+        .collect())
+}
+
+/// Every published workflow, by title.
+pub(super) fn workflow_choices(state: &AppState, lang: &str) -> Vec<Choice> {
+    let mut all: Vec<Choice> = state
+        .runtime
+        .registry
+        .all_latest()
+        .iter()
+        .map(|w| Choice {
+            id: w.id().to_string(),
+            name: localize(&w.def.title, lang).to_string(),
+        })
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    all
 }
 
 pub async fn audit_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query<AuditQuery>) -> Response {
@@ -195,13 +234,12 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
         Err(e) => return error_page(e, lang),
     };
     let by_id: HashMap<&str, _> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
-    let unit_rows = match store.units_under(&administered(&viewer.actor), UNIT_CHOICES).await {
+    let units = match unit_choices(state, viewer).await {
         Ok(u) => u,
         Err(e) => return error_page(e, lang),
     };
     let mentioned = super::timeline::mentioned(found.iter().map(|f| &f.row));
-    let mut unit_ids: Vec<&str> = unit_rows.iter().map(|(id, _)| id.as_str()).collect();
-    unit_ids.extend(found.iter().map(|f| f.unit_id.as_str()));
+    let mut unit_ids: Vec<&str> = found.iter().map(|f| f.unit_id.as_str()).collect();
     unit_ids.extend(mentioned.units);
     unit_ids.extend(changes.iter().map(|c| c.unit_id.as_str()));
     let mut people_ids = mentioned.people;
@@ -249,27 +287,7 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
             },
         })
         .collect();
-    let workflows = state
-        .runtime
-        .registry
-        .all_latest()
-        .iter()
-        .map(|w| Choice {
-            id: w.id().to_string(),
-            name: localize(&w.def.title, lang).to_string(),
-        })
-        .collect();
-    let units = unit_rows
-        .iter()
-        .map(|(id, path)| {
-            // Indented by depth below the admin's unit, so the tree reads as one.
-            let depth = path.matches('/').count().saturating_sub(2);
-            Choice {
-                id: id.clone(),
-                name: format!("{}{}", "　".repeat(depth.min(6)), name_of(&names, id, lang)),
-            }
-        })
-        .collect();
+    let workflows = workflow_choices(state, lang);
     let keep = |v: &Option<String>| given(v).map(str::to_string);
     let page = AuditPage {
         rows,

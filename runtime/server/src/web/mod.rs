@@ -4,6 +4,7 @@
 
 mod audit;
 mod checkin;
+mod dashboard;
 pub mod forms;
 mod inbox;
 mod pages;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use std::sync::LazyLock;
 use views::{Frame, Message, View};
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("../../../../admin-ui/templates/base.html")),
     (
         "fields.html",
@@ -45,6 +46,10 @@ const TEMPLATES: [(&str, &str); 10] = [
         include_str!("../../../../admin-ui/templates/message.html"),
     ),
     ("audit.html", include_str!("../../../../admin-ui/templates/audit.html")),
+    (
+        "dashboard.html",
+        include_str!("../../../../admin-ui/templates/dashboard.html"),
+    ),
 ];
 const STYLESHEET: &str = include_str!("../../../../admin-ui/static/app.css");
 const SCRIPT: &str = include_str!("../../../../admin-ui/static/app.js");
@@ -218,6 +223,8 @@ pub fn routes() -> Router<AppState> {
         .route("/mine", get(pages::mine))
         .route("/done", get(pages::done))
         .route("/admin/audit", get(audit::audit_page))
+        .route("/admin/dashboard", get(dashboard::dashboard))
+        .route("/admin/dashboard.csv", get(dashboard::dashboard_csv))
         .route("/admin/audit/verify", post(audit::verify))
         .route("/inbox", get(inbox::inbox))
         .route("/inbox/read-all", post(inbox::read_all))

@@ -57,7 +57,7 @@ pub(super) fn role_title(wf: &Workflow, role: &str, lang: &str) -> String {
 /// "2 days", "3 hours", "15 minutes": the largest unit that is at least one.
 /// Minutes as people say them, in the largest unit that fits; `up` rounds up (time left:
 /// a 3-day limit just started has 3 days left, not 2), else down (time overdue).
-fn span_text(lang: &str, minutes: i64, up: bool) -> String {
+pub(super) fn span_text(lang: &str, minutes: i64, up: bool) -> String {
     let div = |unit: i64| {
         if up {
             (minutes + unit - 1) / unit

@@ -293,3 +293,30 @@ pub struct AdminRow {
     pub text: String,
     pub unit: String,
 }
+
+/// One line of a table of figures: what, and how many.
+#[derive(Serialize)]
+pub struct Row {
+    pub label: String,
+    pub value: String,
+}
+
+/// 统计: one workflow's figures over the admin's units and a span of days.
+#[derive(Serialize)]
+pub struct Dashboard {
+    pub headline: Vec<Row>,
+    pub weeks: Vec<Row>,
+    pub overdue: Vec<Row>,
+    pub workflows: Vec<Choice>,
+    pub units: Vec<Choice>,
+    pub workflow: String,
+    pub unit: Option<String>,
+    pub from: String,
+    pub to: String,
+    /// The same figures as CSV.
+    pub csv: String,
+}
+
+impl View for Dashboard {
+    const TEMPLATE: &'static str = "dashboard.html";
+}

@@ -34,9 +34,13 @@ async fn figures_count_the_period_under_the_subtree_in_sql() {
         let slow = rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
         rt.start("clerk_b", "timed", "b", json!({})).await.unwrap();
         clock.advance(hour);
-        rt.complete("clerk_a", &open_task(&rt, &quick.id).await, json!({})).await.unwrap();
+        rt.complete("clerk_a", &open_task(&rt, &quick.id).await, json!({}))
+            .await
+            .unwrap();
         clock.advance(hour * 29);
-        rt.complete("clerk_a", &open_task(&rt, &slow.id).await, json!({})).await.unwrap();
+        rt.complete("clerk_a", &open_task(&rt, &slow.id).await, json!({}))
+            .await
+            .unwrap();
         let open = rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
         clock.advance(hour * 30);
         // A week later, in the next week: counted in its own week.
@@ -66,11 +70,28 @@ async fn figures_count_the_period_under_the_subtree_in_sql() {
 
         // The district counts community b too; a period before any start counts nothing.
         let district = vec![rt.store.unit_path("d").await.unwrap()];
-        let all = rt.store.figures(&Period { units: &district, ..period.clone() }, rt.now()).await.unwrap();
+        let all = rt
+            .store
+            .figures(
+                &Period {
+                    units: &district,
+                    ..period.clone()
+                },
+                rt.now(),
+            )
+            .await
+            .unwrap();
         assert_eq!((all.started, all.overdue_by_unit.len()), (5, 2), "{}", db.label);
-        let before = Period { from: t0() - chrono::Duration::days(9), to: t0(), ..period.clone() };
+        let before = Period {
+            from: t0() - chrono::Duration::days(9),
+            to: t0(),
+            ..period.clone()
+        };
         let none = rt.store.figures(&before, rt.now()).await.unwrap();
         assert_eq!((none.started, none.closed, none.median_seconds), (0, 0, None));
-        assert_eq!(none.overdue_by_unit, want.overdue_by_unit, "overdue now, whenever started");
+        assert_eq!(
+            none.overdue_by_unit, want.overdue_by_unit,
+            "overdue now, whenever started"
+        );
     }
 }

@@ -1,0 +1,250 @@
+//! 统计: an admin's figures for one workflow over the units they administer (or one of
+//! them) and a span of days: started, closed and the closure rate, the on-time rate, the
+//! median time to close, starts per week, and overdue tasks by the unit holding them. The
+//! store computes each in SQL (`Store::figures`); this renders them as tables and as CSV.
+
+use super::audit::{day_start, given, reach, unit_choices, workflow_choices};
+use super::pages::{name_of, span_text};
+use super::session::Viewer;
+use super::views::{Dashboard, Row};
+use super::{Page, error_page, render};
+use crate::AppState;
+use crate::i18n::text;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
+use civicflow_engine::time::DEFAULT_TIME_ZONE;
+use civicflow_store::dashboard::{Figures, Period};
+use serde::Deserialize;
+
+/// Days shown when none are chosen: the last four weeks, today included.
+const DEFAULT_DAYS: i64 = 28;
+
+#[derive(Deserialize, Default)]
+pub struct DashboardQuery {
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    unit: Option<String>,
+    /// Days (China time), both included, as `2026-12-01`.
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// The figures as rows a person reads: (what, how many), in `lang`.
+struct Said {
+    headline: Vec<Row>,
+    weeks: Vec<Row>,
+    overdue: Vec<Row>,
+}
+
+fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 {
+        "—".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflow_store::StoreError> {
+    let row = |id: &str, value: String| Row {
+        label: text(lang, id, &[]),
+        value,
+    };
+    let headline = vec![
+        row("dashboard-started", f.started.to_string()),
+        row("dashboard-closed", f.closed.to_string()),
+        row("dashboard-closure-rate", percent(f.closed, f.started)),
+        row("dashboard-on-time-rate", percent(f.closed_on_time, f.closed)),
+        row(
+            "dashboard-median",
+            f.median_seconds
+                .map_or_else(|| "—".into(), |s| span_text(lang, (s / 60).max(1), false)),
+        ),
+    ];
+    let weeks = f
+        .by_week
+        .iter()
+        .map(|(start, n)| {
+            let day = start.with_timezone(&DEFAULT_TIME_ZONE).date_naive();
+            Row {
+                label: text(lang, "dashboard-week-of", &[("day", day.to_string().into())]),
+                value: n.to_string(),
+            }
+        })
+        .collect();
+    let ids: Vec<&str> = f.overdue_by_unit.iter().map(|(u, _)| u.as_str()).collect();
+    let names = state.runtime.store.names(&ids, &[]).await?;
+    let overdue = f
+        .overdue_by_unit
+        .iter()
+        .map(|(u, n)| Row {
+            label: name_of(&names, u, lang),
+            value: n.to_string(),
+        })
+        .collect();
+    Ok(Said {
+        headline,
+        weeks,
+        overdue,
+    })
+}
+
+/// The query read: the workflow, the subtrees, the days; `Err` is the answer to give.
+async fn read(
+    state: &AppState,
+    viewer: &Viewer,
+    q: &DashboardQuery,
+) -> Result<(String, Vec<String>, NaiveDate, NaiveDate), Response> {
+    let lang = viewer.lang;
+    let units = match reach(state, viewer, given(&q.unit)).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Err(Page::not_found(lang)),
+        Err(e) => return Err(error_page(e, lang)),
+    };
+    let workflows = workflow_choices(state, lang);
+    let workflow = match given(&q.workflow) {
+        Some(w) if workflows.iter().any(|c| c.id == w) => w.to_string(),
+        Some(_) => return Err(Page::not_found(lang)),
+        None => match workflows.first() {
+            Some(c) => c.id.clone(),
+            None => return Err(Page::not_found(lang)),
+        },
+    };
+    let today = Utc::now().with_timezone(&DEFAULT_TIME_ZONE).date_naive();
+    let day = |v: &Option<String>, default: NaiveDate| match given(v) {
+        None => Ok(default),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| s.to_string()),
+    };
+    let days = day(&q.to, today).and_then(|to| Ok((day(&q.from, to - Duration::days(DEFAULT_DAYS - 1))?, to)));
+    match days {
+        Ok((from, to)) if from <= to => Ok((workflow, units, from, to)),
+        Ok(_) => Err(Page::saying(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            text(lang, "dashboard-days-reversed", &[]),
+        )),
+        Err(bad) => Err(Page::saying(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            text(lang, "audit-bad-day", &[("day", bad.into())]),
+        )),
+    }
+}
+
+async fn figures(
+    state: &AppState,
+    workflow: &str,
+    units: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Figures, civicflow_store::StoreError> {
+    let start = |d: NaiveDate| day_start(d).unwrap_or_default();
+    // Weeks run Monday to Sunday, from the Monday of the first day's week.
+    let monday = from - Duration::days(i64::from(from.weekday().num_days_from_monday()));
+    let period = Period {
+        workflow,
+        units,
+        from: start(from),
+        to: start(to + Duration::days(1)),
+        weeks_from: start(monday),
+    };
+    state.runtime.store.figures(&period, state.runtime.now()).await
+}
+
+pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): Query<DashboardQuery>) -> Response {
+    let lang = viewer.lang;
+    let (workflow, units, from, to) = match read(&state, &viewer, &q).await {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let said = match figures(&state, &workflow, &units, from, to).await {
+        Ok(f) => say(&state, &f, lang).await,
+        Err(e) => Err(e),
+    };
+    let said = match said {
+        Ok(s) => s,
+        Err(e) => return error_page(e, lang),
+    };
+    let unit_list = match unit_choices(&state, &viewer).await {
+        Ok(u) => u,
+        Err(e) => return error_page(e, lang),
+    };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("workflow", &workflow)
+        .append_pair("unit", given(&q.unit).unwrap_or(""))
+        .append_pair("from", &from.to_string())
+        .append_pair("to", &to.to_string())
+        .finish();
+    let page = Dashboard {
+        headline: said.headline,
+        weeks: said.weeks,
+        overdue: said.overdue,
+        workflows: workflow_choices(&state, lang),
+        units: unit_list,
+        workflow,
+        unit: given(&q.unit).map(str::to_string),
+        from: from.to_string(),
+        to: to.to_string(),
+        csv: format!("/admin/dashboard.csv?{query}"),
+    };
+    render(StatusCode::OK, lang, viewer.frame("dashboard"), &page)
+}
+
+/// The same figures as CSV (UTF-8 with a byte-order mark, so spreadsheet programs read the
+/// Chinese right): `section,label,value` rows.
+pub async fn dashboard_csv(State(state): State<AppState>, viewer: Viewer, Query(q): Query<DashboardQuery>) -> Response {
+    let lang = viewer.lang;
+    let (workflow, units, from, to) = match read(&state, &viewer, &q).await {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let said = match figures(&state, &workflow, &units, from, to).await {
+        Ok(f) => say(&state, &f, lang).await,
+        Err(e) => Err(e),
+    };
+    let said = match said {
+        Ok(s) => s,
+        Err(e) => return error_page(e, lang),
+    };
+    let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
+    let sections = [
+        ("dashboard-figures", &said.headline),
+        ("dashboard-weeks", &said.weeks),
+        ("dashboard-overdue", &said.overdue),
+    ];
+    let written = out
+        .write_record([
+            text(lang, "dashboard-section", &[]),
+            text(lang, "dashboard-label", &[]),
+            text(lang, "dashboard-value", &[]),
+        ])
+        .and_then(|()| {
+            for (id, rows) in sections {
+                let section = text(lang, id, &[]);
+                for r in rows.iter() {
+                    out.write_record([section.as_str(), r.label.as_str(), r.value.as_str()])?;
+                }
+            }
+            Ok(())
+        });
+    let bytes = match written
+        .map_err(|e| e.to_string())
+        .and_then(|()| out.into_inner().map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => return crate::error::AppError::internal(e).page(lang),
+    };
+    let file = format!("attachment; filename=\"{workflow}-{from}-{to}.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        bytes,
+    )
+        .into_response()
+}
