@@ -466,6 +466,32 @@ try {
     step("an admin searches the event log of their units and verifies it; others cannot");
   }
 
+  // 18. The district's admin opens 统计 for tickets: the figures the page shows are the
+  // ones its CSV export gives, and the charts are drawn beside their tables.
+  {
+    const he = await signIn(DESKTOP, "he");
+    await he.page.click("#nav-dashboard");
+    await he.page.waitForURL(/\/admin\/dashboard$/);
+    await he.page.selectOption('#dashboard-filters select[name="workflow"]', "ticket");
+    await he.page.click('#dashboard-filters button[type="submit"]');
+    await he.page.waitForURL(/workflow=ticket/);
+    const cell = async (label) =>
+      (await he.page.locator(`#dashboard-headline tr:has(th:text-is("${label}")) td`).textContent()).trim();
+    const started = Number(await cell("受理"));
+    assert.ok(started >= 55, `the tickets reported so far are counted (${started})`);
+    assert.ok(await he.page.isVisible("#chart-closure svg"), "a pie of closed and open");
+    assert.ok(await he.page.isVisible("#chart-weeks svg"), "a line of starts per week");
+    await shot(he.page, "22-dashboard-desktop");
+    const csv = await he.page.evaluate(async (href) => (await fetch(href)).text(), await he.page.getAttribute("#dashboard-csv", "href"));
+    assert.ok(csv.includes(`总体情况,受理,${started}`), `the export says the same: ${csv.slice(0, 200)}`);
+    const tian = await signIn(PHONE, "tian");
+    await tian.page.goto(`${BASE}/admin/dashboard?workflow=ticket`);
+    const theirs = Number((await tian.page.locator('#dashboard-headline tr:has(th:text-is("受理")) td').textContent()).trim());
+    assert.ok(theirs < started, `a community counts its own only (${theirs} of ${started})`);
+    await shot(tian.page, "23-dashboard-phone");
+    step("an admin's dashboard counts their units, draws charts beside tables, and exports the same figures");
+  }
+
   // 8. The session's CSRF token is required on every form.
   {
     const status = await wang.page.evaluate(async () => {

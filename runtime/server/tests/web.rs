@@ -1661,6 +1661,12 @@ async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
     assert_eq!(figure(&page, "dashboard-headline", "办结用时中位数"), "—");
     let weeks = between(&page, "id=\"dashboard-weeks\"", "</table>");
     assert_eq!(weeks.matches("<tr>").count(), 1, "all started this week: {weeks}");
+    // Each table has its chart, drawn on the server; the open ones are its one slice.
+    for chart in ["chart-closure", "chart-weeks"] {
+        let svg = between(&page, &format!("id=\"{chart}\">"), "</figure>");
+        assert!(svg.trim_start().starts_with("<svg"), "{chart}: {svg}");
+    }
+    assert!(between(&page, "id=\"chart-closure\">", "</figure>").contains("办理中"));
     let (_, _, page) = app
         .send(get("/admin/dashboard?workflow=ticket&unit=guoyuan-c1", Some(&he)))
         .await;

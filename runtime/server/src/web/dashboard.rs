@@ -4,6 +4,7 @@
 //! store computes each in SQL (`Store::figures`); this renders them as tables and as CSV.
 
 use super::audit::{day_start, given, reach, unit_choices, workflow_choices};
+use super::charts;
 use super::pages::{name_of, span_text};
 use super::session::Viewer;
 use super::views::{Dashboard, Row};
@@ -39,6 +40,10 @@ struct Said {
     headline: Vec<Row>,
     weeks: Vec<Row>,
     overdue: Vec<Row>,
+    /// Closed on time, closed late, still open: a pie beside the headline figures.
+    closure_chart: Option<String>,
+    weeks_chart: Option<String>,
+    overdue_chart: Option<String>,
 }
 
 fn percent(part: i64, whole: i64) -> String {
@@ -78,7 +83,7 @@ async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflo
         .collect();
     let ids: Vec<&str> = f.overdue_by_unit.iter().map(|(u, _)| u.as_str()).collect();
     let names = state.runtime.store.names(&ids, &[]).await?;
-    let overdue = f
+    let overdue: Vec<Row> = f
         .overdue_by_unit
         .iter()
         .map(|(u, n)| Row {
@@ -87,10 +92,62 @@ async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflo
         })
         .collect();
     Ok(Said {
+        closure_chart: closure_chart(f, lang),
+        weeks_chart: weeks_chart(f, lang),
+        overdue_chart: overdue_chart(f, &overdue, lang),
         headline,
         weeks,
         overdue,
     })
+}
+
+/// Of those started: closed on time, closed late, still open.
+fn closure_chart(f: &Figures, lang: &str) -> Option<String> {
+    let slices: Vec<(String, f32)> = [
+        ("dashboard-slice-on-time", f.closed_on_time),
+        ("dashboard-slice-late", f.closed - f.closed_on_time),
+        ("dashboard-slice-open", f.started - f.closed),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(id, n)| (text(lang, id, &[]), *n as f32))
+    .collect();
+    if slices.is_empty() {
+        return None;
+    }
+    charts::pie(&text(lang, "dashboard-figures", &[]), &slices)
+}
+
+fn weeks_chart(f: &Figures, lang: &str) -> Option<String> {
+    let points: Vec<(String, f32)> = f
+        .by_week
+        .iter()
+        .map(|(start, n)| {
+            (
+                start.with_timezone(&DEFAULT_TIME_ZONE).format("%m-%d").to_string(),
+                *n as f32,
+            )
+        })
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    let started = text(lang, "dashboard-started", &[]);
+    charts::line(&text(lang, "dashboard-weeks", &[]), &started, &points)
+}
+
+/// `rows` are the overdue units by name, in the order of `f.overdue_by_unit`.
+fn overdue_chart(f: &Figures, rows: &[Row], lang: &str) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let bars: Vec<(String, f32)> = rows
+        .iter()
+        .zip(&f.overdue_by_unit)
+        .map(|(r, (_, n))| (r.label.clone(), *n as f32))
+        .collect();
+    let series = text(lang, "dashboard-overdue-count", &[]);
+    charts::bars(&text(lang, "dashboard-overdue", &[]), &series, &bars)
 }
 
 /// The query read: the workflow, the subtrees, the days; `Err` is the answer to give.
@@ -183,6 +240,9 @@ pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): 
         headline: said.headline,
         weeks: said.weeks,
         overdue: said.overdue,
+        closure_chart: said.closure_chart,
+        weeks_chart: said.weeks_chart,
+        overdue_chart: said.overdue_chart,
         workflows: workflow_choices(&state, lang),
         units: unit_list,
         workflow,

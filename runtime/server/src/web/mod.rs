@@ -3,6 +3,7 @@
 //! the binary, so `cargo run` is the whole install.
 
 mod audit;
+mod charts;
 mod checkin;
 mod dashboard;
 pub mod forms;

@@ -307,6 +307,10 @@ pub struct Dashboard {
     pub headline: Vec<Row>,
     pub weeks: Vec<Row>,
     pub overdue: Vec<Row>,
+    /// The same figures drawn (SVG), none where there is nothing to draw.
+    pub closure_chart: Option<String>,
+    pub weeks_chart: Option<String>,
+    pub overdue_chart: Option<String>,
     pub workflows: Vec<Choice>,
     pub units: Vec<Choice>,
     pub workflow: String,
