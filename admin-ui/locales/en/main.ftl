@@ -43,6 +43,7 @@ dashboard-slice-on-time = Closed on time
 dashboard-slice-late = Closed late
 dashboard-slice-open = Still open
 dashboard-overdue-count = Overdue steps
+dashboard-xlsx = Download Excel
 dashboard-csv = Download CSV
 dashboard-section = Section
 dashboard-label = What

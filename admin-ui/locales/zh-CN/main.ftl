@@ -37,6 +37,7 @@ dashboard-slice-on-time = 按时办结
 dashboard-slice-late = 超时办结
 dashboard-slice-open = 办理中
 dashboard-overdue-count = 超时环节数
+dashboard-xlsx = 导出 Excel
 dashboard-csv = 导出 CSV
 dashboard-section = 类别
 dashboard-label = 项目

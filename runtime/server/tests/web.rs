@@ -1709,4 +1709,27 @@ async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
     assert_eq!(rows[0], "类别,项目,数值");
     assert!(rows.contains(&"总体情况,受理,4"), "{csv}");
     assert!(rows.contains(&"总体情况,办结率,0.0%"), "{csv}");
+
+    // The workbook opens with the same numbers, counts and rates as numbers.
+    let (status, headers, xlsx) = app
+        .send_for_bytes(get("/admin/dashboard.xlsx?workflow=ticket", Some(&he)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_DISPOSITION].to_str().unwrap().ends_with(".xlsx\""));
+    use calamine::{Data, Reader};
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).expect("an xlsx workbook");
+    assert_eq!(book.sheet_names(), ["总体情况", "每周受理量", "当前超时未办（按承办单位）"]);
+    let sheet = book.worksheet_range("总体情况").unwrap();
+    let value = |label: &str| {
+        sheet
+            .rows()
+            .find(|r| r[0] == Data::String(label.into()))
+            .map(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("no {label}"))
+    };
+    assert_eq!(value("受理"), Data::Float(4.0));
+    assert_eq!(value("办结率"), Data::Float(0.0));
+    assert_eq!(value("办结用时中位数"), Data::String("—".into()));
+    let weeks = book.worksheet_range("每周受理量").unwrap();
+    assert_eq!(weeks.rows().nth(1).map(|r| r[1].clone()), Some(Data::Float(4.0)));
 }

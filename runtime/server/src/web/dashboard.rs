@@ -10,6 +10,7 @@ use super::session::Viewer;
 use super::views::{Dashboard, Row};
 use super::{Page, error_page, render};
 use crate::AppState;
+use crate::error::AppError;
 use crate::i18n::text;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -46,39 +47,56 @@ struct Said {
     overdue_chart: Option<String>,
 }
 
-fn percent(part: i64, whole: i64) -> String {
-    if whole == 0 {
-        "—".into()
-    } else {
-        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+impl Row {
+    fn count(label: String, n: i64) -> Self {
+        Row {
+            label,
+            value: n.to_string(),
+            number: Some(n as f64),
+            rate: false,
+        }
+    }
+
+    /// `part` of `whole` as a percentage; "—" when there is no whole.
+    fn rate(label: String, part: i64, whole: i64) -> Self {
+        let share = (whole > 0).then(|| part as f64 / whole as f64);
+        let value = share.map_or_else(|| "—".into(), |s| format!("{:.1}%", s * 100.0));
+        Row {
+            label,
+            value,
+            number: share,
+            rate: true,
+        }
+    }
+
+    fn words(label: String, value: String) -> Self {
+        Row {
+            label,
+            value,
+            number: None,
+            rate: false,
+        }
     }
 }
 
 async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflow_store::StoreError> {
-    let row = |id: &str, value: String| Row {
-        label: text(lang, id, &[]),
-        value,
-    };
+    let label = |id: &str| text(lang, id, &[]);
+    let median = f
+        .median_seconds
+        .map_or_else(|| "—".into(), |s| span_text(lang, (s / 60).max(1), false));
     let headline = vec![
-        row("dashboard-started", f.started.to_string()),
-        row("dashboard-closed", f.closed.to_string()),
-        row("dashboard-closure-rate", percent(f.closed, f.started)),
-        row("dashboard-on-time-rate", percent(f.closed_on_time, f.closed)),
-        row(
-            "dashboard-median",
-            f.median_seconds
-                .map_or_else(|| "—".into(), |s| span_text(lang, (s / 60).max(1), false)),
-        ),
+        Row::count(label("dashboard-started"), f.started),
+        Row::count(label("dashboard-closed"), f.closed),
+        Row::rate(label("dashboard-closure-rate"), f.closed, f.started),
+        Row::rate(label("dashboard-on-time-rate"), f.closed_on_time, f.closed),
+        Row::words(label("dashboard-median"), median),
     ];
     let weeks = f
         .by_week
         .iter()
         .map(|(start, n)| {
             let day = start.with_timezone(&DEFAULT_TIME_ZONE).date_naive();
-            Row {
-                label: text(lang, "dashboard-week-of", &[("day", day.to_string().into())]),
-                value: n.to_string(),
-            }
+            Row::count(text(lang, "dashboard-week-of", &[("day", day.to_string().into())]), *n)
         })
         .collect();
     let ids: Vec<&str> = f.overdue_by_unit.iter().map(|(u, _)| u.as_str()).collect();
@@ -86,10 +104,7 @@ async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflo
     let overdue: Vec<Row> = f
         .overdue_by_unit
         .iter()
-        .map(|(u, n)| Row {
-            label: name_of(&names, u, lang),
-            value: n.to_string(),
-        })
+        .map(|(u, n)| Row::count(name_of(&names, u, lang), *n))
         .collect();
     Ok(Said {
         closure_chart: closure_chart(f, lang),
@@ -212,19 +227,67 @@ async fn figures(
     state.runtime.store.figures(&period, state.runtime.now()).await
 }
 
-pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): Query<DashboardQuery>) -> Response {
+/// The query read and its figures said: what every rendering of a dashboard starts from.
+struct Loaded {
+    workflow: String,
+    from: NaiveDate,
+    to: NaiveDate,
+    said: Said,
+}
+
+async fn load(state: &AppState, viewer: &Viewer, q: &DashboardQuery) -> Result<Loaded, Response> {
     let lang = viewer.lang;
-    let (workflow, units, from, to) = match read(&state, &viewer, &q).await {
-        Ok(r) => r,
-        Err(answer) => return answer,
-    };
-    let said = match figures(&state, &workflow, &units, from, to).await {
-        Ok(f) => say(&state, &f, lang).await,
+    let (workflow, units, from, to) = read(state, viewer, q).await?;
+    let said = match figures(state, &workflow, &units, from, to).await {
+        Ok(f) => say(state, &f, lang).await,
         Err(e) => Err(e),
     };
-    let said = match said {
-        Ok(s) => s,
-        Err(e) => return error_page(e, lang),
+    match said {
+        Ok(said) => Ok(Loaded {
+            workflow,
+            from,
+            to,
+            said,
+        }),
+        Err(e) => Err(error_page(e, lang)),
+    }
+}
+
+/// A file to download, named after the dashboard it holds.
+fn download(l: &Loaded, extension: &str, content_type: &str, bytes: Vec<u8>) -> Response {
+    let file = format!(
+        "attachment; filename=\"{}-{}-{}.{extension}\"",
+        l.workflow, l.from, l.to
+    );
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The sections of a dashboard's figures: their title's message id and their rows.
+fn sections(said: &Said) -> [(&'static str, &[Row]); 3] {
+    [
+        ("dashboard-figures", &said.headline),
+        ("dashboard-weeks", &said.weeks),
+        ("dashboard-overdue", &said.overdue),
+    ]
+}
+
+pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): Query<DashboardQuery>) -> Response {
+    let lang = viewer.lang;
+    let Loaded {
+        workflow,
+        from,
+        to,
+        said,
+    } = match load(&state, &viewer, &q).await {
+        Ok(l) => l,
+        Err(answer) => return answer,
     };
     let unit_list = match unit_choices(&state, &viewer).await {
         Ok(u) => u,
@@ -250,6 +313,7 @@ pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): 
         from: from.to_string(),
         to: to.to_string(),
         csv: format!("/admin/dashboard.csv?{query}"),
+        xlsx: format!("/admin/dashboard.xlsx?{query}"),
     };
     render(StatusCode::OK, lang, viewer.frame("dashboard"), &page)
 }
@@ -258,53 +322,74 @@ pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): 
 /// Chinese right): `section,label,value` rows.
 pub async fn dashboard_csv(State(state): State<AppState>, viewer: Viewer, Query(q): Query<DashboardQuery>) -> Response {
     let lang = viewer.lang;
-    let (workflow, units, from, to) = match read(&state, &viewer, &q).await {
-        Ok(r) => r,
+    let loaded = match load(&state, &viewer, &q).await {
+        Ok(l) => l,
         Err(answer) => return answer,
     };
-    let said = match figures(&state, &workflow, &units, from, to).await {
-        Ok(f) => say(&state, &f, lang).await,
-        Err(e) => Err(e),
-    };
-    let said = match said {
-        Ok(s) => s,
-        Err(e) => return error_page(e, lang),
-    };
     let mut out = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-    let sections = [
-        ("dashboard-figures", &said.headline),
-        ("dashboard-weeks", &said.weeks),
-        ("dashboard-overdue", &said.overdue),
-    ];
-    let written = out
-        .write_record([
-            text(lang, "dashboard-section", &[]),
-            text(lang, "dashboard-label", &[]),
-            text(lang, "dashboard-value", &[]),
-        ])
-        .and_then(|()| {
-            for (id, rows) in sections {
-                let section = text(lang, id, &[]);
-                for r in rows.iter() {
-                    out.write_record([section.as_str(), r.label.as_str(), r.value.as_str()])?;
-                }
+    let header = ["dashboard-section", "dashboard-label", "dashboard-value"].map(|id| text(lang, id, &[]));
+    let written = out.write_record(&header).and_then(|()| {
+        for (id, rows) in sections(&loaded.said) {
+            let section = text(lang, id, &[]);
+            for r in rows {
+                out.write_record([section.as_str(), r.label.as_str(), r.value.as_str()])?;
             }
-            Ok(())
-        });
-    let bytes = match written
+        }
+        Ok(())
+    });
+    match written
         .map_err(|e| e.to_string())
         .and_then(|()| out.into_inner().map_err(|e| e.to_string()))
     {
-        Ok(b) => b,
-        Err(e) => return crate::error::AppError::internal(e).page(lang),
+        Ok(bytes) => download(&loaded, "csv", "text/csv; charset=utf-8", bytes),
+        Err(e) => AppError::internal(e).page(lang),
+    }
+}
+
+/// The same figures as a workbook: a sheet per section, counts and rates as numbers (rates
+/// shown as percentages), so they can be summed and charted again.
+pub async fn dashboard_xlsx(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<DashboardQuery>,
+) -> Response {
+    let lang = viewer.lang;
+    let loaded = match load(&state, &viewer, &q).await {
+        Ok(l) => l,
+        Err(answer) => return answer,
     };
-    let file = format!("attachment; filename=\"{workflow}-{from}-{to}.csv\"");
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, file),
-        ],
-        bytes,
-    )
-        .into_response()
+    match workbook(&loaded.said, lang) {
+        Ok(bytes) => download(
+            &loaded,
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            bytes,
+        ),
+        Err(e) => AppError::internal(e).page(lang),
+    }
+}
+
+fn workbook(said: &Said, lang: &str) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let mut book = Workbook::new();
+    let bold = Format::new().set_bold();
+    let percent = Format::new().set_num_format("0.0%");
+    for (id, rows) in sections(said) {
+        let sheet = book.add_worksheet();
+        sheet.set_name(text(lang, id, &[]))?;
+        sheet.write_string_with_format(0, 0, text(lang, "dashboard-label", &[]), &bold)?;
+        sheet.write_string_with_format(0, 1, text(lang, "dashboard-value", &[]), &bold)?;
+        sheet.set_column_width(0, 40)?;
+        sheet.set_column_width(1, 14)?;
+        for (i, r) in rows.iter().enumerate() {
+            let at = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            sheet.write_string(at, 0, &r.label)?;
+            match r.number {
+                Some(n) if r.rate => sheet.write_number_with_format(at, 1, n, &percent)?,
+                Some(n) => sheet.write_number(at, 1, n)?,
+                None => sheet.write_string(at, 1, &r.value)?,
+            };
+        }
+    }
+    book.save_to_buffer()
 }

@@ -226,6 +226,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/audit", get(audit::audit_page))
         .route("/admin/dashboard", get(dashboard::dashboard))
         .route("/admin/dashboard.csv", get(dashboard::dashboard_csv))
+        .route("/admin/dashboard.xlsx", get(dashboard::dashboard_xlsx))
         .route("/admin/audit/verify", post(audit::verify))
         .route("/inbox", get(inbox::inbox))
         .route("/inbox/read-all", post(inbox::read_all))

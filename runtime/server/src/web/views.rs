@@ -294,11 +294,14 @@ pub struct AdminRow {
     pub unit: String,
 }
 
-/// One line of a table of figures: what, and how many.
+/// One line of a table of figures: what, and how many as people read it; `number` is the
+/// figure itself for a spreadsheet (a count, or a rate as a fraction when `rate`).
 #[derive(Serialize)]
 pub struct Row {
     pub label: String,
     pub value: String,
+    pub number: Option<f64>,
+    pub rate: bool,
 }
 
 /// 统计: one workflow's figures over the admin's units and a span of days.
@@ -317,8 +320,9 @@ pub struct Dashboard {
     pub unit: Option<String>,
     pub from: String,
     pub to: String,
-    /// The same figures as CSV.
+    /// The same figures as CSV and as a workbook.
     pub csv: String,
+    pub xlsx: String,
 }
 
 impl View for Dashboard {

@@ -128,11 +128,17 @@ impl App {
 
     /// Send a prepared request; the answer's status, headers and body as text.
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let (status, headers, bytes) = self.send_for_bytes(req).await;
+        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// As [`App::send`], the body as bytes (a file).
+    pub async fn send_for_bytes(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let res = router(self.state.clone()).oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+        (status, headers, bytes.to_vec())
     }
 
     /// A bearer-token request with a raw body.
