@@ -2,6 +2,7 @@
 //! verify the audit chain, measure throughput.
 
 mod bench;
+mod bench_dashboard;
 mod bench_neighbour;
 mod bench_scale;
 mod bench_startup;
@@ -247,6 +248,14 @@ enum Command {
     /// recursion, huge output, bad JSON, log flood, wrong ABI, forbidden import, compile
     /// bomb, absurd limits) against another community's work over HTTP: its p50/p99 alone
     /// and beside them, and every hostile call checked as contained.
+    /// The dashboard's figures for one street over a year of closed tickets on SQLite
+    /// (written by SQL, not run through the engine): p50, p99 and max of `runs` calls.
+    BenchDashboard {
+        #[arg(long, default_value_t = 1_000_000)]
+        tickets: usize,
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+    },
     BenchNeighbour {
         /// The neighbour's levies (a start and a completion each) per measurement.
         #[arg(long, default_value_t = 600)]
@@ -559,6 +568,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             replicas,
             db,
         } => crash_check::run(db.as_deref(), kills, clients, reports, replicas).await,
+        Command::BenchDashboard { tickets, runs } => bench_dashboard::run(tickets, runs.max(1)).await,
         Command::BenchNeighbour {
             levies,
             clients,

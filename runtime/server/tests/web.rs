@@ -1715,10 +1715,18 @@ async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
         .send_for_bytes(get("/admin/dashboard.xlsx?workflow=ticket", Some(&he)))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_DISPOSITION].to_str().unwrap().ends_with(".xlsx\""));
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .ends_with(".xlsx\"")
+    );
     use calamine::{Data, Reader};
     let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).expect("an xlsx workbook");
-    assert_eq!(book.sheet_names(), ["总体情况", "每周受理量", "当前超时未办（按承办单位）"]);
+    assert_eq!(
+        book.sheet_names(),
+        ["总体情况", "每周受理量", "当前超时未办（按承办单位）"]
+    );
     let sheet = book.worksheet_range("总体情况").unwrap();
     let value = |label: &str| {
         sheet
