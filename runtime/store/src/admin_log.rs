@@ -5,7 +5,7 @@
 
 use crate::db::{Store, millis};
 use crate::error::Result;
-use crate::scope::{Args, subtree_end};
+use crate::scope::{Args, in_subtrees};
 use crate::writes::{Arg, bind};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -120,18 +120,8 @@ impl Store {
         to: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<AdminEntry>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut args = Args::default();
-        let ranges: Vec<String> = paths
-            .iter()
-            .map(|p| {
-                let (lo, hi) = (args.text(p), args.text(&subtree_end(p)));
-                format!("(unit_path >= {lo} AND unit_path < {hi})")
-            })
-            .collect();
-        let mut conditions = vec![format!("({})", ranges.join(" OR "))];
+        let mut conditions = vec![in_subtrees("unit_path", paths, &mut args)];
         if let Some(a) = actor {
             conditions.push(format!("actor = {}", args.text(a)));
         }

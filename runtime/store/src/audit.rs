@@ -6,7 +6,7 @@ use crate::db::{Store, millis};
 use crate::error::Result;
 use crate::events::{GENESIS, event_hash};
 use crate::queries::EventRow;
-use crate::scope::{Args, subtree_end};
+use crate::scope::{Args, in_subtrees};
 use crate::writes::{Arg, bind};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -71,21 +71,6 @@ impl std::fmt::Display for EventCursor {
     }
 }
 
-/// `i.unit_path` in one of the subtrees of `paths`: a range of paths each, never `LIKE`.
-fn under(paths: &[String], args: &mut Args) -> String {
-    if paths.is_empty() {
-        return "1 = 0".into();
-    }
-    let ranges: Vec<String> = paths
-        .iter()
-        .map(|p| {
-            let (from, to) = (args.text(p), args.text(&subtree_end(p)));
-            format!("(i.unit_path >= {from} AND i.unit_path < {to})")
-        })
-        .collect();
-    format!("({})", ranges.join(" OR "))
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenChain {
     pub instance_id: String,
@@ -107,7 +92,7 @@ impl Store {
         let mut args = Args::default();
         let sql = format!(
             "SELECT i.id, i.last_seq, i.last_hash FROM instances i WHERE {} ORDER BY i.id",
-            under(paths, &mut args)
+            in_subtrees("i.unit_path", paths, &mut args)
         );
         let heads = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
         self.verify_heads(&heads).await
@@ -116,7 +101,7 @@ impl Store {
     /// Events of the log, newest first, as `q` narrows them.
     pub async fn search_events(&self, q: &EventSearch<'_>) -> Result<Vec<FoundEvent>> {
         let mut args = Args::default();
-        let mut conditions = vec![under(q.units, &mut args)];
+        let mut conditions = vec![in_subtrees("i.unit_path", q.units, &mut args)];
         if let Some(actor) = q.actor {
             conditions.push(format!("e.actor = {}", args.text(actor)));
         }
@@ -161,7 +146,7 @@ impl Store {
     /// (the audit page's choice of unit).
     pub async fn units_under(&self, paths: &[String], limit: i64) -> Result<Vec<(String, String)>> {
         let mut args = Args::default();
-        let within = under(paths, &mut args).replace("i.unit_path", "i.path");
+        let within = in_subtrees("i.path", paths, &mut args);
         let limit = args.push(Arg::Int(limit));
         let sql = format!("SELECT i.id, i.path FROM units i WHERE {within} ORDER BY i.path LIMIT {limit}");
         let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;

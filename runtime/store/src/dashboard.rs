@@ -5,7 +5,7 @@
 
 use crate::db::{Store, from_millis, millis};
 use crate::error::Result;
-use crate::scope::{Args, subtree_end};
+use crate::scope::{Args, in_subtrees};
 use crate::writes::{Arg, bind};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -61,15 +61,8 @@ impl Store {
             } else {
                 String::new()
             };
-            let ranges: Vec<String> = p
-                .units
-                .iter()
-                .map(|u| {
-                    let (lo, hi) = (args.text(u), args.text(&subtree_end(u)));
-                    format!("(i.unit_path >= {lo} AND i.unit_path < {hi})")
-                })
-                .collect();
-            format!("i.workflow_id = {workflow}{period} AND ({})", ranges.join(" OR "))
+            let within = in_subtrees("i.unit_path", p.units, args);
+            format!("i.workflow_id = {workflow}{period} AND {within}")
         };
         let late = "EXISTS (SELECT 1 FROM tasks t WHERE t.instance_id = i.id AND t.due_at IS NOT NULL \
                     AND t.completed_at IS NOT NULL AND t.completed_at > t.due_at)";

@@ -19,6 +19,22 @@ pub(crate) fn subtree_end(path: &str) -> String {
     format!("{}0", path.trim_end_matches('/'))
 }
 
+/// `column` (a unit path) in one of the subtrees of `paths`: a range of paths each, never
+/// `LIKE`, so an index on the column answers it; false for no paths.
+pub(crate) fn in_subtrees(column: &str, paths: &[String], args: &mut Args) -> String {
+    if paths.is_empty() {
+        return "1 = 0".into();
+    }
+    let ranges: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let (from, to) = (args.text(p), args.text(&subtree_end(p)));
+            format!("({column} >= {from} AND {column} < {to})")
+        })
+        .collect();
+    format!("({})", ranges.join(" OR "))
+}
+
 /// `/a/b/c/` → `/a/`, `/a/b/`, `/a/b/c/`: the unit and every unit above it.
 pub(crate) fn ancestor_paths(path: &str) -> Vec<&str> {
     path.char_indices()
