@@ -112,6 +112,8 @@ pub async fn run(tickets: usize, runs: usize) -> Result<ExitCode> {
             from: year_start,
             to: year_start + Duration::days(365),
             weeks_from: year_start - Duration::days(3),
+            category: None,
+            rating: None,
         };
         let f = store.figures(&period, now).await?;
         println!(

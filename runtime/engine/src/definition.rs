@@ -57,6 +57,21 @@ pub struct Definition {
     /// Lets Open311 GeoReport v2 clients (civic reporting apps) start this workflow.
     #[serde(default)]
     pub open311: Option<Open311>,
+    /// What the dashboards count beyond every workflow's figures.
+    #[serde(default)]
+    pub statistics: Statistics,
+}
+
+/// The data fields the dashboards read: `category` groups instances (the high-frequency
+/// issues; a start form field, shown by its choices' labels), `rating` is averaged (a
+/// number some step sets, e.g. satisfaction).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statistics {
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub rating: Option<String>,
 }
 
 /// How Open311 requests map onto the start form: the services are the choices of one

@@ -219,6 +219,7 @@ impl Checker<'_> {
             self.form_ref("/start/form", form);
         }
         self.state_ref("/start/to", &def.start.to);
+        self.statistics();
         let templates = def
             .templates
             .iter()
@@ -771,6 +772,27 @@ impl Checker<'_> {
         }
     }
 
+    /// The dashboards' category is a field of the start form (every instance has it from
+    /// the start); the rating may be set by any step, so only its name is checked.
+    fn statistics(&mut self) {
+        let Some(field) = &self.def.statistics.category else {
+            return;
+        };
+        let form = self.def.start.form.as_deref().and_then(|f| self.def.forms.get(f));
+        let fields: Vec<&str> = form
+            .and_then(|f| f.schema.get("properties"))
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if !fields.contains(&field.as_str()) {
+            let hint = suggest(field, fields.iter().copied());
+            self.error(
+                "/statistics/category",
+                format!("the category \"{field}\" is not a field of the start form{hint}"),
+            );
+        }
+    }
+
     fn form_ref(&mut self, at: &str, name: &str) {
         if !self.def.forms.contains_key(name) {
             let hint = suggest(name, self.def.forms.keys().map(String::as_str));
@@ -873,6 +895,30 @@ mod tests {
             .filter(|d| d.is_error())
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn the_dashboards_category_is_a_field_of_the_start_form() {
+        let with = |category: &str| {
+            format!(
+                "id: t\nversion: 1\ntitle: {{zh-CN: t}}\nroles: {{r: {{title: {{zh-CN: r}}}}}}\n\
+                 start: {{roles: [r], form: f, to: done}}\n\
+                 forms: {{f: {{schema: {{type: object, properties: {{kind: {{type: string}}}}}}}}}}\n\
+                 statistics: {{category: {category}, rating: score}}\nstates: {{done: {{type: end}}}}\n"
+            )
+        };
+        assert!(load("t.yaml", &with("kind")).diagnostics.iter().all(|d| !d.is_error()));
+        let wrong: Vec<String> = load("t.yaml", &with("knid"))
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with("t.yaml:7:") && wrong[0].contains("\"knid\" is not a field of the start form"),
+            "{wrong:?}"
+        );
+        assert!(wrong[0].contains("kind"), "suggests the field: {wrong:?}");
     }
 
     #[test]

@@ -1667,6 +1667,11 @@ async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
         assert!(svg.trim_start().starts_with("<svg"), "{chart}: {svg}");
     }
     assert!(between(&page, "id=\"chart-closure\">", "</figure>").contains("办理中"));
+    // The workflow names its category field: the frequent issues, by the choice's label.
+    assert_eq!(report()["data"]["category"], "road");
+    assert_eq!(figure(&page, "dashboard-categories", "道路设施"), "4", "{page}");
+    assert!(between(&page, "id=\"chart-categories\">", "</figure>").contains("<svg"));
+    assert!(!page.contains("平均评分"), "no rating yet");
     let (_, _, page) = app
         .send(get("/admin/dashboard?workflow=ticket&unit=guoyuan-c1", Some(&he)))
         .await;
@@ -1725,7 +1730,12 @@ async fn the_dashboard_counts_what_the_admins_units_started_and_exports_it() {
     let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).expect("an xlsx workbook");
     assert_eq!(
         book.sheet_names(),
-        ["总体情况", "每周受理量", "当前超时未办（按承办单位）"]
+        [
+            "总体情况",
+            "按类别受理量（高频问题）",
+            "每周受理量",
+            "当前超时未办（按承办单位）"
+        ]
     );
     let sheet = book.worksheet_range("总体情况").unwrap();
     let value = |label: &str| {

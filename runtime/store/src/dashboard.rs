@@ -19,6 +19,10 @@ pub struct Period<'a> {
     pub to: DateTime<Utc>,
     /// Weeks are counted from this instant (a Monday 00:00 in the readers' time zone).
     pub weeks_from: DateTime<Utc>,
+    /// The workflow's `statistics`: the data field instances are grouped by, and the
+    /// number averaged.
+    pub category: Option<&'a str>,
+    pub rating: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,10 @@ pub struct Figures {
     pub median_seconds: Option<i64>,
     /// Started per week: (the week's first instant, count), weeks without any left out.
     pub by_week: Vec<(DateTime<Utc>, i64)>,
+    /// Started per value of the category field, most first (the high-frequency issues).
+    pub by_category: Vec<(String, i64)>,
+    /// The rating's average and how many instances have one.
+    pub rating: Option<(f64, i64)>,
     /// Open tasks past their time limit now, by the unit holding them (a department),
     /// whenever their instance started.
     pub overdue_by_unit: Vec<(String, i64)>,
@@ -40,6 +48,14 @@ pub struct Figures {
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 
 impl Store {
+    /// The SQL type a JSON number is cast to for an average.
+    fn real_type(&self) -> &'static str {
+        match self.backend {
+            crate::db::Backend::Sqlite => "REAL",
+            crate::db::Backend::Postgres => "DOUBLE PRECISION",
+        }
+    }
+
     pub async fn figures(&self, p: &Period<'_>, now: DateTime<Utc>) -> Result<Figures> {
         if p.units.is_empty() {
             return Ok(Figures {
@@ -48,6 +64,8 @@ impl Store {
                 closed_on_time: 0,
                 median_seconds: None,
                 by_week: Vec::new(),
+                by_category: Vec::new(),
+                rating: None,
                 overdue_by_unit: Vec::new(),
             });
         }
@@ -114,6 +132,40 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
 
+        let by_category = match p.category {
+            None => Vec::new(),
+            Some(field) => {
+                let mut args = Args::default();
+                let where_ = filter(&mut args, true);
+                let value = self.json_text("i.data", field, &mut args);
+                let sql = format!(
+                    "SELECT {value} AS c, COUNT(*) AS n FROM instances i WHERE {where_} \
+                     GROUP BY 1 ORDER BY 2 DESC, 1"
+                );
+                let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| {
+                        let c: Option<String> = r.try_get("c")?;
+                        Ok((c.unwrap_or_default(), r.try_get("n")?))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        let rating = match p.rating {
+            None => None,
+            Some(field) => {
+                let mut args = Args::default();
+                let where_ = filter(&mut args, true);
+                let value = self.json_text("i.data", field, &mut args);
+                let number = format!("CAST({value} AS {})", self.real_type());
+                let sql = format!("SELECT AVG({number}) AS mean, COUNT({value}) AS n FROM instances i WHERE {where_}");
+                let row = bind(sqlx::query(&sql), &args.list).fetch_one(&self.reader).await?;
+                let n: i64 = row.try_get("n")?;
+                let mean: Option<f64> = row.try_get("mean")?;
+                mean.filter(|_| n > 0).map(|m| (m, n))
+            }
+        };
+
         // Overdue now, whenever the instance started.
         let mut args = Args::default();
         let where_ = filter(&mut args, false);
@@ -135,6 +187,8 @@ impl Store {
             closed_on_time,
             median_seconds,
             by_week,
+            by_category,
+            rating,
             overdue_by_unit,
         })
     }

@@ -281,7 +281,7 @@ impl Store {
     }
 
     /// The text at top-level key `field` of a JSON column, in this backend's dialect.
-    fn json_text(&self, column: &str, field: &str, args: &mut Args) -> String {
+    pub(crate) fn json_text(&self, column: &str, field: &str, args: &mut Args) -> String {
         match self.backend {
             Backend::Sqlite => format!("json_extract({column}, {})", args.text(&format!("$.\"{field}\""))),
             Backend::Postgres => format!("(CAST({column} AS jsonb) ->> {})", args.text(field)),

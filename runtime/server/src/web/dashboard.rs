@@ -4,11 +4,11 @@
 //! store computes each in SQL (`Store::figures`); this renders them as tables and as CSV.
 
 use super::audit::{day_start, given, reach, unit_choices, workflow_choices};
-use super::charts;
 use super::pages::{name_of, span_text};
 use super::session::Viewer;
 use super::views::{Dashboard, Row};
 use super::{Page, error_page, render};
+use super::{charts, forms};
 use crate::AppState;
 use crate::error::AppError;
 use crate::i18n::text;
@@ -19,6 +19,7 @@ use chrono::{Datelike, Duration, NaiveDate, Utc};
 use civicflow_engine::time::DEFAULT_TIME_ZONE;
 use civicflow_store::dashboard::{Figures, Period};
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// Days shown when none are chosen: the last four weeks, today included.
 const DEFAULT_DAYS: i64 = 28;
@@ -39,10 +40,13 @@ pub struct DashboardQuery {
 /// The figures as rows a person reads: (what, how many), in `lang`.
 struct Said {
     headline: Vec<Row>,
+    /// Started per category, most first: the high-frequency issues.
+    categories: Vec<Row>,
     weeks: Vec<Row>,
     overdue: Vec<Row>,
     /// Closed on time, closed late, still open: a pie beside the headline figures.
     closure_chart: Option<String>,
+    categories_chart: Option<String>,
     weeks_chart: Option<String>,
     overdue_chart: Option<String>,
 }
@@ -79,7 +83,27 @@ impl Row {
     }
 }
 
-async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflow_store::StoreError> {
+/// What the category field's values are called in `lang`: the start form's choices.
+fn category_labels(state: &AppState, workflow: &str, lang: &str) -> HashMap<String, String> {
+    let Some(wf) = state.runtime.registry.latest(workflow) else {
+        return HashMap::new();
+    };
+    let Some(field) = wf.def.statistics.category.as_deref() else {
+        return HashMap::new();
+    };
+    let form = wf.def.start.form.as_deref().and_then(|f| wf.def.forms.get(f));
+    let Some(form) = form else {
+        return HashMap::new();
+    };
+    let ui = form.ui.clone().unwrap_or(serde_json::Value::Null);
+    forms::fields(&form.schema, &ui, &serde_json::Value::Null, "", lang)
+        .into_iter()
+        .find(|f| f.name.trim_start_matches('/') == field)
+        .map(|f| f.options.into_iter().map(|o| (o.value, o.label)).collect())
+        .unwrap_or_default()
+}
+
+async fn say(state: &AppState, workflow: &str, f: &Figures, lang: &str) -> Result<Said, civicflow_store::StoreError> {
     let label = |id: &str| text(lang, id, &[]);
     let median = f
         .median_seconds
@@ -91,6 +115,33 @@ async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflo
         Row::rate(label("dashboard-on-time-rate"), f.closed_on_time, f.closed),
         Row::words(label("dashboard-median"), median),
     ];
+    let mut headline = headline;
+    if let Some((mean, n)) = f.rating {
+        let value = text(
+            lang,
+            "dashboard-rating-value",
+            &[("mean", format!("{mean:.2}").into()), ("count", n.into())],
+        );
+        headline.push(Row {
+            label: label("dashboard-rating"),
+            value,
+            number: Some(mean),
+            rate: false,
+        });
+    }
+    let labels = category_labels(state, workflow, lang);
+    let categories: Vec<Row> = f
+        .by_category
+        .iter()
+        .map(|(value, n)| {
+            let name = match labels.get(value) {
+                Some(l) => l.clone(),
+                None if value.is_empty() => label("dashboard-category-none"),
+                None => value.clone(),
+            };
+            Row::count(name, *n)
+        })
+        .collect();
     let weeks = f
         .by_week
         .iter()
@@ -106,7 +157,19 @@ async fn say(state: &AppState, f: &Figures, lang: &str) -> Result<Said, civicflo
         .iter()
         .map(|(u, n)| Row::count(name_of(&names, u, lang), *n))
         .collect();
+    let slices: Vec<(String, f32)> = categories
+        .iter()
+        .zip(&f.by_category)
+        .map(|(r, (_, n))| (r.label.clone(), *n as f32))
+        .collect();
+    let categories_chart = if slices.is_empty() {
+        None
+    } else {
+        charts::pie(&label("dashboard-categories"), &slices)
+    };
     Ok(Said {
+        categories,
+        categories_chart,
         closure_chart: closure_chart(f, lang),
         weeks_chart: weeks_chart(f, lang),
         overdue_chart: overdue_chart(f, &overdue, lang),
@@ -217,12 +280,20 @@ async fn figures(
     let start = |d: NaiveDate| day_start(d).unwrap_or_default();
     // Weeks run Monday to Sunday, from the Monday of the first day's week.
     let monday = from - Duration::days(i64::from(from.weekday().num_days_from_monday()));
+    let statistics = state
+        .runtime
+        .registry
+        .latest(workflow)
+        .map(|wf| wf.def.statistics.clone())
+        .unwrap_or_default();
     let period = Period {
         workflow,
         units,
         from: start(from),
         to: start(to + Duration::days(1)),
         weeks_from: start(monday),
+        category: statistics.category.as_deref(),
+        rating: statistics.rating.as_deref(),
     };
     state.runtime.store.figures(&period, state.runtime.now()).await
 }
@@ -239,7 +310,7 @@ async fn load(state: &AppState, viewer: &Viewer, q: &DashboardQuery) -> Result<L
     let lang = viewer.lang;
     let (workflow, units, from, to) = read(state, viewer, q).await?;
     let said = match figures(state, &workflow, &units, from, to).await {
-        Ok(f) => say(state, &f, lang).await,
+        Ok(f) => say(state, &workflow, &f, lang).await,
         Err(e) => Err(e),
     };
     match said {
@@ -270,9 +341,10 @@ fn download(l: &Loaded, extension: &str, content_type: &str, bytes: Vec<u8>) -> 
 }
 
 /// The sections of a dashboard's figures: their title's message id and their rows.
-fn sections(said: &Said) -> [(&'static str, &[Row]); 3] {
+fn sections(said: &Said) -> [(&'static str, &[Row]); 4] {
     [
         ("dashboard-figures", &said.headline),
+        ("dashboard-categories", &said.categories),
         ("dashboard-weeks", &said.weeks),
         ("dashboard-overdue", &said.overdue),
     ]
@@ -303,6 +375,8 @@ pub async fn dashboard(State(state): State<AppState>, viewer: Viewer, Query(q): 
         headline: said.headline,
         weeks: said.weeks,
         overdue: said.overdue,
+        categories: said.categories,
+        categories_chart: said.categories_chart,
         closure_chart: said.closure_chart,
         weeks_chart: said.weeks_chart,
         overdue_chart: said.overdue_chart,

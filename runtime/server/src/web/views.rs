@@ -308,6 +308,9 @@ pub struct Row {
 #[derive(Serialize)]
 pub struct Dashboard {
     pub headline: Vec<Row>,
+    /// Started per category (when the workflow names one), most first.
+    pub categories: Vec<Row>,
+    pub categories_chart: Option<String>,
     pub weeks: Vec<Row>,
     pub overdue: Vec<Row>,
     /// The same figures drawn (SVG), none where there is nothing to draw.

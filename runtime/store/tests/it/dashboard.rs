@@ -9,17 +9,20 @@ version: 1
 title: {zh-CN: 限时办理}
 roles:
   clerk: {title: {zh-CN: 办事员}}
-start: {roles: [clerk], to: handle}
+start: {roles: [clerk], form: report, to: handle}
+statistics: {category: kind, rating: score}
 forms:
+  report:
+    schema: {type: object, properties: {kind: {type: string}}}
   done:
-    schema: {type: object, properties: {note: {type: string}}}
+    schema: {type: object, properties: {score: {type: integer}}}
 states:
   handle:
     type: task
     form: done
     assign: {role: clerk}
     due: 1d
-    transitions: [{to: closed}]
+    transitions: [{to: closed, set: {score: "form.score"}}]
   closed: {type: end}
 "#;
 
@@ -30,22 +33,27 @@ async fn figures_count_the_period_under_the_subtree_in_sql() {
         rt.publish(load("timed.yaml", TIMED).workflow.unwrap()).await.unwrap();
         let hour = chrono::Duration::hours(1);
         // In community a: one closed in an hour, one closed after its day, one left open.
-        let quick = rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
-        let slow = rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
-        rt.start("clerk_b", "timed", "b", json!({})).await.unwrap();
+        let road = json!({"kind": "road"});
+        let quick = rt.start("clerk_a", "timed", "a", road.clone()).await.unwrap();
+        let slow = rt.start("clerk_a", "timed", "a", road.clone()).await.unwrap();
+        rt.start("clerk_b", "timed", "b", road.clone()).await.unwrap();
         clock.advance(hour);
-        rt.complete("clerk_a", &open_task(&rt, &quick.id).await, json!({}))
+        let done = |score: i64| json!({ "score": score });
+        rt.complete("clerk_a", &open_task(&rt, &quick.id).await, done(5))
             .await
             .unwrap();
         clock.advance(hour * 29);
-        rt.complete("clerk_a", &open_task(&rt, &slow.id).await, json!({}))
+        rt.complete("clerk_a", &open_task(&rt, &slow.id).await, done(2))
             .await
             .unwrap();
-        let open = rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
+        let open = rt
+            .start("clerk_a", "timed", "a", json!({"kind": "water"}))
+            .await
+            .unwrap();
         clock.advance(hour * 30);
         // A week later, in the next week: counted in its own week.
         clock.advance(chrono::Duration::days(7));
-        rt.start("clerk_a", "timed", "a", json!({})).await.unwrap();
+        rt.start("clerk_a", "timed", "a", road).await.unwrap();
 
         let community_a = vec![rt.store.unit_path("a").await.unwrap()];
         let period = Period {
@@ -54,6 +62,8 @@ async fn figures_count_the_period_under_the_subtree_in_sql() {
             from: t0(),
             to: t0() + chrono::Duration::days(30),
             weeks_from: t0(),
+            category: Some("kind"),
+            rating: Some("score"),
         };
         let got = rt.store.figures(&period, rt.now()).await.unwrap();
         let want = Figures {
@@ -62,6 +72,8 @@ async fn figures_count_the_period_under_the_subtree_in_sql() {
             closed_on_time: 1,
             median_seconds: Some(3600),
             by_week: vec![(t0(), 3), (t0() + chrono::Duration::days(7), 1)],
+            by_category: vec![("road".into(), 3), ("water".into(), 1)],
+            rating: Some((3.5, 2)),
             // The one left open is past its day; the one of next week is not yet.
             overdue_by_unit: vec![("a".into(), 1)],
         };
