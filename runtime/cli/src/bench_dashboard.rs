@@ -1,6 +1,7 @@
 //! `civicflow bench-dashboard`: the dashboard's figures (`Store::figures`) for one street
 //! over a year, on SQLite, with `tickets` closed tickets spread over 10 streets of one
 //! district, 365 days and 200 grids (each with its handling task, some finished late).
+//! Each ticket has one of 8 categories and a score of 1 to 5, counted and averaged.
 //! The rows are written by one SQL statement each (running a million tickets through the
 //! engine would take hours and measure the engine, not the dashboard). Prints the figures
 //! once, then the latency of `runs` calls: p50, p99 and max, for the street and for the
@@ -77,7 +78,8 @@ pub async fn run(tickets: usize, runs: usize) -> Result<ExitCode> {
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $1 - 1) \
          INSERT INTO instances (id, workflow_id, workflow_version, unit_id, unit_path, status, position, data, rev, \
            created_by, created_at, updated_at, last_seq, last_hash, overlays, number) \
-         SELECT printf('t%09d', i), $5, 1, g.id, g.path, 'completed', '{\"tokens\":[]}', '{}', 1, 'bench', \
+         SELECT printf('t%09d', i), $5, 1, g.id, g.path, 'completed', '{\"tokens\":[]}', \
+           json_object('kind', 'k' || (i % 8), 'score', 1 + i % 5), 1, 'bench', \
            $2 + i * ($3 / $1), $2 + i * ($3 / $1) + 3600000 * (1 + abs(random()) % 200), 1, '', '[]', i \
          FROM n JOIN grids g ON g.n = i % $4",
     )
@@ -112,17 +114,19 @@ pub async fn run(tickets: usize, runs: usize) -> Result<ExitCode> {
             from: year_start,
             to: year_start + Duration::days(365),
             weeks_from: year_start - Duration::days(3),
-            category: None,
-            rating: None,
+            category: Some("kind"),
+            rating: Some("score"),
         };
         let f = store.figures(&period, now).await?;
         println!(
-            "{name}: started {}, closed {}, on time {}, median {} s, weeks {}",
+            "{name}: started {}, closed {}, on time {}, median {} s, weeks {}, categories {}, rating {:?}",
             f.started,
             f.closed,
             f.closed_on_time,
             f.median_seconds.unwrap_or(0),
-            f.by_week.len()
+            f.by_week.len(),
+            f.by_category.len(),
+            f.rating
         );
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {

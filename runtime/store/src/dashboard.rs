@@ -132,38 +132,45 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let by_category = match p.category {
-            None => Vec::new(),
-            Some(field) => {
-                let mut args = Args::default();
-                let where_ = filter(&mut args, true);
-                let value = self.json_text("i.data", field, &mut args);
-                let sql = format!(
-                    "SELECT {value} AS c, COUNT(*) AS n FROM instances i WHERE {where_} \
-                     GROUP BY 1 ORDER BY 2 DESC, 1"
-                );
-                let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
-                rows.iter()
-                    .map(|r| {
-                        let c: Option<String> = r.try_get("c")?;
-                        Ok((c.unwrap_or_default(), r.try_get("n")?))
-                    })
-                    .collect::<Result<Vec<_>>>()?
+        // Categories and the rating in one pass over the instances' data (each read from
+        // the JSON), grouped by category (one group when none is named).
+        let (by_category, rating) = if p.category.is_none() && p.rating.is_none() {
+            (Vec::new(), None)
+        } else {
+            let mut args = Args::default();
+            let category = match p.category {
+                Some(field) => self.json_text("i.data", field, &mut args),
+                None => "CAST(NULL AS TEXT)".into(),
+            };
+            let (total, rated) = match p.rating {
+                Some(field) => {
+                    let value = self.json_text("i.data", field, &mut args);
+                    (
+                        format!("SUM(CAST({value} AS {}))", self.real_type()),
+                        format!("COUNT({value})"),
+                    )
+                }
+                // Typed, so each backend reads the columns alike.
+                None => (
+                    format!("CAST(NULL AS {})", self.real_type()),
+                    "CAST(0 AS BIGINT)".into(),
+                ),
+            };
+            let where_ = filter(&mut args, true);
+            let sql = format!(
+                "SELECT {category} AS c, COUNT(*) AS n, {total} AS total, {rated} AS rated \
+                 FROM instances i WHERE {where_} GROUP BY 1 ORDER BY 2 DESC, 1"
+            );
+            let rows = bind(sqlx::query(&sql), &args.list).fetch_all(&self.reader).await?;
+            let (mut groups, mut sum, mut count) = (Vec::new(), 0.0, 0i64);
+            for r in &rows {
+                let c: Option<String> = r.try_get("c")?;
+                groups.push((c.unwrap_or_default(), r.try_get("n")?));
+                sum += r.try_get::<Option<f64>, _>("total")?.unwrap_or(0.0);
+                count += r.try_get::<i64, _>("rated")?;
             }
-        };
-        let rating = match p.rating {
-            None => None,
-            Some(field) => {
-                let mut args = Args::default();
-                let where_ = filter(&mut args, true);
-                let value = self.json_text("i.data", field, &mut args);
-                let number = format!("CAST({value} AS {})", self.real_type());
-                let sql = format!("SELECT AVG({number}) AS mean, COUNT({value}) AS n FROM instances i WHERE {where_}");
-                let row = bind(sqlx::query(&sql), &args.list).fetch_one(&self.reader).await?;
-                let n: i64 = row.try_get("n")?;
-                let mean: Option<f64> = row.try_get("mean")?;
-                mean.filter(|_| n > 0).map(|m| (m, n))
-            }
+            let rating = (p.rating.is_some() && count > 0).then(|| (sum / count as f64, count));
+            (if p.category.is_some() { groups } else { Vec::new() }, rating)
         };
 
         // Overdue now, whenever the instance started.
