@@ -25,7 +25,7 @@ pub struct Period<'a> {
     pub rating: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Figures {
     pub started: i64,
     /// Of those started, how many are closed (reached an end).
@@ -58,16 +58,7 @@ impl Store {
 
     pub async fn figures(&self, p: &Period<'_>, now: DateTime<Utc>) -> Result<Figures> {
         if p.units.is_empty() {
-            return Ok(Figures {
-                started: 0,
-                closed: 0,
-                closed_on_time: 0,
-                median_seconds: None,
-                by_week: Vec::new(),
-                by_category: Vec::new(),
-                rating: None,
-                overdue_by_unit: Vec::new(),
-            });
+            return Ok(Figures::default());
         }
         // Every query starts from the same filter on `instances i`: the workflow, the
         // subtrees and (`dated`) the period.

@@ -3,29 +3,23 @@
 //! verifies the hash chains of the instances there. Anyone else is answered as for a page
 //! that does not exist.
 
+use super::admin_filters::{day_given, day_start, given, reach, unit_choices, workflow_choices};
 use super::pages::{PAGE_ROWS, more_link, name_of, number_text};
 use super::session::{CsrfOnly, Viewer};
 use super::timeline::Presenter;
-use super::views::{AdminRow, AuditPage, AuditRow, Choice, Frame};
+use super::views::{AdminRow, AuditPage, AuditRow, Frame};
 use super::{Page, PagePost, error_page, render};
 use crate::AppState;
-use crate::admin::administered;
 use crate::i18n::text;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate, Utc};
 use civicflow_engine::definition::localize;
-use civicflow_engine::org::within;
-use civicflow_engine::time::DEFAULT_TIME_ZONE;
 use civicflow_store::admin_log::{AdminAction, AdminEntry};
-use civicflow_store::{EventCursor, EventSearch, StoreError};
+use civicflow_store::{EventCursor, EventSearch};
 use serde::Deserialize;
 use std::collections::HashMap;
-
-/// Units offered in the unit filter: a district's streets, communities and grids.
-const UNIT_CHOICES: i64 = 500;
 
 #[derive(Deserialize, Default)]
 pub struct AuditQuery {
@@ -43,72 +37,6 @@ pub struct AuditQuery {
     to: Option<String>,
     #[serde(default)]
     after: Option<String>,
-}
-
-pub(super) fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// The start of day `d` in China time, as an instant.
-pub(super) fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
-    d.and_hms_opt(0, 0, 0)?
-        .and_local_timezone(DEFAULT_TIME_ZONE)
-        .single()
-        .map(|t| t.to_utc())
-}
-
-/// The subtrees to search: the chosen unit if the viewer administers it, else all theirs.
-/// `None`: a unit they do not administer (or none at all) is asked for.
-pub(super) async fn reach(
-    state: &AppState,
-    viewer: &Viewer,
-    unit: Option<&str>,
-) -> Result<Option<Vec<String>>, StoreError> {
-    let mine = administered(&viewer.actor);
-    let Some(unit) = unit else {
-        return Ok((!mine.is_empty()).then_some(mine));
-    };
-    let path = match state.runtime.store.unit_path(unit).await {
-        Ok(p) => p,
-        Err(StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(mine.iter().any(|m| within(&path, m)).then(|| vec![path]))
-}
-
-/// The units an admin may narrow a page to, in tree order, indented by depth so the tree
-/// reads as one.
-pub(super) async fn unit_choices(state: &AppState, viewer: &Viewer) -> Result<Vec<Choice>, StoreError> {
-    let store = &state.runtime.store;
-    let rows = store.units_under(&administered(&viewer.actor), UNIT_CHOICES).await?;
-    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
-    let names = store.names(&ids, &[]).await?;
-    Ok(rows
-        .iter()
-        .map(|(id, path)| {
-            let depth = path.matches('/').count().saturating_sub(2);
-            Choice {
-                id: id.clone(),
-                name: format!("{}{}", "　".repeat(depth.min(6)), name_of(&names, id, viewer.lang)),
-            }
-        })
-        .collect())
-}
-
-/// Every published workflow, by title.
-pub(super) fn workflow_choices(state: &AppState, lang: &str) -> Vec<Choice> {
-    let mut all: Vec<Choice> = state
-        .runtime
-        .registry
-        .all_latest()
-        .iter()
-        .map(|w| Choice {
-            id: w.id().to_string(),
-            name: localize(&w.def.title, lang).to_string(),
-        })
-        .collect();
-    all.sort_by(|a, b| a.id.cmp(&b.id));
-    all
 }
 
 pub async fn audit_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query<AuditQuery>) -> Response {
@@ -152,15 +80,12 @@ async fn show(state: &AppState, viewer: &Viewer, q: &AuditQuery, notice: Option<
         Err(e) => return error_page(e, lang),
     };
     let mut problems = Vec::new();
-    let mut day = |v: &Option<String>| match given(v) {
-        None => None,
-        Some(s) => match NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(day_start) {
-            Some(t) => Some(t),
-            None => {
-                problems.push(text(lang, "audit-bad-day", &[("day", s.to_string().into())]));
-                None
-            }
-        },
+    let mut day = |v: &Option<String>| match day_given(v) {
+        Ok(d) => d.and_then(day_start),
+        Err(bad) => {
+            problems.push(text(lang, "audit-bad-day", &[("day", bad.into())]));
+            None
+        }
     };
     let (from, to) = (day(&q.from), day(&q.to).map(|t| t + chrono::Duration::days(1)));
     let people = match given(&q.person) {

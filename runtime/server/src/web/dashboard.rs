@@ -3,7 +3,7 @@
 //! median time to close, starts per week, and overdue tasks by the unit holding them. The
 //! store computes each in SQL (`Store::figures`); this renders them as tables and as CSV.
 
-use super::audit::{day_start, given, reach, unit_choices, workflow_choices};
+use super::admin_filters::{day_given, day_start, given, reach, unit_choices, workflow_choices};
 use super::pages::{name_of, span_text};
 use super::session::Viewer;
 use super::views::{Dashboard, Row};
@@ -250,10 +250,7 @@ async fn read(
         },
     };
     let today = Utc::now().with_timezone(&DEFAULT_TIME_ZONE).date_naive();
-    let day = |v: &Option<String>, default: NaiveDate| match given(v) {
-        None => Ok(default),
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| s.to_string()),
-    };
+    let day = |v: &Option<String>, default: NaiveDate| day_given(v).map(|d| d.unwrap_or(default));
     let days = day(&q.to, today).and_then(|to| Ok((day(&q.from, to - Duration::days(DEFAULT_DAYS - 1))?, to)));
     match days {
         Ok((from, to)) if from <= to => Ok((workflow, units, from, to)),

@@ -2,6 +2,7 @@
 //! timelines. Templates, catalogues and the stylesheet come from `admin-ui/`, embedded in
 //! the binary, so `cargo run` is the whole install.
 
+mod admin_filters;
 mod audit;
 mod charts;
 mod checkin;
